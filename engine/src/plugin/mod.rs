@@ -1,0 +1,693 @@
+//! The WebAssembly plugin host.
+//!
+//! Plugins are components targeting one world of `wit/v0.1.0` (classifier, connector,
+//! reply-generator). The host keeps one wasmtime [`Engine`] with the pooling allocator and epoch
+//! interruption, compiles each component once (cached on disk), checks its imports against its
+//! world, its manifest and the operator's grant, and keeps an `InstancePre` for it. Every call
+//! gets a fresh store with the plugin's limits: a CPU budget (fuel), a memory limit, a wall-clock
+//! timeout that covers host calls, and input and output size limits. A plugin that traps, loops
+//! or runs out of memory fails its call with a [`CallError`]; the engine goes on.
+
+mod api;
+mod bindings;
+mod cache;
+mod error;
+mod grant;
+mod limits;
+mod manifest;
+mod sandbox;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config as WasmtimeConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+pub use api::{CallInput, ConnectorCall, Context, Draft, Intent, PluginFailure, TextInput};
+pub use error::{CallError, LoadError};
+pub use grant::{Credential, EffectiveGrant, Grant};
+pub use limits::{Limits, LimitsOverride};
+pub use manifest::{Capability, Manifest, World};
+
+use bindings::host::smsflow::plugin as host_interfaces;
+use cache::CompileCache;
+use sandbox::{CallState, Services};
+
+/// Component imports of our own interfaces start with this...
+const WIT_PACKAGE_PREFIX: &str = "smsflow:plugin/";
+/// ...and end with this.
+const WIT_VERSION_SUFFIX: &str = "@0.1.0";
+/// The largest memory any plugin may be granted; the pooling allocator reserves slots this big.
+const MAX_MEMORY_BYTES: usize = 256 << 20;
+/// How often the epoch advances: a looping plugin yields to the runtime at this interval, so
+/// its timeout can fire.
+const EPOCH_TICK: Duration = Duration::from_millis(2);
+
+/// The `[plugins]` section of `smsflow.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// The folder of built plugins: `<name>.wasm` with `<name>.plugin.toml` beside it.
+    #[serde(default = "default_plugins_dir")]
+    pub dir: PathBuf,
+    /// Where compiled plugins are cached; none to compile at every start.
+    #[serde(default = "default_cache_dir")]
+    pub cache_dir: Option<PathBuf>,
+    /// Plugin calls running at once; further calls wait for a slot.
+    #[serde(default = "default_max_concurrent_calls")]
+    pub max_concurrent_calls: u32,
+    /// Limits for every plugin, unless its grant overrides them.
+    #[serde(default)]
+    pub limits: Limits,
+    /// What each plugin is granted, by plugin name.
+    #[serde(default)]
+    pub grants: BTreeMap<String, Grant>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_plugins_dir(),
+            cache_dir: default_cache_dir(),
+            max_concurrent_calls: default_max_concurrent_calls(),
+            limits: Limits::default(),
+            grants: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_plugins_dir() -> PathBuf {
+    PathBuf::from("target/plugins")
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    Some(PathBuf::from("target/plugin-cache"))
+}
+
+fn default_max_concurrent_calls() -> u32 {
+    64
+}
+
+/// A loaded plugin.
+#[derive(Debug)]
+pub struct Plugin {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// The component file it was loaded from.
+    pub path: PathBuf,
+    /// The component's size in bytes.
+    pub size: usize,
+    /// What it may do and use.
+    pub grant: Arc<EffectiveGrant>,
+    /// The names of the component's imports.
+    pub imports: Vec<String>,
+    /// The names of the component's exports.
+    pub exports: Vec<String>,
+    /// For a classifier, the intents it says it can return.
+    pub intents: Vec<String>,
+    name: Arc<str>,
+    pre: WorldPre,
+}
+
+impl Plugin {
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+enum WorldPre {
+    Classifier(bindings::classifier::ClassifierPre<CallState>),
+    Connector(bindings::connector::ConnectorPre<CallState>),
+    ReplyGenerator(bindings::reply_generator::ReplyGeneratorPre<CallState>),
+}
+
+impl std::fmt::Debug for WorldPre {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Classifier(_) => "Classifier",
+            Self::Connector(_) => "Connector",
+            Self::ReplyGenerator(_) => "ReplyGenerator",
+        })
+    }
+}
+
+/// Loads plugins and runs calls into them, each in its own sandbox.
+pub struct PluginHost {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: CompileCache,
+    services: Services,
+    slots: Arc<Semaphore>,
+    defaults: Limits,
+    plugins: BTreeMap<String, Arc<Plugin>>,
+}
+
+impl std::fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("plugins", &self.plugins.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PluginHost {
+    /// A host with no plugins loaded yet.
+    ///
+    /// # Errors
+    ///
+    /// When wasmtime cannot be configured (it falls back from the pooling allocator to
+    /// on-demand allocation when the machine's address space is short), or the HTTP client
+    /// cannot be built.
+    pub fn new(
+        config: &PluginsConfig,
+        kv: sled::Tree,
+        clock: crate::clock::SharedClock,
+    ) -> anyhow::Result<Self> {
+        let engine = build_engine(config.max_concurrent_calls)?;
+        spawn_epoch_ticker(&engine);
+        let mut linker = Linker::new(&engine);
+        host_interfaces::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)?;
+        host_interfaces::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)?;
+        host_interfaces::clock::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)?;
+        host_interfaces::config::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)?;
+        host_interfaces::kv::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)?;
+        host_interfaces::http::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)?;
+        let http = reqwest::Client::builder()
+            // A redirect could lead outside the allow-list: plugins see 3xx answers instead.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("smsflow/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("cannot build the plugins' HTTP client")?;
+        Ok(Self {
+            cache: CompileCache::new(&engine, config.cache_dir.clone()),
+            engine,
+            linker,
+            services: Services { kv, http, clock },
+            slots: Arc::new(Semaphore::new(config.max_concurrent_calls.max(1) as usize)),
+            defaults: config.limits.clone(),
+            plugins: BTreeMap::new(),
+        })
+    }
+
+    /// Loads every `*.wasm` in `config.dir` with the grants in `config`.
+    ///
+    /// # Errors
+    ///
+    /// The first plugin that fails to load, or the folder being unreadable. A missing folder
+    /// is an error too: the operator named it.
+    pub async fn load_dir(&mut self, config: &PluginsConfig) -> anyhow::Result<()> {
+        let entries = std::fs::read_dir(&config.dir)
+            .with_context(|| format!("cannot read the plugins folder {}", config.dir.display()))?;
+        let mut paths: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+            .filter(|path| path.extension().is_some_and(|extension| extension == "wasm"))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let manifest = Manifest::from_file(&Manifest::path_for(&path))?;
+            let grant = config.grants.get(&manifest.name).cloned().unwrap_or_default();
+            self.load(&path, manifest, &grant).await?;
+        }
+        Ok(())
+    }
+
+    /// Loads one component with its manifest and the operator's grant for it.
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] saying what is wrong: an unreadable or invalid file, a core module
+    /// instead of a component, an import outside the plugin's world, manifest or grant, missing
+    /// exports, or a name already taken. Nothing is registered on error.
+    pub async fn load(
+        &mut self,
+        path: &Path,
+        manifest: Manifest,
+        grant: &Grant,
+    ) -> Result<Arc<Plugin>, LoadError> {
+        let plugin = manifest.name.clone();
+        if let Some(existing) = self.plugins.get(&plugin) {
+            return Err(LoadError::Duplicate {
+                plugin,
+                first: existing.path.clone(),
+                second: path.to_owned(),
+            });
+        }
+        let effective = EffectiveGrant::new(&manifest, grant, &self.defaults)?;
+        if effective.limits.memory_bytes > MAX_MEMORY_BYTES {
+            return Err(LoadError::Grant {
+                plugin,
+                message: format!("memory_bytes is over the host's maximum of {MAX_MEMORY_BYTES}"),
+            });
+        }
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        if wasmparser::Parser::is_core_wasm(&bytes) {
+            return Err(LoadError::CoreModule {
+                plugin,
+                path: path.to_owned(),
+            });
+        }
+        let invalid = |message: String| LoadError::Invalid {
+            plugin: plugin.clone(),
+            path: path.to_owned(),
+            message,
+        };
+        if !wasmparser::Parser::is_component(&bytes) {
+            return Err(invalid("the file does not start with a component header".into()));
+        }
+        let component = self
+            .cache
+            .load(&self.engine, &bytes)
+            .map_err(|error| invalid(format!("{error:#}")))?;
+        let component_type = component.component_type();
+        let imports: Vec<String> = component_type
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let exports: Vec<String> = component_type
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        for import in &imports {
+            check_import(&manifest, &effective, import).map_err(|reason| LoadError::ForbiddenImport {
+                plugin: plugin.clone(),
+                import: import.clone(),
+                reason,
+            })?;
+        }
+        let mismatch = |error: wasmtime::Error| LoadError::WorldMismatch {
+            plugin: plugin.clone(),
+            world: manifest.world,
+            message: format!("{error:#}"),
+        };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(mismatch)?;
+        let pre = match manifest.world {
+            World::Classifier => WorldPre::Classifier(
+                bindings::classifier::ClassifierPre::new(instance_pre).map_err(mismatch)?,
+            ),
+            World::Connector => WorldPre::Connector(
+                bindings::connector::ConnectorPre::new(instance_pre).map_err(mismatch)?,
+            ),
+            World::ReplyGenerator => WorldPre::ReplyGenerator(
+                bindings::reply_generator::ReplyGeneratorPre::new(instance_pre)
+                    .map_err(mismatch)?,
+            ),
+        };
+        let mut loaded = Plugin {
+            name: Arc::from(plugin.as_str()),
+            manifest,
+            path: path.to_owned(),
+            size: bytes.len(),
+            grant: Arc::new(effective),
+            imports,
+            exports,
+            intents: Vec::new(),
+            pre,
+        };
+        if let WorldPre::Classifier(pre) = &loaded.pre {
+            loaded.intents = self
+                .sandboxed(&loaded, 0, async |store| {
+                    let instance = pre.instantiate_async(&mut *store).await?;
+                    instance.call_intents(&mut *store).await.map(Ok)
+                })
+                .await
+                .map_err(|error| LoadError::WorldMismatch {
+                    plugin: plugin.clone(),
+                    world: World::Classifier,
+                    message: format!("`intents()` failed: {error}"),
+                })?;
+        }
+        let loaded = Arc::new(loaded);
+        self.plugins.insert(plugin, Arc::clone(&loaded));
+        Ok(loaded)
+    }
+
+    /// The plugin named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
+        self.plugins.get(name)
+    }
+
+    /// Every loaded plugin, by name.
+    pub fn plugins(&self) -> impl Iterator<Item = &Arc<Plugin>> {
+        self.plugins.values()
+    }
+
+    /// Classifies `text` with the classifier plugin `plugin`.
+    ///
+    /// # Errors
+    ///
+    /// A [`CallError`]: the plugin is not loaded or not a classifier, the input or output is
+    /// over its limit, it ran out of CPU, memory or time, it trapped, or it reported an error.
+    pub async fn classify(
+        &self,
+        plugin: &str,
+        text: &str,
+        context: &Context,
+    ) -> Result<Intent, CallError> {
+        let loaded = self.plugin(plugin)?;
+        let WorldPre::Classifier(pre) = &loaded.pre else {
+            return Err(wrong_world(loaded, World::Classifier));
+        };
+        let wit_context = context.to_wit();
+        let intent = self
+            .sandboxed(loaded, text.len() + context.size(), async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_classify(&mut *store, text, &wit_context).await
+            })
+            .await?;
+        let intent = Intent::from(intent);
+        check_output(loaded, intent.size())?;
+        Ok(intent)
+    }
+
+    /// Asks the reply-generator plugin `plugin` for a draft reply to `text`.
+    ///
+    /// # Errors
+    ///
+    /// As [`PluginHost::classify`].
+    pub async fn draft_reply(
+        &self,
+        plugin: &str,
+        text: &str,
+        context: &Context,
+    ) -> Result<Draft, CallError> {
+        let loaded = self.plugin(plugin)?;
+        let WorldPre::ReplyGenerator(pre) = &loaded.pre else {
+            return Err(wrong_world(loaded, World::ReplyGenerator));
+        };
+        let wit_context = context.to_wit();
+        let draft = self
+            .sandboxed(loaded, text.len() + context.size(), async |store| {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                instance.call_draft_reply(&mut *store, text, &wit_context).await
+            })
+            .await?;
+        let draft = Draft::from(draft);
+        check_output(loaded, draft.size())?;
+        Ok(draft)
+    }
+
+    /// Runs a lookup or a write on the connector plugin `plugin`; the result's fields become
+    /// conversation fields.
+    ///
+    /// # Errors
+    ///
+    /// As [`PluginHost::classify`].
+    pub async fn connect(
+        &self,
+        plugin: &str,
+        call: &ConnectorCall,
+    ) -> Result<BTreeMap<String, String>, CallError> {
+        let loaded = self.plugin(plugin)?;
+        let WorldPre::Connector(pre) = &loaded.pre else {
+            return Err(wrong_world(loaded, World::Connector));
+        };
+        let fields = match call {
+            ConnectorCall::Lookup {
+                entity,
+                key,
+                context,
+            } => {
+                let wit_context = context.to_wit();
+                let input_size = entity.len() + key.len() + context.size();
+                self.sandboxed(loaded, input_size, async |store| {
+                    let instance = pre.instantiate_async(&mut *store).await?;
+                    instance
+                        .call_lookup(&mut *store, entity, key, &wit_context)
+                        .await
+                })
+                .await?
+            }
+            ConnectorCall::Write {
+                entity,
+                fields,
+                context,
+            } => {
+                let wit_context = context.to_wit();
+                let wit_fields = api::fields_to_wit(fields);
+                let input_size = entity.len() + api::fields_size(fields) + context.size();
+                self.sandboxed(loaded, input_size, async |store| {
+                    let instance = pre.instantiate_async(&mut *store).await?;
+                    instance
+                        .call_write(&mut *store, entity, &wit_fields, &wit_context)
+                        .await
+                })
+                .await?
+            }
+        };
+        let fields = api::fields_from_wit(fields);
+        check_output(loaded, api::fields_size(&fields))?;
+        Ok(fields)
+    }
+
+    /// Runs one call given as JSON (`smsflow plugin call`) and returns its result as JSON.
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::BadInput`] when `input` does not fit the plugin's world; otherwise as
+    /// [`PluginHost::classify`].
+    pub async fn call_json(
+        &self,
+        plugin: &str,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, CallError> {
+        let loaded = self.plugin(plugin)?;
+        let bad_input = |message: String| CallError::BadInput {
+            plugin: plugin.to_owned(),
+            message,
+        };
+        let input: CallInput =
+            serde_json::from_value(input).map_err(|error| bad_input(error.to_string()))?;
+        let result = match (loaded.manifest.world, input) {
+            (World::Classifier, CallInput::Text(input)) => {
+                serde_json::to_value(self.classify(plugin, &input.text, &input.context).await?)
+            }
+            (World::ReplyGenerator, CallInput::Text(input)) => {
+                serde_json::to_value(self.draft_reply(plugin, &input.text, &input.context).await?)
+            }
+            (World::Connector, CallInput::Connector(call)) => {
+                serde_json::to_value(self.connect(plugin, &call).await?)
+            }
+            (World::Connector, CallInput::Text(_)) => {
+                return Err(bad_input(
+                    r#"a connector takes {"operation": "lookup", "entity": ..., "key": ...} or {"operation": "write", "entity": ..., "fields": {...}}"#.into(),
+                ));
+            }
+            (world, CallInput::Connector(_)) => {
+                return Err(bad_input(format!(
+                    r#"a {world} takes {{"text": ..., "context": {{...}}}}"#
+                )));
+            }
+        };
+        result.map_err(|error| bad_input(format!("result is not JSON: {error}")))
+    }
+
+    fn plugin(&self, name: &str) -> Result<&Arc<Plugin>, CallError> {
+        self.plugins.get(name).ok_or_else(|| CallError::NotLoaded {
+            plugin: name.to_owned(),
+        })
+    }
+
+    /// Runs `call` in a fresh store with the plugin's limits, and turns every way it can fail
+    /// into a [`CallError`] naming the plugin and the limit.
+    async fn sandboxed<T>(
+        &self,
+        plugin: &Plugin,
+        input_size: usize,
+        call: impl AsyncFnOnce(
+            &mut Store<CallState>,
+        ) -> wasmtime::Result<Result<T, host_interfaces::types::PluginError>>,
+    ) -> Result<T, CallError> {
+        let limits = &plugin.grant.limits;
+        let name = plugin.name().to_owned();
+        if input_size > limits.max_input_bytes {
+            return Err(CallError::InputTooLarge {
+                plugin: name,
+                actual: input_size,
+                limit: limits.max_input_bytes,
+            });
+        }
+        let timeout = Duration::from_millis(limits.timeout_ms);
+        let started = Instant::now();
+        // The wait for a free slot counts against the timeout too: the caller waits no longer.
+        let _slot = tokio::time::timeout(timeout, self.slots.acquire())
+            .await
+            .map_err(|_| CallError::Timeout {
+                plugin: name.clone(),
+                timeout_ms: limits.timeout_ms,
+            })?;
+        let mut store = Store::new(
+            &self.engine,
+            CallState::new(
+                Arc::clone(&plugin.name),
+                Arc::clone(&plugin.grant),
+                self.services.clone(),
+            ),
+        );
+        store.limiter(|state| state);
+        store
+            .set_fuel(limits.cpu_fuel)
+            .map_err(|error| CallError::Trap {
+                plugin: name.clone(),
+                message: format!("cannot set fuel: {error}"),
+            })?;
+        // Yield to the runtime at every epoch tick, so the timeout below can fire even while the
+        // plugin computes; the timeout itself covers the plugin's host calls (HTTP) as well.
+        store.epoch_deadline_async_yield_and_update(1);
+        let remaining = timeout.saturating_sub(started.elapsed());
+        let outcome = tokio::time::timeout(remaining, call(&mut store)).await;
+        match outcome {
+            Err(_elapsed) => Err(CallError::Timeout {
+                plugin: name,
+                timeout_ms: limits.timeout_ms,
+            }),
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(failure))) => {
+                let failure = PluginFailure::from(failure);
+                check_output(plugin, failure.size())?;
+                Err(CallError::Plugin {
+                    plugin: name,
+                    failure,
+                })
+            }
+            Ok(Err(error)) => Err(classify_trap(plugin, &store, &error)),
+        }
+    }
+}
+
+/// Why an import is refused, or `Ok` when the plugin may have it.
+fn check_import(manifest: &Manifest, grant: &EffectiveGrant, import: &str) -> Result<(), String> {
+    if import == format!("{WIT_PACKAGE_PREFIX}types{WIT_VERSION_SUFFIX}") {
+        return Ok(());
+    }
+    let Some(capability) = Capability::from_import_name(import) else {
+        return Err(if import.starts_with("wasi:") {
+            "plugins get no WASI; only the smsflow:plugin@0.1.0 interfaces of their world".into()
+        } else {
+            "it is not an interface of smsflow:plugin@0.1.0".into()
+        });
+    };
+    if !manifest.world.imports().contains(&capability) {
+        return Err(format!("`{capability}` is not part of the {} world", manifest.world));
+    }
+    if !capability.always_granted() && !manifest.capabilities.contains(&capability) {
+        return Err(format!(
+            "`{capability}` is not listed in the plugin manifest's capabilities"
+        ));
+    }
+    if !grant.capabilities.contains(&capability) {
+        return Err(format!("`{capability}` is not granted by the operator"));
+    }
+    Ok(())
+}
+
+fn wrong_world(plugin: &Plugin, expected: World) -> CallError {
+    CallError::WrongWorld {
+        plugin: plugin.name().to_owned(),
+        actual: plugin.manifest.world,
+        expected,
+    }
+}
+
+fn check_output(plugin: &Plugin, size: usize) -> Result<(), CallError> {
+    let limit = plugin.grant.limits.max_output_bytes;
+    if size > limit {
+        return Err(CallError::OutputTooLarge {
+            plugin: plugin.name().to_owned(),
+            actual: size,
+            limit,
+        });
+    }
+    Ok(())
+}
+
+fn classify_trap(plugin: &Plugin, store: &Store<CallState>, error: &wasmtime::Error) -> CallError {
+    let name = plugin.name().to_owned();
+    let limits = &plugin.grant.limits;
+    if let Some(desired) = store.data().memory_refused {
+        return CallError::MemoryLimitExceeded {
+            plugin: name,
+            desired,
+            limit: limits.memory_bytes,
+        };
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => CallError::CpuBudgetExceeded {
+            plugin: name,
+            fuel: limits.cpu_fuel,
+        },
+        Some(Trap::Interrupt) => CallError::Timeout {
+            plugin: name,
+            timeout_ms: limits.timeout_ms,
+        },
+        _ => CallError::Trap {
+            plugin: name,
+            message: error
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or("unknown trap")
+                .to_owned(),
+        },
+    }
+}
+
+fn build_engine(max_concurrent_calls: u32) -> anyhow::Result<Engine> {
+    let mut config = WasmtimeConfig::new();
+    config.epoch_interruption(true).consume_fuel(true);
+    let slots = max_concurrent_calls.max(1);
+    let mut pooling = PoolingAllocationConfig::default();
+    pooling
+        .total_component_instances(slots)
+        .total_core_instances(slots * 4)
+        .total_memories(slots * 2)
+        .total_tables(slots * 4)
+        .total_stacks(slots)
+        .max_memory_size(MAX_MEMORY_BYTES)
+        // Keeping a little of each memory resident turns the reset after a call into a memset
+        // instead of a page-table round trip: most plugins use well under this.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(1 << 16);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    match Engine::new(&config) {
+        Ok(engine) => Ok(engine),
+        Err(error) => {
+            // Spin does the same: a machine with little virtual address space (a ulimit, some
+            // containers) cannot reserve the pool; on-demand allocation is slower but works.
+            tracing::warn!(%error, "pooling allocator unavailable, falling back to on-demand allocation");
+            config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            Engine::new(&config).map_err(anyhow::Error::from)
+        }
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
+fn spawn_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("smsflow-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the epoch ticker: plugin timeouts will not interrupt running code");
+    }
+}

@@ -1,0 +1,257 @@
+//! What a plugin sees while it runs: the per-call store data, its memory limiter, and the host
+//! imports (log, clock, config, kv, http), each checked against the plugin's grant.
+
+use std::sync::Arc;
+
+use wasmtime::ResourceLimiter;
+
+use super::bindings::host::smsflow::plugin::{clock, config, http, kv, log, types};
+use super::grant::EffectiveGrant;
+use super::manifest::Capability;
+use crate::clock::SharedClock;
+
+/// Longest key a plugin may store, in bytes.
+const MAX_KV_KEY_BYTES: usize = 256;
+/// Largest value a plugin may store, in bytes.
+const MAX_KV_VALUE_BYTES: usize = 64 << 10;
+/// Longest log message kept, in bytes; the rest is cut.
+const MAX_LOG_MESSAGE_BYTES: usize = 4 << 10;
+/// Log messages kept per call; the rest are dropped, so a plugin cannot flood the log.
+const MAX_LOG_MESSAGES_PER_CALL: u32 = 64;
+
+/// Services shared by every call.
+#[derive(Debug, Clone)]
+pub(super) struct Services {
+    pub kv: sled::Tree,
+    pub http: reqwest::Client,
+    pub clock: SharedClock,
+}
+
+/// The store data of one call.
+pub(super) struct CallState {
+    plugin: Arc<str>,
+    grant: Arc<EffectiveGrant>,
+    services: Services,
+    log_messages: u32,
+    /// Set when the plugin tried to grow its memory past the limit: the size it asked for.
+    pub memory_refused: Option<usize>,
+}
+
+impl CallState {
+    pub fn new(plugin: Arc<str>, grant: Arc<EffectiveGrant>, services: Services) -> Self {
+        Self {
+            plugin,
+            grant,
+            services,
+            log_messages: 0,
+            memory_refused: None,
+        }
+    }
+
+    fn kv_key(&self, key: &str) -> Vec<u8> {
+        let mut full = Vec::with_capacity(self.plugin.len() + 1 + key.len());
+        full.extend_from_slice(self.plugin.as_bytes());
+        full.push(0);
+        full.extend_from_slice(key.as_bytes());
+        full
+    }
+
+    fn has(&self, capability: Capability) -> bool {
+        self.grant.capabilities.contains(&capability)
+    }
+}
+
+impl ResourceLimiter for CallState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.grant.limits.memory_bytes {
+            self.memory_refused = Some(desired);
+            // An error traps at once, so the call fails with our reason rather than whatever
+            // the guest's allocator does when a grow fails.
+            return Err(wasmtime::Error::msg("memory limit exceeded"));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+impl types::Host for CallState {}
+
+impl log::Host for CallState {
+    fn log(&mut self, level: log::Level, message: String) {
+        self.log_messages += 1;
+        if self.log_messages > MAX_LOG_MESSAGES_PER_CALL {
+            return;
+        }
+        let message = truncate(&message, MAX_LOG_MESSAGE_BYTES);
+        let plugin = &*self.plugin;
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, "{message}"),
+            log::Level::Info => tracing::info!(plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, "{message}"),
+            log::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+impl clock::Host for CallState {
+    fn now_ms(&mut self) -> u64 {
+        u64::try_from(self.services.clock.now_ms()).unwrap_or(0)
+    }
+}
+
+impl config::Host for CallState {
+    fn get(&mut self, key: String) -> Option<String> {
+        // The import check at load already refuses a plugin importing `config` without the
+        // grant; checking again keeps this correct if that check ever changes.
+        if !self.has(Capability::Config) {
+            return None;
+        }
+        self.grant.config.get(&key).cloned()
+    }
+}
+
+impl kv::Host for CallState {
+    fn get(&mut self, key: String) -> Option<Vec<u8>> {
+        if !self.has(Capability::Kv) {
+            return None;
+        }
+        match self.services.kv.get(self.kv_key(&key)) {
+            Ok(value) => value.map(|value| value.to_vec()),
+            Err(error) => {
+                tracing::error!(plugin = &*self.plugin, %error, "plugin kv read failed");
+                None
+            }
+        }
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), types::PluginError> {
+        if !self.has(Capability::Kv) {
+            return Err(types::PluginError::Denied("kv is not granted".into()));
+        }
+        if key.len() > MAX_KV_KEY_BYTES || value.len() > MAX_KV_VALUE_BYTES {
+            return Err(types::PluginError::InvalidInput(format!(
+                "kv keys are at most {MAX_KV_KEY_BYTES} bytes and values {MAX_KV_VALUE_BYTES} bytes"
+            )));
+        }
+        self.services
+            .kv
+            .insert(self.kv_key(&key), value)
+            .map(drop)
+            .map_err(|error| types::PluginError::Internal(format!("kv write failed: {error}")))
+    }
+
+    fn delete(&mut self, key: String) {
+        if !self.has(Capability::Kv) {
+            return;
+        }
+        if let Err(error) = self.services.kv.remove(self.kv_key(&key)) {
+            tracing::error!(plugin = &*self.plugin, %error, "plugin kv delete failed");
+        }
+    }
+}
+
+impl http::Host for CallState {
+    async fn send(&mut self, request: http::Request) -> Result<http::Response, types::PluginError> {
+        use types::PluginError::{Denied, InvalidInput, UpstreamFailure};
+
+        if !self.has(Capability::Http) {
+            return Err(Denied("http is not granted".into()));
+        }
+        let url = url::Url::parse(&request.url)
+            .map_err(|error| InvalidInput(format!("`{}` is not a URL: {error}", request.url)))?;
+        if !self.grant.allows(&url) {
+            tracing::warn!(plugin = &*self.plugin, url = %url, "plugin HTTP request refused");
+            return Err(Denied(format!(
+                "{} is not in this plugin's HTTP allow-list",
+                url.origin().ascii_serialization()
+            )));
+        }
+        let max_body = self.grant.limits.max_http_body_bytes;
+        if request.body.as_ref().is_some_and(|body| body.len() > max_body) {
+            return Err(InvalidInput(format!(
+                "request body is over the {max_body}-byte limit"
+            )));
+        }
+        let method = match request.method {
+            http::Method::Get => reqwest::Method::GET,
+            http::Method::Post => reqwest::Method::POST,
+            http::Method::Put => reqwest::Method::PUT,
+            http::Method::Patch => reqwest::Method::PATCH,
+            http::Method::Delete => reqwest::Method::DELETE,
+        };
+        let credentials: Vec<(&str, &str)> = self.grant.credentials_for(&url).collect();
+        let mut builder = self.services.http.request(method, url.clone());
+        for (name, value) in &request.headers {
+            let name = name.to_ascii_lowercase();
+            // The host owns these: credentials, and the headers that frame the request.
+            let reserved = credentials.iter().any(|(header, _)| *header == name)
+                || matches!(
+                    name.as_str(),
+                    "host" | "content-length" | "transfer-encoding" | "connection"
+                );
+            if !reserved {
+                builder = builder.header(name, value);
+            }
+        }
+        for (header, value) in credentials {
+            builder = builder.header(header, value);
+        }
+        if let Some(body) = request.body {
+            builder = builder.body(body);
+        }
+        let mut response = builder.send().await.map_err(|error| {
+            UpstreamFailure(format!("request to {} failed: {error}", url.origin().ascii_serialization()))
+        })?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+            })
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| UpstreamFailure(format!("reading the response failed: {error}")))?
+        {
+            if body.len() + chunk.len() > max_body {
+                return Err(UpstreamFailure(format!(
+                    "response body is over the {max_body}-byte limit"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(http::Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn truncate(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

@@ -1,0 +1,401 @@
+//! Hostile and broken plugins, written in WAT so these tests need no wasm toolchain. Each must
+//! fail with a typed error naming the plugin and the limit, within its budget, while the same
+//! host keeps serving a well-behaved plugin.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smsflow::clock::SystemClock;
+use smsflow::plugin::{
+    CallError, Capability, Context, Grant, LimitsOverride, LoadError, Manifest, PluginHost,
+    PluginsConfig, World,
+};
+use smsflow::store::Store;
+
+/// A classifier core module: `intents()` returns an empty list, `classify` runs `body`, and a
+/// return area at 200 holds `ok(intent { name: "confirm", confidence: 1.0 })`.
+fn classifier_module(classify_body: &str) -> String {
+    format!(
+        r#"(module
+          (memory (export "memory") 1)
+          (global $heap (mut i32) (i32.const 4096))
+          (data (i32.const 100) "confirm")
+          (data (i32.const 200) "\00\00\00\00\64\00\00\00\07\00\00\00\00\00\80\3f\00\00\00\00\00\00\00\00")
+          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+            (local $ptr i32)
+            (local.set $ptr
+              (i32.and
+                (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
+                (i32.sub (i32.const 0) (local.get 2))))
+            (global.set $heap (i32.add (local.get $ptr) (local.get 3)))
+            (local.get $ptr))
+          (func (export "intents") (result i32) (i32.const 64))
+          (func (export "classify")
+            (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
+            {classify_body}))"#
+    )
+}
+
+/// Wraps a core module into a component of `world`, as `wasm-tools component new` does.
+fn component(world: &str, core_wat: &str) -> Vec<u8> {
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/v0.1.0"))
+        .unwrap();
+    let world = resolve.select_world(&[package], Some(world)).unwrap();
+    let mut module = wat::parse_str(core_wat).unwrap();
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap()
+}
+
+struct Harness {
+    host: PluginHost,
+    dir: tempfile::TempDir,
+    _store: Store,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let store = Store::temporary().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = PluginsConfig {
+            cache_dir: Some(dir.path().join("cache")),
+            ..PluginsConfig::default()
+        };
+        let host = PluginHost::new(&config, store.plugin_kv().unwrap(), Arc::new(SystemClock))
+            .unwrap();
+        Self {
+            host,
+            dir,
+            _store: store,
+        }
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = self.dir.path().join(format!("{name}.wasm"));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    async fn load(
+        &mut self,
+        name: &str,
+        world: World,
+        capabilities: Vec<Capability>,
+        bytes: &[u8],
+        grant: Grant,
+    ) -> Result<(), LoadError> {
+        let path = self.write(name, bytes);
+        let manifest = Manifest {
+            name: name.into(),
+            version: "0.1.0".into(),
+            world,
+            description: String::new(),
+            capabilities,
+        };
+        self.host.load(&path, manifest, &grant).await.map(drop)
+    }
+
+    async fn load_classifier(&mut self, name: &str, classify_body: &str, limits: LimitsOverride) {
+        let bytes = component("classifier", &classifier_module(classify_body));
+        let grant = Grant {
+            limits,
+            ..Grant::default()
+        };
+        self.load(name, World::Classifier, vec![], &bytes, grant)
+            .await
+            .unwrap();
+    }
+
+    async fn classify(&self, plugin: &str) -> Result<String, CallError> {
+        self.host
+            .classify(plugin, "yes", &Context::default())
+            .await
+            .map(|intent| intent.name)
+    }
+
+    /// The well-behaved plugin still answers: the host survived whatever came before.
+    async fn assert_still_serving(&self) {
+        assert_eq!(self.classify("good").await.unwrap(), "confirm");
+    }
+}
+
+async fn harness_with_good_plugin() -> Harness {
+    let mut harness = Harness::new();
+    harness
+        .load_classifier("good", "(i32.const 200)", LimitsOverride::default())
+        .await;
+    harness
+}
+
+#[tokio::test]
+async fn a_well_behaved_wat_classifier_answers() {
+    let harness = harness_with_good_plugin().await;
+    harness.assert_still_serving().await;
+    let plugin = harness.host.get("good").unwrap();
+    assert_eq!(plugin.imports, ["smsflow:plugin/types@0.1.0"]);
+    assert_eq!(plugin.exports, ["intents", "classify"]);
+}
+
+#[tokio::test]
+async fn an_endless_loop_runs_out_of_cpu_budget() {
+    let mut harness = harness_with_good_plugin().await;
+    let limits = LimitsOverride {
+        cpu_fuel: Some(20_000_000),
+        ..LimitsOverride::default()
+    };
+    harness
+        .load_classifier("spinner", "(loop $forever (br $forever)) (unreachable)", limits)
+        .await;
+    let started = Instant::now();
+    let error = harness.classify("spinner").await.unwrap_err();
+    assert!(
+        matches!(error, CallError::CpuBudgetExceeded { fuel: 20_000_000, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("spinner") && error.to_string().contains("20000000"));
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    harness.assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn an_endless_loop_with_fuel_to_spare_hits_the_wall_clock_timeout() {
+    let mut harness = harness_with_good_plugin().await;
+    let limits = LimitsOverride {
+        cpu_fuel: Some(u64::MAX / 2),
+        timeout_ms: Some(150),
+        ..LimitsOverride::default()
+    };
+    harness
+        .load_classifier("sleeper", "(loop $forever (br $forever)) (unreachable)", limits)
+        .await;
+    let started = Instant::now();
+    let error = harness.classify("sleeper").await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(matches!(error, CallError::Timeout { timeout_ms: 150, .. }), "{error}");
+    assert!(error.to_string().contains("sleeper") && error.to_string().contains("150 ms"));
+    assert!(elapsed >= Duration::from_millis(150), "{elapsed:?}");
+    assert!(elapsed < Duration::from_millis(1_000), "{elapsed:?}");
+    harness.assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn unbounded_memory_growth_stops_at_the_memory_limit() {
+    let mut harness = harness_with_good_plugin().await;
+    let limits = LimitsOverride {
+        memory_bytes: Some(4 << 20),
+        ..LimitsOverride::default()
+    };
+    harness
+        .load_classifier(
+            "hog",
+            "(loop $grow (drop (memory.grow (i32.const 16))) (br $grow)) (unreachable)",
+            limits,
+        )
+        .await;
+    let error = harness.classify("hog").await.unwrap_err();
+    match &error {
+        CallError::MemoryLimitExceeded { desired, limit, .. } => {
+            assert_eq!(*limit, 4 << 20);
+            assert!(*desired > *limit);
+        }
+        other => panic!("expected a memory limit error, got {other}"),
+    }
+    assert!(error.to_string().contains("hog") && error.to_string().contains("4194304"));
+    harness.assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn a_trap_is_a_typed_error() {
+    let mut harness = harness_with_good_plugin().await;
+    harness
+        .load_classifier("crasher", "(unreachable)", LimitsOverride::default())
+        .await;
+    let error = harness.classify("crasher").await.unwrap_err();
+    assert!(matches!(error, CallError::Trap { .. }), "{error}");
+    assert!(error.to_string().contains("crasher"), "{error}");
+    harness.assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn an_oversized_result_is_refused() {
+    let mut harness = harness_with_good_plugin().await;
+    // Grows memory to 2 MiB and returns an intent whose name is the 1 MiB at 64 KiB.
+    let body = r#"
+        (drop (memory.grow (i32.const 31)))
+        (i32.store8 (i32.const 1024) (i32.const 0))
+        (i32.store (i32.const 1028) (i32.const 65536))
+        (i32.store (i32.const 1032) (i32.const 1048576))
+        (f32.store (i32.const 1036) (f32.const 1))
+        (i32.store (i32.const 1040) (i32.const 0))
+        (i32.store (i32.const 1044) (i32.const 0))
+        (i32.const 1024)"#;
+    harness
+        .load_classifier("talker", body, LimitsOverride::default())
+        .await;
+    let error = harness.classify("talker").await.unwrap_err();
+    assert!(
+        matches!(error, CallError::OutputTooLarge { actual: 1_048_576, limit: 65_536, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("talker"));
+    harness.assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn an_oversized_input_is_refused_before_the_call() {
+    let harness = harness_with_good_plugin().await;
+    let text = "y".repeat(70_000);
+    let error = harness
+        .host
+        .classify("good", &text, &Context::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, CallError::InputTooLarge { limit: 65_536, .. }),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_component_importing_wasi_is_refused_at_load_naming_the_import() {
+    let mut harness = harness_with_good_plugin().await;
+    let wat = r#"(component
+        (import "wasi:cli/environment@0.2.0" (instance
+            (export "get-arguments" (func (result (list string)))))))"#;
+    let bytes = wat::parse_str(wat).unwrap();
+    let error = harness
+        .load("sneaky", World::Classifier, vec![], &bytes, Grant::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, LoadError::ForbiddenImport { import, .. } if import == "wasi:cli/environment@0.2.0"),
+        "{error}"
+    );
+    assert!(error.to_string().contains("sneaky") && error.to_string().contains("WASI"));
+    assert!(harness.host.get("sneaky").is_none());
+    harness.assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn a_component_importing_an_unknown_interface_is_refused() {
+    let mut harness = Harness::new();
+    let bytes = wat::parse_str(r#"(component (import "acme:net/sockets" (instance)))"#).unwrap();
+    let error = harness
+        .load("stranger", World::Classifier, vec![], &bytes, Grant::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, LoadError::ForbiddenImport { import, .. } if import == "acme:net/sockets"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn an_import_outside_the_manifest_or_grant_is_refused() {
+    let mut harness = Harness::new();
+    // A classifier that reads its kv store without asking for `kv` in its manifest.
+    let core = classifier_module("(i32.const 200)").replacen(
+        "(memory",
+        r#"(import "smsflow:plugin/kv@0.1.0" "get" (func (param i32 i32 i32)))
+           (memory"#,
+        1,
+    );
+    let bytes = component("classifier", &core);
+    let error = harness
+        .load("nosy", World::Classifier, vec![], &bytes, Grant::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, LoadError::ForbiddenImport { import, reason, .. }
+            if import == "smsflow:plugin/kv@0.1.0" && reason.contains("manifest")),
+        "{error}"
+    );
+    // Asked for in the manifest but not granted by the operator.
+    let error = harness
+        .load("nosy", World::Classifier, vec![Capability::Kv], &bytes, Grant::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, LoadError::NotGranted { capability: Capability::Kv, .. }),
+        "{error}"
+    );
+    // Asked for and granted: it loads.
+    let grant = Grant {
+        capabilities: vec![Capability::Kv],
+        ..Grant::default()
+    };
+    harness
+        .load("nosy", World::Classifier, vec![Capability::Kv], &bytes, grant)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_corrupt_file_is_refused() {
+    let mut harness = Harness::new();
+    let mut bytes = component("classifier", &classifier_module("(i32.const 200)"));
+    let middle = bytes.len() / 2;
+    bytes.truncate(middle);
+    let error = harness
+        .load("broken", World::Classifier, vec![], &bytes, Grant::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LoadError::Invalid { .. }), "{error}");
+    assert!(error.to_string().contains("broken"));
+    let error = harness
+        .load("noise", World::Classifier, vec![], b"MZ\x90\x00 not wasm at all", Grant::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LoadError::Invalid { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn a_core_module_is_refused_with_a_hint() {
+    let mut harness = Harness::new();
+    let bytes = wat::parse_str(&classifier_module("(i32.const 200)")).unwrap();
+    let error = harness
+        .load("core", World::Classifier, vec![], &bytes, Grant::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LoadError::CoreModule { .. }), "{error}");
+    assert!(error.to_string().contains("wasm-tools component new"));
+}
+
+#[tokio::test]
+async fn a_component_of_another_world_is_refused() {
+    let mut harness = Harness::new();
+    let bytes = component("classifier", &classifier_module("(i32.const 200)"));
+    let error = harness
+        .load("misfiled", World::ReplyGenerator, vec![], &bytes, Grant::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, LoadError::WorldMismatch { world: World::ReplyGenerator, .. }),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn many_concurrent_calls_share_the_pool() {
+    let harness = harness_with_good_plugin().await;
+    let host = &harness.host;
+    let context = Context::default();
+    let calls = (0..200).map(|_| host.classify("good", "yes", &context));
+    let results = futures_util::future::join_all(calls).await;
+    assert!(results.iter().all(|result| result.as_ref().is_ok_and(|intent| intent.name == "confirm")));
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Builds every plugin under plugins/ to a WebAssembly component in target/plugins/, with its
+# manifest beside it (<name>.wasm and <name>.plugin.toml).
+#
+# Two routes, whichever this machine allows:
+#  - rustup's wasm32-unknown-unknown target, when it is installed;
+#  - otherwise Debian's rustc/cargo with the standard library's sources (-Zbuild-std), installed
+#    here with apt-get when missing (see ../shared/wasm-toolchain.md).
+# wasm-tools (crates.io) turns each core module into a component.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+out="$root/target/plugins"
+plugins=(keyword-intents order-status crm-notes faq-replies)
+wasm_tools_version=1.263.0
+target=wasm32-unknown-unknown
+
+say() { echo "build-plugins: $*" >&2; }
+
+if ! command -v wasm-tools >/dev/null 2>&1; then
+  say "installing wasm-tools $wasm_tools_version from crates.io (once, a few minutes)"
+  cargo install wasm-tools --locked --version "$wasm_tools_version"
+fi
+
+cd "$root/plugins"
+# One cargo run per plugin: built together, cargo would unify the SDK's world features and
+# every component would carry the other worlds' types.
+build_each() {
+  for plugin in "${plugins[@]}"; do "$@" -p "$plugin"; done
+}
+
+if rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+  say "building with rustup's $target target"
+  build_each cargo build --release --target "$target"
+else
+  missing=()
+  for package in rustc-web cargo-web rust-web-src lld; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    say "rustup has no $target target here; installing Debian's ${missing[*]} to build std from source"
+    sudo_cmd=""
+    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -q
+    $sudo_cmd apt-get install -y -q "${missing[@]}"
+  fi
+  say "building with Debian's rustc and -Zbuild-std"
+  export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
+  export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld
+  build_each /usr/bin/cargo build --release --target "$target" -Zbuild-std=std,panic_abort
+fi
+
+mkdir -p "$out"
+for plugin in "${plugins[@]}"; do
+  core="$root/plugins/target/$target/release/${plugin//-/_}.wasm"
+  wasm-tools component new "$core" -o "$out/$plugin.wasm"
+  cp "$root/plugins/$plugin/plugin.toml" "$out/$plugin.plugin.toml"
+  say "$out/$plugin.wasm ($(stat -c %s "$out/$plugin.wasm") bytes)"
+done
