@@ -58,7 +58,11 @@ fn plugin_call_passes_settings_to_a_reply_generator() {
 
 #[test]
 fn plugin_inspect_shows_world_imports_and_exports() {
-    let report = json_stdout(&smsflow(&["plugin", "inspect", "target/plugins/order-status.wasm"]));
+    let report = json_stdout(&smsflow(&[
+        "plugin",
+        "inspect",
+        "target/plugins/order-status.wasm",
+    ]));
     assert_eq!(report["name"], "order-status");
     assert_eq!(report["world"], "connector");
     let imports: Vec<&str> = report["imports"]
@@ -67,8 +71,16 @@ fn plugin_inspect_shows_world_imports_and_exports() {
         .iter()
         .map(|import| import.as_str().unwrap())
         .collect();
-    assert!(imports.contains(&"smsflow:plugin/http@0.1.0"), "{imports:?}");
-    assert!(imports.iter().all(|import| import.starts_with("smsflow:plugin/")), "{imports:?}");
+    assert!(
+        imports.contains(&"smsflow:plugin/http@0.1.0"),
+        "{imports:?}"
+    );
+    assert!(
+        imports
+            .iter()
+            .all(|import| import.starts_with("smsflow:plugin/")),
+        "{imports:?}"
+    );
     assert_eq!(report["exports"], serde_json::json!(["lookup", "write"]));
     assert!(report["size_bytes"].as_u64().unwrap() > 1000);
 }
@@ -84,13 +96,25 @@ fn plugin_call_with_input_of_the_wrong_shape_says_what_it_expects() {
     ]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("order-status") && stderr.contains("operation"), "{stderr}");
+    assert!(
+        stderr.contains("order-status") && stderr.contains("operation"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn plugin_call_on_a_missing_file_fails_clearly() {
-    let output = smsflow(&["plugin", "call", "target/plugins/nope.wasm", "--input", "{}"]);
+    let output = smsflow(&[
+        "plugin",
+        "call",
+        "target/plugins/nope.wasm",
+        "--input",
+        "{}",
+    ]);
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("nope") || stderr.contains("plugin.toml"), "{stderr}");
+    assert!(
+        stderr.contains("nope") || stderr.contains("plugin.toml"),
+        "{stderr}"
+    );
 }

@@ -3,6 +3,7 @@
 //! `wasm`: a fresh store, instantiation from the `InstancePre` (pooling allocator) and one
 //! `classify` call of the keyword-intents component, as every engine call does.
 //! `native`: `keyword_intents::classify` linked into this binary.
+//! `minimal component`: the same for a WAT component that does no work, the host's floor.
 //! Needs the components built (`just plugins`; `just bench` does it).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
@@ -12,8 +13,11 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use smsflow::clock::SystemClock;
-use smsflow::plugin::{Context, PluginHost, PluginsConfig};
+use smsflow::plugin::{Context, Grant, Manifest, PluginHost, PluginsConfig, World};
 use smsflow::store::Store;
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 const TEXTS: [&str; 4] = [
     "Yes please!",
@@ -37,10 +41,37 @@ fn plugin_call(criterion: &mut Criterion) {
     let host = runtime.block_on(async {
         let mut host =
             PluginHost::new(&config, store.plugin_kv().unwrap(), Arc::new(SystemClock)).unwrap();
-        host.load_dir(&config).await.unwrap();
+        let component = config.dir.join("keyword-intents.wasm");
+        let manifest = Manifest::from_file(&Manifest::path_for(&component)).unwrap();
+        host.load(&component, manifest, &Grant::default())
+            .await
+            .unwrap();
+        let minimal =
+            std::env::temp_dir().join(format!("smsflow-bench-{}.wasm", std::process::id()));
+        let bytes =
+            support::component("classifier", &support::classifier_module("(i32.const 200)"));
+        std::fs::write(&minimal, bytes).unwrap();
+        let manifest = Manifest {
+            name: "minimal".into(),
+            version: "0.1.0".into(),
+            world: World::Classifier,
+            description: String::new(),
+            capabilities: Vec::new(),
+        };
+        host.load(&minimal, manifest, &Grant::default())
+            .await
+            .unwrap();
+        std::fs::remove_file(&minimal).unwrap();
         host
     });
     let context = Context::default();
+
+    // The host's floor: a component that does no work (WAT, one static answer).
+    criterion.bench_function("minimal component instantiate+call", |bencher| {
+        bencher
+            .to_async(&runtime)
+            .iter(|| async { host.classify("minimal", "yes", &context).await.unwrap() });
+    });
 
     let mut group = criterion.benchmark_group("keyword-intents");
     for text in TEXTS {

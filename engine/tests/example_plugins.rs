@@ -77,7 +77,11 @@ async fn keyword_intents_classifies_common_replies() {
     let (host, _store) = host_with(&grants("", "")).await;
     let plugin = host.get("keyword-intents").unwrap();
     for intent in ["confirm", "cancel", "reschedule", "complaint"] {
-        assert!(plugin.intents.iter().any(|name| name == intent), "{:?}", plugin.intents);
+        assert!(
+            plugin.intents.iter().any(|name| name == intent),
+            "{:?}",
+            plugin.intents
+        );
     }
     let cases = [
         ("Yes please!", "confirm"),
@@ -92,14 +96,24 @@ async fn keyword_intents_classifies_common_replies() {
     ];
     let context = Context::default();
     for (text, expected) in cases {
-        let intent = host.classify("keyword-intents", text, &context).await.unwrap();
+        let intent = host
+            .classify("keyword-intents", text, &context)
+            .await
+            .unwrap();
         assert_eq!(text_of(&intent), expected, "{text}");
     }
     let intent = host
-        .classify("keyword-intents", "can we do thursday at 3pm instead", &context)
+        .classify(
+            "keyword-intents",
+            "can we do thursday at 3pm instead",
+            &context,
+        )
         .await
         .unwrap();
-    assert_eq!(intent.entities.get("day").map(String::as_str), Some("thursday"));
+    assert_eq!(
+        intent.entities.get("day").map(String::as_str),
+        Some("thursday")
+    );
 }
 
 #[tokio::test]
@@ -134,7 +148,11 @@ async fn faq_replies_answers_from_its_config_and_hands_off_when_unsure() {
 
 #[tokio::test]
 async fn faq_replies_without_its_config_is_an_invalid_input_error() {
-    let (host, _store) = host_with(&grants("", "").replace(FAQ_GRANT, "[grants.faq-replies]\ncapabilities = [\"config\"]\n")).await;
+    let (host, _store) = host_with(&grants("", "").replace(
+        FAQ_GRANT,
+        "[grants.faq-replies]\ncapabilities = [\"config\"]\n",
+    ))
+    .await;
     let error = host
         .draft_reply("faq-replies", "hours?", &Context::default())
         .await
@@ -183,18 +201,39 @@ async fn order_status_looks_orders_up_over_http() {
     ))
     .await;
 
-    let fields = host.connect("order-status", &lookup("order", "A100")).await.unwrap();
+    let fields = host
+        .connect("order-status", &lookup("order", "A100"))
+        .await
+        .unwrap();
     assert_eq!(fields["order_found"], "true");
     assert_eq!(fields["order_status"], "shipped");
     assert_eq!(fields["order_eta"], "2026-12-01");
 
-    let fields = host.connect("order-status", &lookup("order", "NOPE9")).await.unwrap();
-    assert_eq!(fields, BTreeMap::from([("order_found".into(), "false".into())]));
+    let fields = host
+        .connect("order-status", &lookup("order", "NOPE9"))
+        .await
+        .unwrap();
+    assert_eq!(
+        fields,
+        BTreeMap::from([("order_found".into(), "false".into())])
+    );
 
     // The wall-clock timeout covers the plugin's wait on the host's HTTP call.
     let started = std::time::Instant::now();
-    let error = host.connect("order-status", &lookup("order", "SLOW1")).await.unwrap_err();
-    assert!(matches!(error, CallError::Timeout { timeout_ms: 500, .. }), "{error}");
+    let error = host
+        .connect("order-status", &lookup("order", "SLOW1"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            CallError::Timeout {
+                timeout_ms: 500,
+                ..
+            }
+        ),
+        "{error}"
+    );
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
@@ -203,13 +242,14 @@ async fn order_status_cannot_reach_an_origin_the_operator_did_not_grant() {
     let granted = serve(order_api()).await;
     let other = serve(order_api()).await;
     let (host, _store) = host_with(&grants(
-        &format!(
-            "http = [\"http://{granted}\"]\nconfig = {{ base_url = \"http://{other}/api\" }}"
-        ),
+        &format!("http = [\"http://{granted}\"]\nconfig = {{ base_url = \"http://{other}/api\" }}"),
         "",
     ))
     .await;
-    let error = host.connect("order-status", &lookup("order", "A100")).await.unwrap_err();
+    let error = host
+        .connect("order-status", &lookup("order", "A100"))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&error, CallError::Plugin { failure: PluginFailure::Denied(message), .. } if message.contains("allow-list")),
         "{error}"
@@ -271,7 +311,10 @@ async fn crm_notes_finds_a_contact_and_writes_a_note_with_host_added_credentials
     ))
     .await;
 
-    let fields = host.connect("crm-notes", &lookup("contact", "+15551230001")).await.unwrap();
+    let fields = host
+        .connect("crm-notes", &lookup("contact", "+15551230001"))
+        .await
+        .unwrap();
     assert_eq!(fields["contact_found"], "true");
     assert_eq!(fields["contact_id"], "501");
     assert_eq!(fields["first_name"], "Ana");
@@ -291,9 +334,19 @@ async fn crm_notes_finds_a_contact_and_writes_a_note_with_host_added_credentials
 
     let log = log.lock().unwrap();
     assert!(!log.authorizations.is_empty());
-    assert!(log.authorizations.iter().all(|value| value == "Bearer pat-test-123"));
+    assert!(
+        log.authorizations
+            .iter()
+            .all(|value| value == "Bearer pat-test-123")
+    );
     let note = &log.notes[0];
-    assert_eq!(note["properties"]["hs_note_body"], "Customer said \"call me\"\nafter 5pm");
+    assert_eq!(
+        note["properties"]["hs_note_body"],
+        "Customer said \"call me\"\nafter 5pm"
+    );
     assert_eq!(note["associations"][0]["to"]["id"], "501");
-    assert_eq!(note["associations"][0]["types"][0]["associationTypeId"], 202);
+    assert_eq!(
+        note["associations"][0]["types"][0]["associationTypeId"],
+        202
+    );
 }

@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,53 +14,9 @@ use smsflow::plugin::{
     PluginsConfig, World,
 };
 use smsflow::store::Store;
+use support::{classifier_module, component};
 
-/// A classifier core module: `intents()` returns an empty list, `classify` runs `body`, and a
-/// return area at 200 holds `ok(intent { name: "confirm", confidence: 1.0 })`.
-fn classifier_module(classify_body: &str) -> String {
-    format!(
-        r#"(module
-          (memory (export "memory") 1)
-          (global $heap (mut i32) (i32.const 4096))
-          (data (i32.const 100) "confirm")
-          (data (i32.const 200) "\00\00\00\00\64\00\00\00\07\00\00\00\00\00\80\3f\00\00\00\00\00\00\00\00")
-          (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
-            (local $ptr i32)
-            (local.set $ptr
-              (i32.and
-                (i32.add (global.get $heap) (i32.sub (local.get 2) (i32.const 1)))
-                (i32.sub (i32.const 0) (local.get 2))))
-            (global.set $heap (i32.add (local.get $ptr) (local.get 3)))
-            (local.get $ptr))
-          (func (export "intents") (result i32) (i32.const 64))
-          (func (export "classify")
-            (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
-            {classify_body}))"#
-    )
-}
-
-/// Wraps a core module into a component of `world`, as `wasm-tools component new` does.
-fn component(world: &str, core_wat: &str) -> Vec<u8> {
-    let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve
-        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/v0.1.0"))
-        .unwrap();
-    let world = resolve.select_world(&[package], Some(world)).unwrap();
-    let mut module = wat::parse_str(core_wat).unwrap();
-    wit_component::embed_component_metadata(
-        &mut module,
-        &resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )
-    .unwrap();
-    wit_component::ComponentEncoder::default()
-        .module(&module)
-        .unwrap()
-        .validate(true)
-        .encode()
-        .unwrap()
-}
+mod support;
 
 struct Harness {
     host: PluginHost,
@@ -76,8 +32,8 @@ impl Harness {
             cache_dir: Some(dir.path().join("cache")),
             ..PluginsConfig::default()
         };
-        let host = PluginHost::new(&config, store.plugin_kv().unwrap(), Arc::new(SystemClock))
-            .unwrap();
+        let host =
+            PluginHost::new(&config, store.plugin_kv().unwrap(), Arc::new(SystemClock)).unwrap();
         Self {
             host,
             dir,
@@ -159,16 +115,30 @@ async fn an_endless_loop_runs_out_of_cpu_budget() {
         ..LimitsOverride::default()
     };
     harness
-        .load_classifier("spinner", "(loop $forever (br $forever)) (unreachable)", limits)
+        .load_classifier(
+            "spinner",
+            "(loop $forever (br $forever)) (unreachable)",
+            limits,
+        )
         .await;
     let started = Instant::now();
     let error = harness.classify("spinner").await.unwrap_err();
     assert!(
-        matches!(error, CallError::CpuBudgetExceeded { fuel: 20_000_000, .. }),
+        matches!(
+            error,
+            CallError::CpuBudgetExceeded {
+                fuel: 20_000_000,
+                ..
+            }
+        ),
         "{error}"
     );
     assert!(error.to_string().contains("spinner") && error.to_string().contains("20000000"));
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     harness.assert_still_serving().await;
 }
 
@@ -181,12 +151,25 @@ async fn an_endless_loop_with_fuel_to_spare_hits_the_wall_clock_timeout() {
         ..LimitsOverride::default()
     };
     harness
-        .load_classifier("sleeper", "(loop $forever (br $forever)) (unreachable)", limits)
+        .load_classifier(
+            "sleeper",
+            "(loop $forever (br $forever)) (unreachable)",
+            limits,
+        )
         .await;
     let started = Instant::now();
     let error = harness.classify("sleeper").await.unwrap_err();
     let elapsed = started.elapsed();
-    assert!(matches!(error, CallError::Timeout { timeout_ms: 150, .. }), "{error}");
+    assert!(
+        matches!(
+            error,
+            CallError::Timeout {
+                timeout_ms: 150,
+                ..
+            }
+        ),
+        "{error}"
+    );
     assert!(error.to_string().contains("sleeper") && error.to_string().contains("150 ms"));
     assert!(elapsed >= Duration::from_millis(150), "{elapsed:?}");
     assert!(elapsed < Duration::from_millis(1_000), "{elapsed:?}");
@@ -249,7 +232,14 @@ async fn an_oversized_result_is_refused() {
         .await;
     let error = harness.classify("talker").await.unwrap_err();
     assert!(
-        matches!(error, CallError::OutputTooLarge { actual: 1_048_576, limit: 65_536, .. }),
+        matches!(
+            error,
+            CallError::OutputTooLarge {
+                actual: 1_048_576,
+                limit: 65_536,
+                ..
+            }
+        ),
         "{error}"
     );
     assert!(error.to_string().contains("talker"));
@@ -279,7 +269,13 @@ async fn a_component_importing_wasi_is_refused_at_load_naming_the_import() {
             (export "get-arguments" (func (result (list string)))))))"#;
     let bytes = wat::parse_str(wat).unwrap();
     let error = harness
-        .load("sneaky", World::Classifier, vec![], &bytes, Grant::default())
+        .load(
+            "sneaky",
+            World::Classifier,
+            vec![],
+            &bytes,
+            Grant::default(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -296,7 +292,13 @@ async fn a_component_importing_an_unknown_interface_is_refused() {
     let mut harness = Harness::new();
     let bytes = wat::parse_str(r#"(component (import "acme:net/sockets" (instance)))"#).unwrap();
     let error = harness
-        .load("stranger", World::Classifier, vec![], &bytes, Grant::default())
+        .load(
+            "stranger",
+            World::Classifier,
+            vec![],
+            &bytes,
+            Grant::default(),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -327,11 +329,23 @@ async fn an_import_outside_the_manifest_or_grant_is_refused() {
     );
     // Asked for in the manifest but not granted by the operator.
     let error = harness
-        .load("nosy", World::Classifier, vec![Capability::Kv], &bytes, Grant::default())
+        .load(
+            "nosy",
+            World::Classifier,
+            vec![Capability::Kv],
+            &bytes,
+            Grant::default(),
+        )
         .await
         .unwrap_err();
     assert!(
-        matches!(error, LoadError::NotGranted { capability: Capability::Kv, .. }),
+        matches!(
+            error,
+            LoadError::NotGranted {
+                capability: Capability::Kv,
+                ..
+            }
+        ),
         "{error}"
     );
     // Asked for and granted: it loads.
@@ -340,7 +354,13 @@ async fn an_import_outside_the_manifest_or_grant_is_refused() {
         ..Grant::default()
     };
     harness
-        .load("nosy", World::Classifier, vec![Capability::Kv], &bytes, grant)
+        .load(
+            "nosy",
+            World::Classifier,
+            vec![Capability::Kv],
+            &bytes,
+            grant,
+        )
         .await
         .unwrap();
 }
@@ -352,13 +372,25 @@ async fn a_corrupt_file_is_refused() {
     let middle = bytes.len() / 2;
     bytes.truncate(middle);
     let error = harness
-        .load("broken", World::Classifier, vec![], &bytes, Grant::default())
+        .load(
+            "broken",
+            World::Classifier,
+            vec![],
+            &bytes,
+            Grant::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(error, LoadError::Invalid { .. }), "{error}");
     assert!(error.to_string().contains("broken"));
     let error = harness
-        .load("noise", World::Classifier, vec![], b"MZ\x90\x00 not wasm at all", Grant::default())
+        .load(
+            "noise",
+            World::Classifier,
+            vec![],
+            b"MZ\x90\x00 not wasm at all",
+            Grant::default(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(error, LoadError::Invalid { .. }), "{error}");
@@ -367,7 +399,7 @@ async fn a_corrupt_file_is_refused() {
 #[tokio::test]
 async fn a_core_module_is_refused_with_a_hint() {
     let mut harness = Harness::new();
-    let bytes = wat::parse_str(&classifier_module("(i32.const 200)")).unwrap();
+    let bytes = wat::parse_str(classifier_module("(i32.const 200)")).unwrap();
     let error = harness
         .load("core", World::Classifier, vec![], &bytes, Grant::default())
         .await
@@ -381,11 +413,23 @@ async fn a_component_of_another_world_is_refused() {
     let mut harness = Harness::new();
     let bytes = component("classifier", &classifier_module("(i32.const 200)"));
     let error = harness
-        .load("misfiled", World::ReplyGenerator, vec![], &bytes, Grant::default())
+        .load(
+            "misfiled",
+            World::ReplyGenerator,
+            vec![],
+            &bytes,
+            Grant::default(),
+        )
         .await
         .unwrap_err();
     assert!(
-        matches!(error, LoadError::WorldMismatch { world: World::ReplyGenerator, .. }),
+        matches!(
+            error,
+            LoadError::WorldMismatch {
+                world: World::ReplyGenerator,
+                ..
+            }
+        ),
         "{error}"
     );
 }
@@ -397,5 +441,32 @@ async fn many_concurrent_calls_share_the_pool() {
     let context = Context::default();
     let calls = (0..200).map(|_| host.classify("good", "yes", &context));
     let results = futures_util::future::join_all(calls).await;
-    assert!(results.iter().all(|result| result.as_ref().is_ok_and(|intent| intent.name == "confirm")));
+    assert!(
+        results
+            .iter()
+            .all(|result| result.as_ref().is_ok_and(|intent| intent.name == "confirm"))
+    );
+}
+
+#[tokio::test]
+async fn compiled_components_are_cached_and_a_corrupt_cache_entry_is_recompiled() {
+    let mut harness = harness_with_good_plugin().await;
+    let cache = harness.dir.path().join("cache");
+    let entries: Vec<PathBuf> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(
+        entries[0]
+            .extension()
+            .is_some_and(|extension| extension == "cwasm")
+    );
+    std::fs::write(&entries[0], b"garbage").unwrap();
+    // The same bytes under another name hit the (now corrupt) entry, recompile and serve.
+    harness
+        .load_classifier("again", "(i32.const 200)", LimitsOverride::default())
+        .await;
+    assert_eq!(harness.classify("again").await.unwrap(), "confirm");
+    assert!(std::fs::metadata(&entries[0]).unwrap().len() > 1000);
 }

@@ -54,7 +54,10 @@ impl Context {
 
 /// Bytes of text in a set of fields.
 pub fn fields_size(fields: &BTreeMap<String, String>) -> usize {
-    fields.iter().map(|(name, value)| name.len() + value.len()).sum()
+    fields
+        .iter()
+        .map(|(name, value)| name.len() + value.len())
+        .sum()
 }
 
 pub(super) fn fields_to_wit(fields: &BTreeMap<String, String>) -> Vec<wit::Field> {

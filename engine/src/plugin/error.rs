@@ -152,7 +152,9 @@ pub enum CallError {
         fuel: u64,
     },
     /// The plugin tried to grow its memory past its limit.
-    #[error("plugin `{plugin}` tried to grow its memory to {desired} bytes, over its limit of {limit} bytes")]
+    #[error(
+        "plugin `{plugin}` tried to grow its memory to {desired} bytes, over its limit of {limit} bytes"
+    )]
     MemoryLimitExceeded {
         /// The plugin's name.
         plugin: String,

@@ -214,9 +214,12 @@ mod tests {
             http: vec!["https://api.example.com".into()],
             ..Grant::default()
         };
-        let effective =
-            EffectiveGrant::new(&manifest(vec![Capability::Http]), &grant, &Limits::default())
-                .unwrap();
+        let effective = EffectiveGrant::new(
+            &manifest(vec![Capability::Http]),
+            &grant,
+            &Limits::default(),
+        )
+        .unwrap();
         assert!(effective.allows(&Url::parse("https://api.example.com:443/v1/x").unwrap()));
         assert!(!effective.allows(&Url::parse("http://api.example.com/v1/x").unwrap()));
         assert!(!effective.allows(&Url::parse("https://api.example.com.evil.io/").unwrap()));
@@ -232,7 +235,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            matches!(error, LoadError::NotGranted { capability: Capability::Http, .. }),
+            matches!(
+                error,
+                LoadError::NotGranted {
+                    capability: Capability::Http,
+                    ..
+                }
+            ),
             "{error}"
         );
     }
@@ -250,15 +259,24 @@ mod tests {
             }],
             ..Grant::default()
         };
-        let error =
-            EffectiveGrant::new(&manifest(vec![Capability::Http]), &grant, &Limits::default())
-                .unwrap_err();
+        let error = EffectiveGrant::new(
+            &manifest(vec![Capability::Http]),
+            &grant,
+            &Limits::default(),
+        )
+        .unwrap_err();
         assert!(error.to_string().contains("not in `http`"), "{error}");
         grant.credentials[0].origin = "https://api.example.com".into();
-        let error =
-            EffectiveGrant::new(&manifest(vec![Capability::Http]), &grant, &Limits::default())
-                .unwrap_err();
-        assert!(error.to_string().contains("SMSFLOW_TEST_UNSET_SECRET"), "{error}");
+        let error = EffectiveGrant::new(
+            &manifest(vec![Capability::Http]),
+            &grant,
+            &Limits::default(),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("SMSFLOW_TEST_UNSET_SECRET"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -272,10 +290,16 @@ mod tests {
             "#,
         )
         .unwrap();
-        let effective =
-            EffectiveGrant::new(&manifest(vec![Capability::Config]), &grant, &Limits::default())
-                .unwrap();
+        let effective = EffectiveGrant::new(
+            &manifest(vec![Capability::Config]),
+            &grant,
+            &Limits::default(),
+        )
+        .unwrap();
         assert_eq!(effective.config["base_url"], "http://x");
-        assert_eq!(effective.config["faq"], r#"[{"answer":"9-5","keywords":["hours"]}]"#);
+        assert_eq!(
+            effective.config["faq"],
+            r#"[{"answer":"9-5","keywords":["hours"]}]"#
+        );
     }
 }

@@ -46,7 +46,9 @@ impl std::fmt::Display for World {
 
 /// A host interface a plugin may import. `log` and `clock` are always granted; the others must
 /// be requested in the manifest and granted by the operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Capability {
     /// `smsflow:plugin/log`.
@@ -130,8 +132,10 @@ impl Manifest {
             path: path.to_owned(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|error| manifest_error(error.to_string()))?;
-        let manifest: Self = toml::from_str(&text).map_err(|error| manifest_error(error.to_string()))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|error| manifest_error(error.to_string()))?;
+        let manifest: Self =
+            toml::from_str(&text).map_err(|error| manifest_error(error.to_string()))?;
         manifest.check().map_err(manifest_error)?;
         Ok(manifest)
     }

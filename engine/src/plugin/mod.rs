@@ -26,7 +26,10 @@ use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config as WasmtimeConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config as WasmtimeConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+    Trap,
+};
 
 pub use api::{CallInput, ConnectorCall, Context, Draft, Intent, PluginFailure, TextInput};
 pub use error::{CallError, LoadError};
@@ -212,12 +215,19 @@ impl PluginHost {
             .with_context(|| format!("cannot read the plugins folder {}", config.dir.display()))?;
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-            .filter(|path| path.extension().is_some_and(|extension| extension == "wasm"))
+            .filter(|path| {
+                path.extension()
+                    .is_some_and(|extension| extension == "wasm")
+            })
             .collect();
         paths.sort();
         for path in paths {
             let manifest = Manifest::from_file(&Manifest::path_for(&path))?;
-            let grant = config.grants.get(&manifest.name).cloned().unwrap_or_default();
+            let grant = config
+                .grants
+                .get(&manifest.name)
+                .cloned()
+                .unwrap_or_default();
             self.load(&path, manifest, &grant).await?;
         }
         Ok(())
@@ -267,7 +277,9 @@ impl PluginHost {
             message,
         };
         if !wasmparser::Parser::is_component(&bytes) {
-            return Err(invalid("the file does not start with a component header".into()));
+            return Err(invalid(
+                "the file does not start with a component header".into(),
+            ));
         }
         let component = self
             .cache
@@ -283,10 +295,12 @@ impl PluginHost {
             .map(|(name, _)| name.to_owned())
             .collect();
         for import in &imports {
-            check_import(&manifest, &effective, import).map_err(|reason| LoadError::ForbiddenImport {
-                plugin: plugin.clone(),
-                import: import.clone(),
-                reason,
+            check_import(&manifest, &effective, import).map_err(|reason| {
+                LoadError::ForbiddenImport {
+                    plugin: plugin.clone(),
+                    import: import.clone(),
+                    reason,
+                }
             })?;
         }
         let mismatch = |error: wasmtime::Error| LoadError::WorldMismatch {
@@ -366,7 +380,9 @@ impl PluginHost {
         let intent = self
             .sandboxed(loaded, text.len() + context.size(), async |store| {
                 let instance = pre.instantiate_async(&mut *store).await?;
-                instance.call_classify(&mut *store, text, &wit_context).await
+                instance
+                    .call_classify(&mut *store, text, &wit_context)
+                    .await
             })
             .await?;
         let intent = Intent::from(intent);
@@ -393,7 +409,9 @@ impl PluginHost {
         let draft = self
             .sandboxed(loaded, text.len() + context.size(), async |store| {
                 let instance = pre.instantiate_async(&mut *store).await?;
-                instance.call_draft_reply(&mut *store, text, &wit_context).await
+                instance
+                    .call_draft_reply(&mut *store, text, &wit_context)
+                    .await
             })
             .await?;
         let draft = Draft::from(draft);
@@ -476,9 +494,10 @@ impl PluginHost {
             (World::Classifier, CallInput::Text(input)) => {
                 serde_json::to_value(self.classify(plugin, &input.text, &input.context).await?)
             }
-            (World::ReplyGenerator, CallInput::Text(input)) => {
-                serde_json::to_value(self.draft_reply(plugin, &input.text, &input.context).await?)
-            }
+            (World::ReplyGenerator, CallInput::Text(input)) => serde_json::to_value(
+                self.draft_reply(plugin, &input.text, &input.context)
+                    .await?,
+            ),
             (World::Connector, CallInput::Connector(call)) => {
                 serde_json::to_value(self.connect(plugin, &call).await?)
             }
@@ -510,7 +529,8 @@ impl PluginHost {
         input_size: usize,
         call: impl AsyncFnOnce(
             &mut Store<CallState>,
-        ) -> wasmtime::Result<Result<T, host_interfaces::types::PluginError>>,
+        )
+            -> wasmtime::Result<Result<T, host_interfaces::types::PluginError>>,
     ) -> Result<T, CallError> {
         let limits = &plugin.grant.limits;
         let name = plugin.name().to_owned();
@@ -524,12 +544,12 @@ impl PluginHost {
         let timeout = Duration::from_millis(limits.timeout_ms);
         let started = Instant::now();
         // The wait for a free slot counts against the timeout too: the caller waits no longer.
-        let _slot = tokio::time::timeout(timeout, self.slots.acquire())
-            .await
-            .map_err(|_| CallError::Timeout {
-                plugin: name.clone(),
+        let Ok(Ok(_slot)) = tokio::time::timeout(timeout, self.slots.acquire()).await else {
+            return Err(CallError::Timeout {
+                plugin: name,
                 timeout_ms: limits.timeout_ms,
-            })?;
+            });
+        };
         let mut store = Store::new(
             &self.engine,
             CallState::new(
@@ -582,7 +602,10 @@ fn check_import(manifest: &Manifest, grant: &EffectiveGrant, import: &str) -> Re
         });
     };
     if !manifest.world.imports().contains(&capability) {
-        return Err(format!("`{capability}` is not part of the {} world", manifest.world));
+        return Err(format!(
+            "`{capability}` is not part of the {} world",
+            manifest.world
+        ));
     }
     if !capability.always_granted() && !manifest.capabilities.contains(&capability) {
         return Err(format!(

@@ -181,7 +181,11 @@ impl http::Host for CallState {
             )));
         }
         let max_body = self.grant.limits.max_http_body_bytes;
-        if request.body.as_ref().is_some_and(|body| body.len() > max_body) {
+        if request
+            .body
+            .as_ref()
+            .is_some_and(|body| body.len() > max_body)
+        {
             return Err(InvalidInput(format!(
                 "request body is over the {max_body}-byte limit"
             )));
@@ -214,7 +218,10 @@ impl http::Host for CallState {
             builder = builder.body(body);
         }
         let mut response = builder.send().await.map_err(|error| {
-            UpstreamFailure(format!("request to {} failed: {error}", url.origin().ascii_serialization()))
+            UpstreamFailure(format!(
+                "request to {} failed: {error}",
+                url.origin().ascii_serialization()
+            ))
         })?;
         let status = response.status().as_u16();
         let headers = response
@@ -254,4 +261,103 @@ fn truncate(text: &str, max_bytes: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::plugin::grant::Grant;
+    use crate::plugin::limits::Limits;
+    use crate::plugin::manifest::{Manifest, World};
+
+    fn state(plugin: &str, capabilities: Vec<Capability>, services: &Services) -> CallState {
+        let manifest = Manifest {
+            name: plugin.into(),
+            version: "0.1.0".into(),
+            world: World::Classifier,
+            description: String::new(),
+            capabilities: capabilities.clone(),
+        };
+        let grant = Grant {
+            capabilities,
+            ..Grant::default()
+        };
+        let grant = EffectiveGrant::new(&manifest, &grant, &Limits::default()).unwrap();
+        CallState::new(Arc::from(plugin), Arc::new(grant), services.clone())
+    }
+
+    fn services() -> (Services, crate::store::Store) {
+        let store = crate::store::Store::temporary().unwrap();
+        let services = Services {
+            kv: store.plugin_kv().unwrap(),
+            http: reqwest::Client::new(),
+            clock: Arc::new(ManualClock::new(1_700_000_000_000)),
+        };
+        (services, store)
+    }
+
+    #[test]
+    fn each_plugin_sees_only_its_own_keys() {
+        let (services, _store) = services();
+        let mut first = state("first", vec![Capability::Kv], &services);
+        let mut second = state("second", vec![Capability::Kv], &services);
+        kv::Host::set(&mut first, "greeting".into(), b"hola".to_vec()).unwrap();
+        assert_eq!(
+            kv::Host::get(&mut first, "greeting".into()),
+            Some(b"hola".to_vec())
+        );
+        assert_eq!(kv::Host::get(&mut second, "greeting".into()), None);
+        kv::Host::delete(&mut second, "greeting".into());
+        assert_eq!(
+            kv::Host::get(&mut first, "greeting".into()),
+            Some(b"hola".to_vec())
+        );
+        kv::Host::delete(&mut first, "greeting".into());
+        assert_eq!(kv::Host::get(&mut first, "greeting".into()), None);
+    }
+
+    #[test]
+    fn kv_refuses_oversized_keys_and_values_and_ungranted_plugins() {
+        let (services, _store) = services();
+        let mut granted = state("granted", vec![Capability::Kv], &services);
+        let too_long_key = "k".repeat(MAX_KV_KEY_BYTES + 1);
+        assert!(matches!(
+            kv::Host::set(&mut granted, too_long_key, Vec::new()),
+            Err(types::PluginError::InvalidInput(_))
+        ));
+        let too_big_value = vec![0; MAX_KV_VALUE_BYTES + 1];
+        assert!(matches!(
+            kv::Host::set(&mut granted, "k".into(), too_big_value),
+            Err(types::PluginError::InvalidInput(_))
+        ));
+        let mut ungranted = state("ungranted", vec![], &services);
+        assert!(matches!(
+            kv::Host::set(&mut ungranted, "k".into(), Vec::new()),
+            Err(types::PluginError::Denied(_))
+        ));
+    }
+
+    #[test]
+    fn config_and_clock_answer_from_the_grant_and_the_engine_clock() {
+        let (services, _store) = services();
+        let mut plugin = state("plain", vec![], &services);
+        assert_eq!(clock::Host::now_ms(&mut plugin), 1_700_000_000_000);
+        assert_eq!(config::Host::get(&mut plugin, "anything".into()), None);
+    }
+
+    #[tokio::test]
+    async fn http_to_an_ungranted_origin_is_denied_without_a_request() {
+        let (services, _store) = services();
+        let mut plugin = state("connector", vec![Capability::Http], &services);
+        let request = http::Request {
+            method: http::Method::Get,
+            url: "http://127.0.0.1:9/secret".into(),
+            headers: Vec::new(),
+            body: None,
+        };
+        let error = http::Host::send(&mut plugin, request).await.unwrap_err();
+        assert!(matches!(error, types::PluginError::Denied(_)), "{error:?}");
+    }
 }

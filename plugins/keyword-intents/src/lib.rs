@@ -54,9 +54,6 @@ pub mod rules;
 #[cfg(target_arch = "wasm32")]
 mod component;
 
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
-
 use rules::{FILLERS, Intent, Place};
 
 /// The intents [`classify`] can return, besides [`UNKNOWN`].
@@ -160,41 +157,31 @@ impl Match {
     }
 }
 
-/// A rule split into its words.
-struct Indexed {
-    words: Vec<&'static str>,
-    intent: Option<Intent>,
-    place: Place,
-}
-
-/// The rules by their first word, built once.
-fn index() -> &'static BTreeMap<&'static str, Vec<Indexed>> {
-    static INDEX: OnceLock<BTreeMap<&'static str, Vec<Indexed>>> = OnceLock::new();
-    INDEX.get_or_init(|| {
-        let mut index: BTreeMap<&'static str, Vec<Indexed>> = BTreeMap::new();
-        for rule in rules::rules() {
-            let words: Vec<&'static str> = rule.phrase.split(' ').collect();
-            index.entry(words[0]).or_default().push(Indexed {
-                words,
-                intent: rule.intent,
-                place: rule.place,
-            });
-        }
-        index
-    })
-}
-
 /// Every rule that matches, less those that share a token with a longer match.
+///
+/// A scan of the rule table with no index: in the wasm build every call runs in a fresh
+/// instance, so an index built on first use would be rebuilt on every call and cost more than
+/// the scan. A rule is looked at further only when its first word is the token at hand.
 fn find_matches(tokens: &[String]) -> Vec<Match> {
     let n = tokens.len();
-    let index = index();
     let mut found = Vec::new();
     for (start, token) in tokens.iter().enumerate() {
-        let Some(candidates) = index.get(token.as_str()) else {
-            continue;
-        };
-        for rule in candidates {
-            let len = rule.words.len();
+        for rule in rules::rules() {
+            let Some(rest) = rule.phrase.strip_prefix(token.as_str()) else {
+                continue;
+            };
+            let Some(rest) = (if rest.is_empty() {
+                Some("")
+            } else {
+                rest.strip_prefix(' ')
+            }) else {
+                continue;
+            };
+            let len = if rest.is_empty() {
+                1
+            } else {
+                2 + rest.matches(' ').count()
+            };
             let end = start + len;
             let placed = end <= n
                 && match rule.place {
@@ -203,7 +190,13 @@ fn find_matches(tokens: &[String]) -> Vec<Match> {
                     Place::Whole => len == n,
                     Place::NotWhole => len < n,
                 };
-            if placed && rule.words[1..] == tokens[start + 1..end] {
+            let rest_matches = || {
+                rest.is_empty()
+                    || rest
+                        .split(' ')
+                        .eq(tokens[start + 1..end].iter().map(String::as_str))
+            };
+            if placed && rest_matches() {
                 found.push(Match {
                     intent: rule.intent,
                     start,

@@ -63,7 +63,9 @@ macro_rules! register_classifier {
 
         impl $crate::classifier::bindings::Guest for __SmsflowClassifierExport {
             fn intents() -> ::std::vec::Vec<::std::string::String> {
-                $crate::classifier::Classifier::intents(&<$plugin as ::core::default::Default>::default())
+                $crate::classifier::Classifier::intents(
+                    &<$plugin as ::core::default::Default>::default(),
+                )
             }
 
             fn classify(

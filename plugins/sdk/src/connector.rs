@@ -30,14 +30,20 @@ pub trait Connector: Default {
     ///
     /// [`PluginError::InvalidInput`] for an entity the connector does not know; otherwise what the
     /// upstream service or the host's HTTP import reported.
-    fn lookup(&self, entity: &str, key: &str, context: &Context) -> Result<Vec<Field>, PluginError>;
+    fn lookup(&self, entity: &str, key: &str, context: &Context)
+    -> Result<Vec<Field>, PluginError>;
 
     /// Records something (such as a `note` or an `event`) with `fields`.
     ///
     /// # Errors
     ///
     /// As [`Connector::lookup`].
-    fn write(&self, entity: &str, fields: &[Field], context: &Context) -> Result<Vec<Field>, PluginError>;
+    fn write(
+        &self,
+        entity: &str,
+        fields: &[Field],
+        context: &Context,
+    ) -> Result<Vec<Field>, PluginError>;
 }
 
 /// The value of the field `name` in `fields`.
