@@ -46,7 +46,7 @@ enum PluginCommand {
         #[arg(long)]
         input: String,
         /// Take the plugin's grant and limits from this smsflow.toml.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["settings", "allow_http"])]
         config: Option<PathBuf>,
         /// A plugin setting, `KEY=VALUE` (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]

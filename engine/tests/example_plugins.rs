@@ -68,10 +68,6 @@ async fn serve(router: axum::Router) -> SocketAddr {
     address
 }
 
-fn text_of(intent: &smsflow::plugin::Intent) -> &str {
-    &intent.name
-}
-
 #[tokio::test]
 async fn keyword_intents_classifies_common_replies() {
     let (host, _store) = host_with(&grants("", "")).await;
@@ -100,7 +96,7 @@ async fn keyword_intents_classifies_common_replies() {
             .classify("keyword-intents", text, &context)
             .await
             .unwrap();
-        assert_eq!(text_of(&intent), expected, "{text}");
+        assert_eq!(intent.name, expected, "{text}");
     }
     let intent = host
         .classify(

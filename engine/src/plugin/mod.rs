@@ -175,17 +175,9 @@ impl PluginHost {
         let engine = build_engine(config.max_concurrent_calls)?;
         spawn_epoch_ticker(&engine);
         let mut linker = Linker::new(&engine);
-        host_interfaces::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(anyhow::Error::from)?;
-        host_interfaces::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(anyhow::Error::from)?;
-        host_interfaces::clock::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(anyhow::Error::from)?;
-        host_interfaces::config::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(anyhow::Error::from)?;
-        host_interfaces::kv::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(anyhow::Error::from)?;
-        host_interfaces::http::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+        // Every interface of the `host` world; the import check at load narrows what each
+        // plugin may actually import.
+        bindings::host::Host_::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .map_err(anyhow::Error::from)?;
         let http = reqwest::Client::builder()
             // A redirect could lead outside the allow-list: plugins see 3xx answers instead.
@@ -652,10 +644,6 @@ fn classify_trap(plugin: &Plugin, store: &Store<CallState>, error: &wasmtime::Er
         Some(Trap::OutOfFuel) => CallError::CpuBudgetExceeded {
             plugin: name,
             fuel: limits.cpu_fuel,
-        },
-        Some(Trap::Interrupt) => CallError::Timeout {
-            plugin: name,
-            timeout_ms: limits.timeout_ms,
         },
         _ => CallError::Trap {
             plugin: name,
