@@ -166,7 +166,13 @@ fn find_matches(tokens: &[String]) -> Vec<Match> {
     let n = tokens.len();
     let mut found = Vec::new();
     for (start, token) in tokens.iter().enumerate() {
+        let first_byte = token.as_bytes().first();
         for rule in rules::rules() {
+            // A first-byte check before the prefix comparison: in wasm the comparison is a call
+            // to a byte-by-byte `memcmp`, and almost every rule fails on its first byte.
+            if rule.phrase.as_bytes().first() != first_byte {
+                continue;
+            }
             let Some(rest) = rule.phrase.strip_prefix(token.as_str()) else {
                 continue;
             };
