@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::clock::SystemClock;
 use crate::config::Config;
+use crate::flow;
 use crate::plugin::{Grant, Manifest, PluginHost, PluginsConfig};
 use crate::store::Store;
 
@@ -25,6 +26,24 @@ enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Check flow files against each other and the plugins; report each problem at its
+    /// file:line:column, and each template's SMS segment count. Exits 1 on any problem.
+    Check {
+        /// A flow file, or a folder of them.
+        path: PathBuf,
+        /// Take the plugins folder and grants from this smsflow.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run flow scenario files (`*.test.toml`) against the real runtime and plugins, on a
+    /// simulated clock. Exits 1 when a scenario fails.
+    Test {
+        /// A scenario file, or a folder of flows and their scenario files.
+        path: PathBuf,
+        /// Take the plugins folder and grants from this smsflow.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +92,8 @@ impl Cli {
                 settings,
                 allow_http,
             }) => call(&file, &input, config.as_deref(), &settings, allow_http).await,
+            Command::Check { path, config } => check(&path, config.as_deref()).await,
+            Command::Test { path, config } => test(&path, config.as_deref()).await,
         }
     }
 }
@@ -160,4 +181,79 @@ async fn call(
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn plugins_config(config: Option<&Path>) -> anyhow::Result<PluginsConfig> {
+    Ok(match config {
+        Some(path) => Config::from_file(path)?.plugins,
+        None => PluginsConfig::default(),
+    })
+}
+
+/// The plugins in `config.dir`, each granted what the operator's config grants it or, for the
+/// flow tools, what its manifest asks for (no HTTP origins, no settings).
+async fn tool_plugin_host(config: &PluginsConfig) -> anyhow::Result<PluginHost> {
+    let store = Store::temporary()?;
+    let mut host = PluginHost::new(config, store.plugin_kv()?, Arc::new(SystemClock))?;
+    host.load_dir_with(&config.dir, |manifest| {
+        config
+            .grants
+            .get(&manifest.name)
+            .cloned()
+            .unwrap_or_else(|| Grant {
+                capabilities: manifest.capabilities.clone(),
+                ..Grant::default()
+            })
+    })
+    .await?;
+    Ok(host)
+}
+
+async fn check(path: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let host = tool_plugin_host(&plugins_config(config)?).await?;
+    let loaded = flow::check::load(path, Some(&host));
+    for error in &loaded.errors {
+        println!("{error}");
+    }
+    if !loaded.errors.is_empty() {
+        println!(
+            "{} problem{} found",
+            loaded.errors.len(),
+            if loaded.errors.len() == 1 { "" } else { "s" }
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    for flow in &loaded.flows {
+        println!(
+            "{}: ok: flow `{}` ({}, {} steps)",
+            flow.path.display(),
+            flow.id,
+            match flow.kind {
+                flow::FlowKind::Transactional => "transactional",
+                flow::FlowKind::Marketing => "marketing",
+            },
+            flow.steps.len()
+        );
+        for line in flow::check::segment_report(flow) {
+            println!("  {line}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn test(path: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let plugins = plugins_config(config)?;
+    let files = flow::scenario::scenario_files(path)?;
+    if files.is_empty() {
+        anyhow::bail!("no scenario files (*.test.toml) at {}", path.display());
+    }
+    let mut reports = Vec::new();
+    for file in files {
+        reports.push(flow::scenario::run_file(&file, &plugins).await);
+    }
+    Ok(if flow::scenario::print_reports(&reports) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

@@ -8,5 +8,6 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod flow;
+pub mod outbound;
 pub mod plugin;
 pub mod store;

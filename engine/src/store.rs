@@ -10,6 +10,37 @@ use anyhow::Context as _;
 /// Tree holding plugin key-value data; keys are `<plugin name> 0x00 <key>`.
 const PLUGIN_KV_TREE: &str = "plugin_kv";
 
+/// The trees of the flow runtime and the outbox; see [`Trees`] for their keys.
+const RUNTIME_TREES: [&str; 7] = [
+    "conversations",
+    "transcript",
+    "timers",
+    "outbox",
+    "handoffs",
+    "processed_events",
+    "flow_versions",
+];
+
+/// The trees conversations live in. Writes that belong to one event go in one transaction
+/// over them, so a crash leaves either all of an event's effects or none.
+#[derive(Clone, Debug)]
+pub struct Trees {
+    /// `<our number> 0x00 <contact>` → [`crate::flow::conversation::Conversation`].
+    pub conversations: sled::Tree,
+    /// `<conversation key> 0x00 <seq u64 BE>` → [`crate::flow::conversation::Entry`].
+    pub transcript: sled::Tree,
+    /// `<due ms, sign-flipped i64 BE> <conversation key>` → [`crate::flow::conversation::Timer`].
+    pub timers: sled::Tree,
+    /// `<id u64 BE>` → [`crate::outbound::OutboundMessage`].
+    pub outbox: sled::Tree,
+    /// `<queue> 0x00 <conversation key>` → [`crate::flow::conversation::HandoffRecord`].
+    pub handoffs: sled::Tree,
+    /// `<event id>` → when it was processed: a replayed event is recognised and skipped.
+    pub processed: sled::Tree,
+    /// `<flow id> 0x00 <version>` → the flow file's text, so pinned versions survive restarts.
+    pub flow_versions: sled::Tree,
+}
+
 /// The engine's database.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -42,6 +73,58 @@ impl Store {
         Ok(Self { db })
     }
 
+    /// The runtime's trees.
+    ///
+    /// # Errors
+    ///
+    /// When sled cannot open one of them.
+    pub fn trees(&self) -> anyhow::Result<Trees> {
+        let [
+            conversations,
+            transcript,
+            timers,
+            outbox,
+            handoffs,
+            processed,
+            flow_versions,
+        ] = RUNTIME_TREES.map(|name| {
+            self.db
+                .open_tree(name)
+                .with_context(|| format!("cannot open the `{name}` tree"))
+        });
+        Ok(Trees {
+            conversations: conversations?,
+            transcript: transcript?,
+            timers: timers?,
+            outbox: outbox?,
+            handoffs: handoffs?,
+            processed: processed?,
+            flow_versions: flow_versions?,
+        })
+    }
+
+    /// A new id, unique in this database for its lifetime (across restarts).
+    ///
+    /// # Errors
+    ///
+    /// When sled cannot persist the id counter.
+    pub fn generate_id(&self) -> anyhow::Result<u64> {
+        self.db.generate_id().context("cannot generate an id")
+    }
+
+    /// Writes everything to disk (an fsync): call before acknowledging anything durable.
+    ///
+    /// # Errors
+    ///
+    /// When the disk write fails.
+    pub async fn flush(&self) -> anyhow::Result<()> {
+        self.db
+            .flush_async()
+            .await
+            .context("cannot flush the store to disk")?;
+        Ok(())
+    }
+
     /// The tree holding every plugin's key-value data.
     ///
     /// # Errors
@@ -51,5 +134,80 @@ impl Store {
         self.db
             .open_tree(PLUGIN_KV_TREE)
             .context("cannot open the plugin key-value tree")
+    }
+}
+
+/// Versioned value encoding: one version byte, then JSON. A value written by a newer engine
+/// is refused instead of misread.
+pub mod codec {
+    use anyhow::Context as _;
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    /// The version byte of values this engine writes.
+    const VERSION: u8 = 1;
+
+    /// Encodes `value`.
+    ///
+    /// # Errors
+    ///
+    /// When `value` cannot be serialised (a map with non-string keys).
+    pub fn encode<T: Serialize>(value: &T) -> anyhow::Result<Vec<u8>> {
+        let mut bytes = vec![VERSION];
+        serde_json::to_writer(&mut bytes, value).context("cannot encode a stored value")?;
+        Ok(bytes)
+    }
+
+    /// Decodes a value written by [`encode`].
+    ///
+    /// # Errors
+    ///
+    /// When the version byte is unknown or the value does not parse.
+    pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<T> {
+        match bytes.split_first() {
+            Some((&VERSION, json)) => {
+                serde_json::from_slice(json).context("cannot decode a stored value")
+            }
+            Some((version, _)) => anyhow::bail!("stored value has unknown codec version {version}"),
+            None => anyhow::bail!("stored value is empty"),
+        }
+    }
+
+    /// A big-endian key for a time in milliseconds that sorts in time order, negatives first.
+    pub fn time_key(ms: i64) -> [u8; 8] {
+        (ms.cast_unsigned() ^ (1 << 63)).to_be_bytes()
+    }
+
+    /// The time of a key written by [`time_key`].
+    pub fn time_from_key(key: [u8; 8]) -> i64 {
+        (u64::from_be_bytes(key) ^ (1 << 63)).cast_signed()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn time_keys_sort_in_time_order() {
+            let times = [i64::MIN, -5, 0, 7, 1_700_000_000_000, i64::MAX];
+            let keys: Vec<[u8; 8]> = times.iter().map(|&t| time_key(t)).collect();
+            assert!(keys.windows(2).all(|pair| pair[0] < pair[1]));
+            assert!(times.iter().all(|&t| time_from_key(time_key(t)) == t));
+        }
+
+        #[test]
+        fn refuses_unknown_versions() {
+            let bytes = encode(&vec![1, 2]).unwrap();
+            assert_eq!(decode::<Vec<i32>>(&bytes).unwrap(), vec![1, 2]);
+            let mut newer = bytes.clone();
+            newer[0] = 9;
+            assert!(
+                decode::<Vec<i32>>(&newer)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("version 9")
+            );
+            assert!(decode::<Vec<i32>>(&[]).is_err());
+        }
     }
 }

@@ -200,6 +200,18 @@ impl Template {
         self.fields.iter().map(String::as_str)
     }
 
+    /// The template's fixed text, with every placeholder left out: what the validator counts
+    /// segments on, since field values are only known at send time.
+    pub fn render_literal(&self) -> String {
+        self.pieces
+            .iter()
+            .filter_map(|piece| match piece {
+                Piece::Text(literal) => Some(literal.as_str()),
+                Piece::Field(_) => None,
+            })
+            .collect()
+    }
+
     /// Fills in the placeholders from `values`.
     ///
     /// A field that is absent, empty or only whitespace is missing: the text is not produced

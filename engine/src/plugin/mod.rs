@@ -203,8 +203,33 @@ impl PluginHost {
     /// The first plugin that fails to load, or the folder being unreadable. A missing folder
     /// is an error too: the operator named it.
     pub async fn load_dir(&mut self, config: &PluginsConfig) -> anyhow::Result<()> {
-        let entries = std::fs::read_dir(&config.dir)
-            .with_context(|| format!("cannot read the plugins folder {}", config.dir.display()))?;
+        self.load_dir_with(&config.dir, |manifest| {
+            config
+                .grants
+                .get(&manifest.name)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .await
+    }
+
+    /// Loads every `*.wasm` in `dir`, asking `grant_for` what each plugin is granted. The
+    /// flow tools (`smsflow check`, `smsflow test`) use it to grant what a manifest asks for.
+    ///
+    /// # Errors
+    ///
+    /// As [`PluginHost::load_dir`].
+    pub async fn load_dir_with(
+        &mut self,
+        dir: &Path,
+        grant_for: impl Fn(&Manifest) -> Grant,
+    ) -> anyhow::Result<()> {
+        let entries = std::fs::read_dir(dir).with_context(|| {
+            format!(
+                "cannot read the plugins folder {} (build the plugins with `just plugins`)",
+                dir.display()
+            )
+        })?;
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|entry| entry.ok().map(|entry| entry.path()))
             .filter(|path| {
@@ -215,11 +240,7 @@ impl PluginHost {
         paths.sort();
         for path in paths {
             let manifest = Manifest::from_file(&Manifest::path_for(&path))?;
-            let grant = config
-                .grants
-                .get(&manifest.name)
-                .cloned()
-                .unwrap_or_default();
+            let grant = grant_for(&manifest);
             self.load(&path, manifest, &grant).await?;
         }
         Ok(())
