@@ -23,7 +23,24 @@ test: plugins
 bench: plugins
     cargo bench -p smsflow --bench plugin_call
 
+# Check the example flows and run their scenarios with the real plugins.
+flows: plugins
+    cargo run -q -p smsflow -- check flows/
+    cargo run -q -p smsflow -- test flows/
+
+# Run smsflow with the example flows and plugins on the console provider (no account needed).
+demo: plugins build
+    target/release/smsflow check flows/
+    @echo
+    @echo "Starting smsflow on http://127.0.0.1:8080 (Ctrl-C stops it). In another terminal:"
+    @echo "  curl -s -H 'Authorization: Bearer demo-token' -H 'Content-Type: application/json' \\"
+    @echo "    -d '{\"to\": \"+15555550100\", \"fields\": {\"first_name\": \"Ana\", \"date\": \"March 3\", \"time\": \"10:00\"}}' \\"
+    @echo "    http://127.0.0.1:8080/v1/flows/appointment-confirmation/start"
+    @echo "  curl -s -H 'Authorization: Bearer demo-token' http://127.0.0.1:8080/v1/conversations/+15555550100"
+    @echo
+    target/release/smsflow serve --config smsflow.toml
+
 # Try a plugin: classify a text with the keyword-intents component.
-demo text="Yes please!": plugins build
+try-plugin text="Yes please!": plugins build
     target/release/smsflow plugin inspect target/plugins/keyword-intents.wasm
     target/release/smsflow plugin call target/plugins/keyword-intents.wasm --input '{"text": "{{text}}"}'

@@ -118,3 +118,124 @@ fn plugin_call_on_a_missing_file_fails_clearly() {
         "{stderr}"
     );
 }
+
+/// The example flows, copied into a temporary folder where one file is then broken.
+fn flows_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(repository().join("flows")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn check_passes_on_the_example_flows_and_reports_segments() {
+    let output = smsflow(&["check", "flows/"]);
+    let out = stdout(&output);
+    assert!(output.status.success(), "{out}");
+    for flow in [
+        "appointment-confirmation",
+        "lead-qualification",
+        "order-status",
+        "billing-issue",
+        "re-engagement",
+    ] {
+        assert!(out.contains(&format!("ok: flow `{flow}`")), "{out}");
+    }
+    assert!(out.contains("1 segment, GSM-7"), "{out}");
+}
+
+#[test]
+fn check_points_at_the_line_of_each_mistake_in_a_broken_copy() {
+    let file = "appointment-confirmation.toml";
+    // (what to replace, with what, the line:column and message expected)
+    let cases = [
+        ("start = \"remind\"", "start = \"remind", "10:", "invalid"),
+        (
+            "type = \"classify\"\nplugin",
+            "type = \"classify\"\nplugins",
+            "50:1",
+            "unknown field `plugins`",
+        ),
+        (
+            "default = \"unclear\"",
+            "default = \"unclaer\"",
+            "53:11",
+            "`unclaer`, which does not exist",
+        ),
+        (
+            "Hi {{first_name}}",
+            "Hi {{frist_name}}",
+            "",
+            "field `frist_name`, which nothing defines",
+        ),
+        (
+            "plugin = \"keyword-intents\"\nmin_confidence = 0.7\nroutes = { confirm = \"confirmed\", cancel",
+            "plugin = \"no-such-plugin\"\nmin_confidence = 0.7\nroutes = { confirm = \"confirmed\", cancel",
+            "48:1",
+            "plugin `no-such-plugin`, which is not loaded",
+        ),
+        (
+            "cancel = \"cancelled\", reschedule = \"to_reschedule\", help",
+            "cancel = \"cancelled\", maybe = \"to_desk\", reschedule = \"to_reschedule\", help",
+            "48:1",
+            "intent `maybe`, which `keyword-intents` never returns",
+        ),
+    ];
+    for (from, to, at, message) in cases {
+        let dir = flows_copy();
+        let path = dir.path().join(file);
+        let source = std::fs::read_to_string(&path).unwrap();
+        assert!(source.contains(from), "the example changed: {from}");
+        std::fs::write(&path, source.replacen(from, to, 1)).unwrap();
+        let output = smsflow(&["check", dir.path().to_str().unwrap()]);
+        let out = stdout(&output);
+        assert_eq!(output.status.code(), Some(1), "{to}: {out}");
+        let line = out
+            .lines()
+            .find(|line| line.contains(message))
+            .unwrap_or_else(|| panic!("{to}: no `{message}` in:\n{out}"));
+        assert!(
+            line.starts_with(&format!("{}:{at}", path.display())),
+            "{to}: expected {file}:{at}, got {line}"
+        );
+    }
+}
+
+#[test]
+fn test_runs_every_example_scenario_with_the_real_plugins() {
+    let output = smsflow(&["test", "flows/"]);
+    let out = stdout(&output);
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains(" passed, 0 failed"), "{out}");
+    for file in [
+        "appointment-confirmation",
+        "lead-qualification",
+        "order-status",
+        "billing-issue",
+        "re-engagement",
+    ] {
+        assert!(out.contains(&format!("{file}.test.toml")), "{out}");
+    }
+}
+
+#[test]
+fn test_shows_a_readable_diff_when_a_scenario_fails() {
+    let dir = flows_copy();
+    let path = dir.path().join("appointment-confirmation.test.toml");
+    let source = std::fs::read_to_string(&path).unwrap();
+    let (before, after) = source.split_once("expect_replies = [\"").unwrap();
+    std::fs::write(&path, format!("{before}expect_replies = [\"WRONG {after}")).unwrap();
+    let output = smsflow(&["test", path.to_str().unwrap()]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(out.contains("FAIL"), "{out}");
+    assert!(out.contains("the replies differ"), "{out}");
+    assert!(out.contains("- WRONG "), "{out}");
+    assert!(out.contains("+ "), "{out}");
+}

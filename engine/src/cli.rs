@@ -23,6 +23,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the engine: the operator API, flows, timers and the outbox.
+    Serve {
+        /// The configuration file.
+        #[arg(long, default_value = "smsflow.toml")]
+        config: PathBuf,
+    },
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -92,6 +98,10 @@ impl Cli {
                 settings,
                 allow_http,
             }) => call(&file, &input, config.as_deref(), &settings, allow_http).await,
+            Command::Serve { config } => {
+                crate::server::serve(Config::from_file(&config)?).await?;
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Check { path, config } => check(&path, config.as_deref()).await,
             Command::Test { path, config } => test(&path, config.as_deref()).await,
         }

@@ -17,6 +17,108 @@ pub struct Config {
     /// Plugins, their grants and limits.
     #[serde(default)]
     pub plugins: PluginsConfig,
+    /// The HTTP server.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The flows in service.
+    #[serde(default)]
+    pub flows: FlowsConfig,
+    /// The SMS provider.
+    #[serde(default)]
+    pub provider: ProviderConfig,
+}
+
+/// The `[server]` section.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// The URL providers call us at (their signatures cover it).
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// The bearer token of the operator API (`/v1/...`); without one the API refuses every
+    /// request.
+    #[serde(default)]
+    pub api_token: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            public_url: None,
+            api_token: None,
+        }
+    }
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_owned()
+}
+
+/// The `[flows]` section.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowsConfig {
+    /// The folder of flow files.
+    #[serde(default = "default_flows_dir")]
+    pub dir: PathBuf,
+    /// How often the folder is checked for changed flows, in milliseconds (0: never).
+    #[serde(default = "default_reload_ms")]
+    pub reload_interval_ms: u64,
+}
+
+impl Default for FlowsConfig {
+    fn default() -> Self {
+        Self {
+            dir: default_flows_dir(),
+            reload_interval_ms: default_reload_ms(),
+        }
+    }
+}
+
+fn default_flows_dir() -> PathBuf {
+    PathBuf::from("flows")
+}
+
+fn default_reload_ms() -> u64 {
+    2000
+}
+
+/// The `[provider]` section.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// `console`: texts are printed and recorded as sent.
+    #[serde(default)]
+    pub kind: ProviderKind,
+    /// Our number, E.164.
+    #[serde(default = "default_from")]
+    pub from: String,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        Self {
+            kind: ProviderKind::default(),
+            from: default_from(),
+        }
+    }
+}
+
+fn default_from() -> String {
+    "+15550001000".to_owned()
+}
+
+/// Which provider sends texts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Print texts; no account needed.
+    #[default]
+    Console,
 }
 
 /// The `[store]` section.
@@ -55,6 +157,7 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new(""));
         config.store.path = base.join(&config.store.path);
         config.plugins.dir = base.join(&config.plugins.dir);
+        config.flows.dir = base.join(&config.flows.dir);
         config.plugins.cache_dir = config.plugins.cache_dir.map(|dir| base.join(dir));
         Ok(config)
     }

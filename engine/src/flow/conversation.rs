@@ -34,6 +34,15 @@ pub struct Conversation {
     pub questions: BTreeMap<String, u32>,
     /// Transcript entries written so far; the next entry gets this sequence number.
     pub transcript_len: u64,
+    /// Timers set so far: each timer's key ends with its number, so no two collide.
+    #[serde(default)]
+    pub timers_set: u64,
+    /// The key (hex) of the current wait's timeout.
+    #[serde(default)]
+    pub wait_timer: Option<String>,
+    /// The key (hex) of the current run's resolution deadline.
+    #[serde(default)]
+    pub deadline_timer: Option<String>,
 }
 
 /// How many past intents a conversation keeps for plugins' context.
@@ -55,6 +64,9 @@ impl Conversation {
             last_intents: Vec::new(),
             questions: BTreeMap::new(),
             transcript_len: 0,
+            timers_set: 0,
+            wait_timer: None,
+            deadline_timer: None,
         }
     }
 

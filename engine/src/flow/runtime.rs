@@ -351,7 +351,7 @@ impl Runtime {
                 Some(inbound.id)
             }
             TurnEvent::Timer { key, timer } => {
-                turn.timers_remove.push(key);
+                turn.timer_ops.push(TimerOp::Remove(key));
                 turn.timer(timer).await?;
                 None
             }
@@ -369,8 +369,7 @@ struct Turn<'r> {
     now: i64,
     entries: Vec<Entry>,
     outgoing: Vec<(u64, OutboundMessage)>,
-    timers_add: Vec<(Vec<u8>, TimerRecord)>,
-    timers_remove: Vec<Vec<u8>>,
+    timer_ops: Vec<TimerOp>,
     handoff: Option<(Vec<u8>, HandoffRecord)>,
     settled: bool,
 }
@@ -384,8 +383,7 @@ impl<'r> Turn<'r> {
             now,
             entries: Vec::new(),
             outgoing: Vec::new(),
-            timers_add: Vec::new(),
-            timers_remove: Vec::new(),
+            timer_ops: Vec::new(),
             handoff: None,
             settled: false,
         }
@@ -464,12 +462,11 @@ impl<'r> Turn<'r> {
             .fields
             .insert("reply".to_owned(), inbound.text.clone());
         match self.conversation.status.clone() {
-            Status::Waiting { step, until_ms } => {
+            Status::Waiting { step, .. } => {
                 let flow = self
                     .pinned_flow()?
                     .context("a waiting conversation has no flow")?;
-                self.timers_remove
-                    .push(self.timer_key(until_ms, TIMER_WAIT));
+                self.clear_wait();
                 if let Some(reason) = self.escalation_reason(&flow, &inbound.text) {
                     let queue = escalation_queue(&flow);
                     self.hand_off(&queue, &reason);
@@ -507,7 +504,7 @@ impl<'r> Turn<'r> {
     }
 
     async fn timer(&mut self, timer: Timer) -> Result<(), RuntimeError> {
-        let Status::Waiting { step, until_ms } = self.conversation.status.clone() else {
+        let Status::Waiting { step, .. } = self.conversation.status.clone() else {
             return Ok(());
         };
         let flow = self
@@ -529,8 +526,7 @@ impl<'r> Turn<'r> {
                 self.run_from(&flow, &on_timeout).await
             }
             Timer::ResolveDeadline { run } if run == self.conversation.run => {
-                self.timers_remove
-                    .push(self.timer_key(until_ms, TIMER_WAIT));
+                self.clear_wait();
                 let within = flow
                     .escalation
                     .as_ref()
@@ -588,7 +584,8 @@ impl<'r> Turn<'r> {
             .and_then(|rules| rules.resolve_within_ms)
         {
             let due = self.now.saturating_add(within);
-            self.add_timer(due, TIMER_DEADLINE, Timer::ResolveDeadline { run });
+            self.conversation.deadline_timer =
+                Some(self.add_timer(due, Timer::ResolveDeadline { run }));
         }
         Ok(())
     }
@@ -640,14 +637,11 @@ impl<'r> Turn<'r> {
                     until_ms,
                 };
                 let run = self.conversation.run;
-                self.add_timer(
-                    until_ms,
-                    TIMER_WAIT,
-                    Timer::WaitTimeout {
-                        run,
-                        step: step.name.clone(),
-                    },
-                );
+                let timer = Timer::WaitTimeout {
+                    run,
+                    step: step.name.clone(),
+                };
+                self.conversation.wait_timer = Some(self.add_timer(until_ms, timer));
                 self.settled = true;
                 None
             }
@@ -701,9 +695,9 @@ impl<'r> Turn<'r> {
                 plugin,
                 entity,
                 call,
+                outputs,
                 next,
                 on_error,
-                ..
             } => {
                 let context = self.plugin_context();
                 let values = &self.conversation.fields;
@@ -731,6 +725,11 @@ impl<'r> Turn<'r> {
                 };
                 match self.runtime.plugins.connect(plugin, &call).await {
                     Ok(result) => {
+                        // Declared outputs the call did not return must not keep the values
+                        // of an earlier call.
+                        for output in outputs {
+                            self.conversation.fields.remove(output);
+                        }
                         self.conversation.fields.extend(result);
                         Some(next.clone())
                     }
@@ -860,11 +859,7 @@ impl<'r> Turn<'r> {
                     .any(|phrase| words::contains_phrase(&value_words, phrase))
             }
             Condition::AtLeast(minimum) => {
-                let digits: String = value
-                    .chars()
-                    .filter(|c| c.is_ascii_digit() || *c == '.' || *c == '-')
-                    .collect();
-                digits.parse::<f64>().is_ok_and(|number| number >= *minimum)
+                first_number(&value).is_some_and(|number| number >= *minimum)
             }
             Condition::Present(present) => value.trim().is_empty() != *present,
         }
@@ -929,6 +924,7 @@ impl<'r> Turn<'r> {
     }
 
     fn hand_off(&mut self, queue: &str, reason: &str) {
+        self.clear_wait();
         self.clear_deadline();
         self.conversation.status = Status::HandedOff {
             queue: queue.to_owned(),
@@ -955,6 +951,7 @@ impl<'r> Turn<'r> {
     }
 
     fn end(&mut self, outcome: Option<String>) {
+        self.clear_wait();
         self.clear_deadline();
         self.conversation.status = Status::Ended {
             outcome: outcome.clone(),
@@ -997,40 +994,38 @@ impl<'r> Turn<'r> {
         None
     }
 
-    fn timer_key(&self, due_ms: i64, kind: u8) -> Vec<u8> {
+    /// Schedules `timer` at `due_ms`; returns its key, hex-encoded for the conversation.
+    fn add_timer(&mut self, due_ms: i64, timer: Timer) -> String {
         let mut key = codec::time_key(due_ms).to_vec();
-        key.push(kind);
         key.extend_from_slice(&self.key);
-        key
-    }
-
-    fn add_timer(&mut self, due_ms: i64, kind: u8, timer: Timer) {
-        let key = self.timer_key(due_ms, kind);
+        key.extend_from_slice(&self.conversation.timers_set.to_be_bytes());
+        self.conversation.timers_set += 1;
         let record = TimerRecord {
             our_number: self.conversation.our_number.clone(),
             contact: self.conversation.contact.clone(),
             timer,
         };
-        self.timers_add.push((key, record));
+        let hex_key = hex::encode(&key);
+        self.timer_ops.push(TimerOp::Add(key, record));
+        hex_key
+    }
+
+    fn remove_timer(&mut self, hex_key: Option<String>) {
+        if let Some(key) = hex_key.and_then(|key| hex::decode(key).ok()) {
+            self.timer_ops.push(TimerOp::Remove(key));
+        }
+    }
+
+    /// Drops the current wait's timeout, if one is set.
+    fn clear_wait(&mut self) {
+        let timer = self.conversation.wait_timer.take();
+        self.remove_timer(timer);
     }
 
     /// Drops the current run's resolution deadline, if it has one.
     fn clear_deadline(&mut self) {
-        let Some(flow) = self.conversation.flow.clone() else {
-            return;
-        };
-        let Ok(flow) = self.runtime.registry.pinned(&flow) else {
-            return;
-        };
-        if let Some(within) = flow
-            .escalation
-            .as_ref()
-            .and_then(|rules| rules.resolve_within_ms)
-        {
-            let due = self.conversation.run_started_at_ms.saturating_add(within);
-            let key = self.timer_key(due, TIMER_DEADLINE);
-            self.timers_remove.push(key);
-        }
+        let timer = self.conversation.deadline_timer.take();
+        self.remove_timer(timer);
     }
 
     async fn commit(mut self, processed_id: Option<String>) -> anyhow::Result<Outcome> {
@@ -1047,17 +1042,16 @@ impl<'r> Turn<'r> {
             .iter()
             .map(|(seq, message)| Ok((outbox_key(*seq), codec::encode(message)?)))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let timers_add = self
-            .timers_add
+        // In order: a timer set and cleared in the same turn is not left behind.
+        let timer_ops = self
+            .timer_ops
             .iter()
-            .map(|(key, record)| Ok((key.clone(), codec::encode(record)?)))
+            .map(|op| match op {
+                TimerOp::Add(key, record) => Ok((key.clone(), Some(codec::encode(record)?))),
+                TimerOp::Remove(key) => Ok((key.clone(), None)),
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        // A timer added and removed in the same turn (a deadline cleared by a handoff) is not
-        // written at all.
-        let timers_add: Vec<_> = timers_add
-            .into_iter()
-            .filter(|(key, _)| !self.timers_remove.contains(key))
-            .collect();
+        let timers_added = timer_ops.iter().any(|(_, value)| value.is_some());
         let handoff = self
             .handoff
             .as_ref()
@@ -1078,11 +1072,11 @@ impl<'r> Turn<'r> {
                     for (key, value) in &entries {
                         transcript.insert(key.as_slice(), value.as_slice())?;
                     }
-                    for key in &self.timers_remove {
-                        timers.remove(key.as_slice())?;
-                    }
-                    for (key, value) in &timers_add {
-                        timers.insert(key.as_slice(), value.as_slice())?;
+                    for (key, value) in &timer_ops {
+                        match value {
+                            Some(value) => timers.insert(key.as_slice(), value.as_slice())?,
+                            None => timers.remove(key.as_slice())?,
+                        };
                     }
                     for (key, value) in &outgoing {
                         outbox.insert(key.as_slice(), value.as_slice())?;
@@ -1101,7 +1095,7 @@ impl<'r> Turn<'r> {
         if !self.outgoing.is_empty() {
             self.runtime.outbox.notify();
         }
-        if !timers_add.is_empty() {
+        if timers_added {
             self.runtime.timers_changed.notify_one();
         }
         Ok(Outcome {
@@ -1112,8 +1106,34 @@ impl<'r> Turn<'r> {
     }
 }
 
-const TIMER_WAIT: u8 = 1;
-const TIMER_DEADLINE: u8 = 2;
+/// The first number in `text`, as people write amounts: `$8,000` is 8000, `30k` is 30000,
+/// `1.5m` is 1500000, and in `30000-40000` it is 30000.
+fn first_number(text: &str) -> Option<f64> {
+    let start = text.find(|c: char| c.is_ascii_digit())?;
+    let rest = &text[start..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == ',' || c == '.'))
+        .unwrap_or(rest.len());
+    let digits: String = rest[..end]
+        .trim_end_matches(['.', ','])
+        .chars()
+        .filter(|c| *c != ',')
+        .collect();
+    let number: f64 = digits.parse().ok()?;
+    let mut suffix = rest[end..].chars();
+    let multiplier = match (suffix.next(), suffix.next()) {
+        (Some('k' | 'K'), next) if !next.is_some_and(char::is_alphabetic) => 1e3,
+        (Some('m' | 'M'), next) if !next.is_some_and(char::is_alphabetic) => 1e6,
+        _ => 1.0,
+    };
+    Some(number * multiplier)
+}
+
+/// A change to the `timers` tree, applied in order at commit.
+enum TimerOp {
+    Add(Vec<u8>, TimerRecord),
+    Remove(Vec<u8>),
+}
 
 fn escalation_queue(flow: &Flow) -> String {
     flow.escalation
@@ -1192,6 +1212,17 @@ mod tests {
             weight,
             next: name.to_owned(),
         }
+    }
+
+    #[test]
+    fn reads_the_first_amount_in_a_text() {
+        assert_eq!(first_number("$8,000 by June 1"), Some(8000.0));
+        assert_eq!(first_number("30000-40000"), Some(30000.0));
+        assert_eq!(first_number("about 30k"), Some(30000.0));
+        assert_eq!(first_number("1.5M"), Some(1_500_000.0));
+        assert_eq!(first_number("5 months"), Some(5.0));
+        assert_eq!(first_number("25000."), Some(25000.0));
+        assert_eq!(first_number("no idea"), None);
     }
 
     #[test]

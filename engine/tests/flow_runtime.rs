@@ -1,0 +1,300 @@
+//! The flow runtime on a real sled store on disk, with the real keyword-intents plugin (built by
+//! `just plugins`) and a trapping plugin: late replies, racing replies, replayed events, a
+//! restart between a reply and its send, and a plugin failure taking `on_error`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use smsflow::clock::{ManualClock, SharedClock};
+use smsflow::flow::compile::compile;
+use smsflow::flow::conversation::Status;
+use smsflow::flow::runtime::{Inbound, Runtime, StartRequest};
+use smsflow::outbound::{BoxFuture, OutboundMessage, Outbox, Provider, Receipt};
+use smsflow::plugin::{Grant, Manifest, PluginHost, PluginsConfig, World};
+use smsflow::store::Store;
+
+const OURS: &str = "+15550001000";
+const CONTACT: &str = "+15555550100";
+const HOUR_MS: i64 = 3_600_000;
+
+const FLOW: &str = r#"
+id = "confirm"
+program = "test"
+kind = "transactional"
+start = "greet"
+
+[triggers]
+api = true
+
+[steps.greet]
+type = "send"
+text = "Reply YES to confirm."
+next = "wait_reply"
+
+[steps.wait_reply]
+type = "wait"
+timeout = "1h"
+on_reply = "understand"
+on_timeout = "expired"
+
+[steps.understand]
+type = "classify"
+plugin = "keyword-intents"
+routes = { confirm = "thanks" }
+default = "thanks"
+on_error = "failed"
+
+[steps.thanks]
+type = "end"
+text = "Thanks!"
+outcome = "confirmed"
+
+[steps.failed]
+type = "handoff"
+queue = "desk"
+reason = "classifier failed"
+
+[steps.expired]
+type = "end"
+text = "This request has expired."
+"#;
+
+/// A provider that records what it was asked to send.
+#[derive(Debug, Default)]
+struct Recorder {
+    sent: Mutex<Vec<String>>,
+}
+
+impl Provider for Recorder {
+    fn send<'a>(&'a self, message: &'a OutboundMessage) -> BoxFuture<'a, anyhow::Result<Receipt>> {
+        self.sent.lock().unwrap().push(message.body.clone());
+        Box::pin(async move {
+            Ok(Receipt {
+                provider_id: format!("rec-{}", message.id),
+            })
+        })
+    }
+}
+
+struct Engine {
+    runtime: Runtime,
+    clock: Arc<ManualClock>,
+    recorder: Arc<Recorder>,
+}
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+async fn engine(db: &Path, flow_source: &str, classifier: Option<&Path>) -> Engine {
+    let store = Store::open(db).unwrap();
+    let clock = Arc::new(ManualClock::new(1_767_625_200_000));
+    let shared: SharedClock = clock.clone();
+    let config = PluginsConfig {
+        dir: repository().join("target/plugins"),
+        cache_dir: Some(repository().join("target/plugin-cache")),
+        ..PluginsConfig::default()
+    };
+    let mut host = PluginHost::new(&config, store.plugin_kv().unwrap(), shared.clone()).unwrap();
+    match classifier {
+        None => {
+            let path = config.dir.join("keyword-intents.wasm");
+            let manifest = Manifest::from_file(&Manifest::path_for(&path)).unwrap();
+            host.load(&path, manifest, &Grant::default()).await.unwrap();
+        }
+        Some(path) => {
+            let manifest = Manifest {
+                name: "keyword-intents".into(),
+                version: "0.1.0".into(),
+                world: World::Classifier,
+                description: String::new(),
+                capabilities: vec![],
+            };
+            host.load(path, manifest, &Grant::default()).await.unwrap();
+        }
+    }
+    let recorder = Arc::new(Recorder::default());
+    let outbox = Arc::new(Outbox::new(store.trees().unwrap().outbox, recorder.clone()));
+    let runtime = Runtime::new(&store, Arc::new(host), shared, outbox).unwrap();
+    let flow = compile(Path::new("confirm.toml"), flow_source).unwrap();
+    runtime.registry().install(vec![flow]).unwrap();
+    Engine {
+        runtime,
+        clock,
+        recorder,
+    }
+}
+
+fn start() -> StartRequest {
+    StartRequest {
+        flow: "confirm".into(),
+        from: OURS.into(),
+        to: CONTACT.into(),
+        fields: Default::default(),
+        locale: None,
+    }
+}
+
+fn reply(id: &str, text: &str) -> Inbound {
+    Inbound {
+        id: id.into(),
+        from: CONTACT.into(),
+        to: OURS.into(),
+        text: text.into(),
+    }
+}
+
+fn sent(engine: &Engine) -> Vec<String> {
+    engine
+        .runtime
+        .transcript(OURS, CONTACT)
+        .unwrap()
+        .into_iter()
+        .filter_map(|entry| match entry.event {
+            smsflow::flow::conversation::Event::Outbound { text, .. } => Some(text),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_reply_after_the_timeout_does_not_resume_the_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir.path().join("db"), FLOW, None).await;
+    engine.runtime.start(start()).await.unwrap();
+    engine.clock.advance(HOUR_MS - 1);
+    assert_eq!(engine.runtime.fire_due_timers().await.unwrap(), 0);
+    engine.clock.advance(1);
+    assert_eq!(engine.runtime.fire_due_timers().await.unwrap(), 1);
+    let late = engine.runtime.inbound(reply("SM1", "Yes")).await.unwrap();
+    assert!(late.sent_texts().is_empty());
+    assert_eq!(
+        sent(&engine),
+        ["Reply YES to confirm.", "This request has expired."]
+    );
+    let transcript = engine.runtime.transcript(OURS, CONTACT).unwrap();
+    assert!(
+        transcript.iter().any(|entry| matches!(
+            &entry.event,
+            smsflow::flow::conversation::Event::Inbound { text, .. } if text == "Yes"
+        )),
+        "the late reply is kept in the transcript"
+    );
+    // Firing again finds nothing: the timer fired once.
+    engine.clock.advance(10 * HOUR_MS);
+    assert_eq!(engine.runtime.fire_due_timers().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn two_replies_racing_for_one_conversation_resume_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir.path().join("db"), FLOW, None).await;
+    engine.runtime.start(start()).await.unwrap();
+    let (first, second) = tokio::join!(
+        engine.runtime.inbound(reply("SM1", "Yes")),
+        engine.runtime.inbound(reply("SM2", "Yes please")),
+    );
+    let replies = first.unwrap().sent_texts().len() + second.unwrap().sent_texts().len();
+    assert_eq!(replies, 1);
+    assert_eq!(sent(&engine), ["Reply YES to confirm.", "Thanks!"]);
+    // And the wait's timer was cancelled with the reply.
+    engine.clock.advance(2 * HOUR_MS);
+    engine.runtime.fire_due_timers().await.unwrap();
+    assert_eq!(sent(&engine).len(), 2);
+}
+
+#[tokio::test]
+async fn a_replayed_inbound_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir.path().join("db"), FLOW, None).await;
+    engine.runtime.start(start()).await.unwrap();
+    let first = engine.runtime.inbound(reply("SM1", "Yes")).await.unwrap();
+    let again = engine.runtime.inbound(reply("SM1", "Yes")).await.unwrap();
+    assert!(!first.duplicate);
+    assert!(again.duplicate);
+    assert!(again.entries.is_empty());
+    assert_eq!(sent(&engine), ["Reply YES to confirm.", "Thanks!"]);
+}
+
+#[tokio::test]
+async fn a_restart_between_the_reply_and_the_send_sends_each_text_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    {
+        let engine = engine(&db, FLOW, None).await;
+        engine.runtime.start(start()).await.unwrap();
+        engine.runtime.inbound(reply("SM1", "Yes")).await.unwrap();
+        // The engine stops here: both texts are queued, none handed to the provider.
+        assert!(engine.recorder.sent.lock().unwrap().is_empty());
+    }
+    let engine = engine(&db, FLOW, None).await;
+    assert_eq!(engine.runtime.outbox().deliver_pending().await.unwrap(), 2);
+    assert_eq!(engine.runtime.outbox().deliver_pending().await.unwrap(), 0);
+    assert_eq!(
+        *engine.recorder.sent.lock().unwrap(),
+        ["Reply YES to confirm.", "Thanks!"]
+    );
+    // The conversation state survived too, and a replay of the reply is recognised.
+    let replay = engine.runtime.inbound(reply("SM1", "Yes")).await.unwrap();
+    assert!(replay.duplicate);
+    let conversation = engine.runtime.conversation(OURS, CONTACT).unwrap().unwrap();
+    assert!(matches!(conversation.status, Status::Ended { .. }));
+}
+
+#[tokio::test]
+async fn a_trapping_classifier_takes_the_on_error_route() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("trap.wasm");
+    let bytes = support::component("classifier", &support::classifier_module("(unreachable)"));
+    std::fs::write(&wasm, bytes).unwrap();
+    let engine = engine(&dir.path().join("db"), FLOW, Some(&wasm)).await;
+    engine.runtime.start(start()).await.unwrap();
+    let outcome = engine.runtime.inbound(reply("SM1", "Yes")).await.unwrap();
+    assert!(outcome.sent_texts().is_empty());
+    match &outcome.conversation.status {
+        Status::HandedOff { queue, reason, .. } => {
+            assert_eq!(queue, "desk");
+            assert_eq!(reason, "classifier failed");
+        }
+        other => panic!("expected a handoff, got {other:?}"),
+    }
+    let error_logged = outcome.entries.iter().any(|entry| {
+        matches!(&entry.event, smsflow::flow::conversation::Event::Error { step, message }
+            if step == "understand" && message.contains("keyword-intents"))
+    });
+    assert!(error_logged, "{:#?}", outcome.entries);
+}
+
+#[tokio::test]
+async fn a_missing_field_is_an_error_routed_like_any_other_never_a_blank() {
+    let source = FLOW
+        .replace("Reply YES to confirm.", "Hi {{first_name}}, reply YES.")
+        .replace("[triggers]\napi = true", "[triggers]\napi = true\n\n[escalation]\nqueue = \"desk\"")
+        .replace(
+            "[steps.thanks]",
+            "[steps.set_name]\ntype = \"set\"\nfields = { first_name = \"{{reply}}\" }\nnext = \"thanks\"\n\n[steps.thanks]",
+        );
+    // first_name is defined by a set step that runs later, so the greeting cannot be rendered.
+    let source = source.replace(
+        "routes = { confirm = \"thanks\" }",
+        "routes = { confirm = \"set_name\" }",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir.path().join("db"), &source, None).await;
+    let outcome = engine.runtime.start(start()).await.unwrap();
+    assert!(
+        outcome.sent_texts().is_empty(),
+        "nothing with a blank goes out"
+    );
+    match &outcome.conversation.status {
+        Status::HandedOff { queue, reason, .. } => {
+            assert_eq!(queue, "desk");
+            assert!(reason.contains("`first_name`"), "{reason}");
+        }
+        other => panic!("expected a handoff, got {other:?}"),
+    }
+}

@@ -1,0 +1,394 @@
+//! `smsflow serve` killed (SIGKILL) inside a wait: after a restart the wait's timer fires once,
+//! and a conversation keeps the flow version it started on when the file changes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "test-token";
+const CONTACT: &str = "+15555550142";
+
+fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A flow that greets, waits `timeout` for a reply and sends one reminder when none comes.
+fn reminder_flow(greeting: &str, timeout: &str) -> String {
+    format!(
+        r#"
+id = "reminder"
+program = "test"
+kind = "transactional"
+start = "greet"
+
+[triggers]
+api = true
+fields = ["first_name"]
+
+[steps.greet]
+type = "send"
+text = "{greeting} {{{{first_name}}}}, reply YES to confirm."
+next = "wait_reply"
+
+[steps.wait_reply]
+type = "wait"
+timeout = "{timeout}"
+on_reply = "thanks"
+on_timeout = "remind"
+
+[steps.remind]
+type = "send"
+text = "Reminder: reply YES to confirm."
+next = "wait_again"
+
+[steps.wait_again]
+type = "wait"
+timeout = "1h"
+on_reply = "thanks"
+on_timeout = "thanks"
+
+[steps.thanks]
+type = "end"
+text = "Thanks!"
+"#
+    )
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(dir: &Path, port: u16) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_smsflow"))
+            .args(["serve", "--config"])
+            .arg(dir.join("smsflow.toml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if reqwest::blocking_get(&format!("{}/healthz", server.base))
+                .is_ok_and(|body| body == "ok")
+            {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the server did not come up");
+    }
+
+    fn kill(mut self) {
+        // SIGKILL: no shutdown code runs.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Minimal blocking HTTP for the test, on a current-thread runtime.
+mod reqwest {
+    pub fn blocking_get(url: &str) -> Result<String, ()> {
+        request("GET", url, None).map(|(_, body)| body)
+    }
+
+    pub fn request(method: &str, url: &str, body: Option<&str>) -> Result<(u16, String), ()> {
+        request_as(super::TOKEN, method, url, body)
+    }
+
+    pub fn request_as(
+        token: &str,
+        method: &str,
+        url: &str,
+        body: Option<&str>,
+    ) -> Result<(u16, String), ()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|_| ())?;
+        runtime.block_on(async {
+            let client = ::reqwest::Client::new();
+            let mut request = client
+                .request(method.parse().map_err(|_| ())?, url)
+                .bearer_auth(token);
+            if let Some(body) = body {
+                request = request
+                    .header("content-type", "application/json")
+                    .body(body.to_owned());
+            }
+            let response = request.send().await.map_err(|_| ())?;
+            let status = response.status().as_u16();
+            Ok((status, response.text().await.map_err(|_| ())?))
+        })
+    }
+}
+
+fn conversation(server: &Server) -> serde_json::Value {
+    let (status, body) = reqwest::request(
+        "GET",
+        &format!("{}/v1/conversations/{CONTACT}", server.base),
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn sent_texts(conversation: &serde_json::Value) -> Vec<String> {
+    conversation["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["type"] == "outbound")
+        .map(|entry| entry["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn setup(timeout: &str) -> (tempfile::TempDir, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("flows")).unwrap();
+    std::fs::write(
+        dir.path().join("flows/reminder.toml"),
+        reminder_flow("Hi", timeout),
+    )
+    .unwrap();
+    let port = free_port();
+    let plugins = repository().join("target/plugins");
+    std::fs::write(
+        dir.path().join("smsflow.toml"),
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+api_token = "{TOKEN}"
+
+[store]
+path = "data/smsflow.db"
+
+[flows]
+dir = "flows"
+reload_interval_ms = 100
+
+[plugins]
+dir = "{}"
+cache_dir = "{}"
+
+[plugins.grants.crm-notes]
+capabilities = ["config", "http"]
+
+[plugins.grants.order-status]
+capabilities = ["config", "http"]
+
+[plugins.grants.faq-replies]
+capabilities = ["config"]
+"#,
+            plugins.display(),
+            repository().join("target/plugin-cache").display()
+        ),
+    )
+    .unwrap();
+    (dir, port)
+}
+
+fn start_reminder(server: &Server) {
+    let (status, body) = reqwest::request(
+        "POST",
+        &format!("{}/v1/flows/reminder/start", server.base),
+        Some(&format!(
+            r#"{{"to": "{CONTACT}", "fields": {{"first_name": "Ana"}}}}"#
+        )),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+}
+
+fn wait_for(
+    server: &Server,
+    what: &str,
+    ready: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let state = conversation(server);
+        if ready(&state) {
+            return state;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {state:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_wait_survives_sigkill_and_its_timer_fires_once() {
+    let (dir, port) = setup("2s");
+    let server = Server::start(dir.path(), port);
+    start_reminder(&server);
+    let state = conversation(&server);
+    assert_eq!(state["conversation"]["status"]["state"], "waiting");
+    assert_eq!(sent_texts(&state), ["Hi Ana, reply YES to confirm."]);
+    server.kill();
+
+    // Down past the deadline: the timer fires once the engine is back.
+    std::thread::sleep(Duration::from_millis(2500));
+    let server = Server::start(dir.path(), port);
+    let state = wait_for(&server, "the reminder", |state| {
+        sent_texts(state).len() == 2
+    });
+    assert_eq!(
+        sent_texts(&state),
+        [
+            "Hi Ana, reply YES to confirm.",
+            "Reminder: reply YES to confirm."
+        ]
+    );
+    assert_eq!(state["conversation"]["status"]["step"], "wait_again");
+    // The outbox delivered each text once.
+    let state = wait_for(&server, "delivery", |state| {
+        state["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|message| message["status"]["state"] == "sent")
+    });
+    assert_eq!(state["messages"].as_array().unwrap().len(), 2);
+    server.kill();
+
+    // Another crash and restart: the fired timer stays fired.
+    let server = Server::start(dir.path(), port);
+    std::thread::sleep(Duration::from_millis(500));
+    let state = conversation(&server);
+    assert_eq!(sent_texts(&state).len(), 2, "{state:#}");
+    assert_eq!(state["messages"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_conversation_keeps_its_flow_version_across_an_edit_and_a_restart() {
+    let (dir, port) = setup("3s");
+    let server = Server::start(dir.path(), port);
+    start_reminder(&server);
+    let first = conversation(&server);
+    let version = first["conversation"]["flow"]["version"].clone();
+
+    // Edit the flow while the conversation waits: the server reloads it.
+    let edited = reminder_flow("Hello", "3s").replace("Reminder:", "Edited reminder:");
+    std::fs::write(dir.path().join("flows/reminder.toml"), edited).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    server.kill();
+    let server = Server::start(dir.path(), port);
+
+    // The waiting conversation finishes on its own version's texts.
+    let state = wait_for(&server, "the reminder", |state| {
+        sent_texts(state).len() == 2
+    });
+    assert_eq!(sent_texts(&state)[1], "Reminder: reply YES to confirm.");
+    assert_eq!(state["conversation"]["flow"]["version"], version);
+
+    // A new contact starts on the edited version.
+    let (status, body) = reqwest::request(
+        "POST",
+        &format!("{}/v1/flows/reminder/start", server.base),
+        Some(r#"{"to": "+15555550199", "fields": {"first_name": "Bo"}}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let started: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(started["sent"][0], "Hello Bo, reply YES to confirm.");
+    assert_ne!(started["conversation"]["flow"]["version"], version);
+}
+
+#[test]
+fn bad_api_requests_are_refused_and_change_nothing() {
+    let (dir, port) = setup("1h");
+    let server = Server::start(dir.path(), port);
+    let url = format!("{}/v1/flows/reminder/start", server.base);
+    let cases = [
+        (
+            format!("{}/v1/flows/nope/start", server.base),
+            r#"{"to": "+15555550142", "fields": {"first_name": "A"}}"#,
+            404,
+            "no flow `nope`",
+        ),
+        (
+            url.clone(),
+            r#"{"to": "tel:+15555550142", "fields": {"first_name": "A"}}"#,
+            422,
+            "E.164",
+        ),
+        (
+            url.clone(),
+            r#"{"to": "+999999999999999999", "fields": {"first_name": "A"}}"#,
+            422,
+            "E.164",
+        ),
+        (
+            url.clone(),
+            r#"{"to": "+15555550142", "fields": {}}"#,
+            422,
+            "`first_name`",
+        ),
+        (
+            url.clone(),
+            r#"{"to": "+15555550142", "#,
+            400,
+            "not a start request",
+        ),
+    ];
+    let (status, text) = reqwest::request_as(
+        "wrong-token",
+        "POST",
+        &url,
+        Some(r#"{"to": "+15555550142", "fields": {"first_name": "A"}}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 401, "{text}");
+    for (url, body, status, message) in cases {
+        let (got, text) = reqwest::request("POST", &url, Some(body)).unwrap();
+        assert_eq!(got, status, "{body}: {text}");
+        assert!(text.contains(message), "{body}: {text}");
+    }
+    let (status, _) = reqwest::request(
+        "GET",
+        &format!("{}/v1/conversations/{CONTACT}", server.base),
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        status, 404,
+        "a refused start must not create a conversation"
+    );
+    start_reminder(&server);
+    let (status, text) = reqwest::request(
+        "POST",
+        &url,
+        Some(r#"{"to": "+15555550142", "fields": {"first_name": "A"}}"#),
+    )
+    .unwrap();
+    assert_eq!(status, 409, "{text}");
+    assert_eq!(sent_texts(&conversation(&server)).len(), 1);
+}
