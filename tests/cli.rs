@@ -239,3 +239,55 @@ fn test_shows_a_readable_diff_when_a_scenario_fails() {
     assert!(out.contains("- WRONG "), "{out}");
     assert!(out.contains("+ "), "{out}");
 }
+
+/// The 1-based line of the first line of `source` that starts with `prefix`.
+fn line_of(source: &str, prefix: &str) -> usize {
+    source
+        .lines()
+        .position(|line| line.starts_with(prefix))
+        .unwrap()
+        + 1
+}
+
+#[test]
+fn check_finds_loops_unreachable_steps_and_marketing_texts_without_opt_out() {
+    let dir = flows_copy();
+    let appointment = dir.path().join("appointment-confirmation.toml");
+    let mut source = std::fs::read_to_string(&appointment).unwrap();
+    source.push_str(
+        "\n[steps.loop_a]\ntype = \"set\"\nfields = { a = \"1\" }\nnext = \"loop_b\"\n\n[steps.loop_b]\ntype = \"set\"\nfields = { b = \"2\" }\nnext = \"loop_a\"\n",
+    );
+    std::fs::write(&appointment, &source).unwrap();
+    let marketing = dir.path().join("re-engagement.toml");
+    let offer =
+        std::fs::read_to_string(&marketing)
+            .unwrap()
+            .replacen(" Reply STOP to opt out.", "", 1);
+    std::fs::write(&marketing, &offer).unwrap();
+
+    let output = smsflow(&["check", dir.path().to_str().unwrap()]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    let expect = |path: &std::path::Path, line: usize, message: &str| {
+        let prefix = format!("{}:{line}:1: ", path.display());
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(message)),
+            "no `{prefix}...{message}` in:\n{out}"
+        );
+    };
+    let loop_a = line_of(&source, "[steps.loop_a]");
+    let loop_b = line_of(&source, "[steps.loop_b]");
+    expect(&appointment, loop_a, "step `loop_a` is unreachable");
+    expect(&appointment, loop_b, "step `loop_b` is unreachable");
+    expect(
+        &appointment,
+        loop_a,
+        "loop_a -> loop_b -> loop_a form a loop with no `wait` step",
+    );
+    expect(
+        &marketing,
+        line_of(&offer, "[steps.offer_discount]"),
+        "does not say how to opt out",
+    );
+}

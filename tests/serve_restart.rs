@@ -214,15 +214,7 @@ capabilities = ["config"]
 }
 
 fn start_reminder(server: &Server) {
-    let (status, body) = reqwest::request(
-        "POST",
-        &format!("{}/v1/flows/reminder/start", server.base),
-        Some(&format!(
-            r#"{{"to": "{CONTACT}", "fields": {{"first_name": "Ana"}}}}"#
-        )),
-    )
-    .unwrap();
-    assert_eq!(status, 201, "{body}");
+    start_for(server, CONTACT, "Ana");
 }
 
 fn wait_for(
@@ -287,39 +279,53 @@ fn a_wait_survives_sigkill_and_its_timer_fires_once() {
     assert_eq!(state["messages"].as_array().unwrap().len(), 2);
 }
 
+fn start_for(server: &Server, phone: &str, name: &str) -> serde_json::Value {
+    let (status, body) = reqwest::request(
+        "POST",
+        &format!("{}/v1/flows/reminder/start", server.base),
+        Some(&format!(
+            r#"{{"to": "{phone}", "fields": {{"first_name": "{name}"}}}}"#
+        )),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
 #[test]
-fn a_conversation_keeps_its_flow_version_across_an_edit_and_a_restart() {
+fn flows_reload_without_a_restart_and_conversations_keep_their_version() {
     let (dir, port) = setup("3s");
+    let flow_file = dir.path().join("flows/reminder.toml");
     let server = Server::start(dir.path(), port);
     start_reminder(&server);
-    let first = conversation(&server);
-    let version = first["conversation"]["flow"]["version"].clone();
+    let version = conversation(&server)["conversation"]["flow"]["version"].clone();
 
-    // Edit the flow while the conversation waits: the server reloads it.
+    // A broken edit is refused: the running version stays in service.
+    std::fs::write(
+        &flow_file,
+        reminder_flow("Hello", "3s").replace("on_timeout = \"remind\"", "on_timeout = \"nowhere\""),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let started = start_for(&server, "+15555550198", "Cy");
+    assert_eq!(started["sent"][0], "Hi Cy, reply YES to confirm.");
+
+    // A good edit is picked up without a restart, for new conversations only.
     let edited = reminder_flow("Hello", "3s").replace("Reminder:", "Edited reminder:");
-    std::fs::write(dir.path().join("flows/reminder.toml"), edited).unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(&flow_file, edited).unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let started = start_for(&server, "+15555550199", "Bo");
+    assert_eq!(started["sent"][0], "Hello Bo, reply YES to confirm.");
+    assert_ne!(started["conversation"]["flow"]["version"], version);
+
+    // After a crash, the first conversation finishes on its own version's texts.
     server.kill();
     let server = Server::start(dir.path(), port);
-
-    // The waiting conversation finishes on its own version's texts.
     let state = wait_for(&server, "the reminder", |state| {
         sent_texts(state).len() == 2
     });
     assert_eq!(sent_texts(&state)[1], "Reminder: reply YES to confirm.");
     assert_eq!(state["conversation"]["flow"]["version"], version);
-
-    // A new contact starts on the edited version.
-    let (status, body) = reqwest::request(
-        "POST",
-        &format!("{}/v1/flows/reminder/start", server.base),
-        Some(r#"{"to": "+15555550199", "fields": {"first_name": "Bo"}}"#),
-    )
-    .unwrap();
-    assert_eq!(status, 201, "{body}");
-    let started: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(started["sent"][0], "Hello Bo, reply YES to confirm.");
-    assert_ne!(started["conversation"]["flow"]["version"], version);
 }
 
 #[test]

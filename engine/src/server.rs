@@ -24,6 +24,7 @@ use serde_json::json;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, ProviderKind};
+use crate::flow::conversation::Event;
 use crate::flow::runtime::{Runtime, RuntimeError, StartRequest};
 use crate::outbound::{ConsoleProvider, Outbox, Provider};
 use crate::phone::parse_e164;
@@ -237,7 +238,14 @@ async fn conversation(
         .conversation(&state.our_number, &phone)
         .and_then(|conversation| {
             let transcript = runtime.transcript(&state.our_number, &phone)?;
-            let messages = runtime.outbox().messages_to(&phone)?;
+            let messages = transcript
+                .iter()
+                .filter_map(|entry| match &entry.event {
+                    Event::Outbound { message_id, .. } => Some(message_id),
+                    _ => None,
+                })
+                .filter_map(|id| runtime.outbox().message(id).transpose())
+                .collect::<anyhow::Result<Vec<_>>>()?;
             Ok((conversation, transcript, messages))
         });
     match found {

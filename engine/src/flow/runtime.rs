@@ -26,7 +26,7 @@ use super::registry::Registry;
 use super::template::{RenderError, segments};
 use super::{Action, Case, Condition, ConnectorAction, Flow, LocalizedTemplate, Step, words};
 use crate::clock::SharedClock;
-use crate::outbound::{DeliveryStatus, OutboundMessage, Outbox, outbox_key};
+use crate::outbound::{DeliveryStatus, OutboundMessage, Outbox, message_id, outbox_key};
 use crate::plugin::{ConnectorCall, Context, PluginHost};
 use crate::store::{Store, Trees, codec};
 
@@ -877,7 +877,7 @@ impl<'r> Turn<'r> {
                 return;
             }
         };
-        let id = format!("out-{seq:016x}");
+        let id = message_id(seq);
         self.record(Event::Outbound {
             message_id: id.clone(),
             text: body.clone(),

@@ -63,6 +63,15 @@ pub fn outbox_key(seq: u64) -> [u8; 8] {
     seq.to_be_bytes()
 }
 
+/// The id of outbox entry `seq`, as transcripts and the API show it.
+pub fn message_id(seq: u64) -> String {
+    format!("out-{seq:016x}")
+}
+
+fn seq_of(message_id: &str) -> Option<u64> {
+    u64::from_str_radix(message_id.strip_prefix("out-")?, 16).ok()
+}
+
 /// What a provider says when it accepts a text.
 #[derive(Debug, Clone)]
 pub struct Receipt {
@@ -163,20 +172,19 @@ impl Outbox {
         }
     }
 
-    /// Every text to `to`, oldest first.
+    /// The text with id `message_id`.
     ///
     /// # Errors
     ///
     /// When the store cannot be read.
-    pub fn messages_to(&self, to: &str) -> anyhow::Result<Vec<OutboundMessage>> {
-        let mut messages = Vec::new();
-        for entry in self.tree.iter() {
-            let (_, value) = entry.context("cannot read the outbox")?;
-            let message: OutboundMessage = codec::decode(&value)?;
-            if message.to == to {
-                messages.push(message);
-            }
-        }
-        Ok(messages)
+    pub fn message(&self, message_id: &str) -> anyhow::Result<Option<OutboundMessage>> {
+        let Some(seq) = seq_of(message_id) else {
+            return Ok(None);
+        };
+        self.tree
+            .get(outbox_key(seq))
+            .context("cannot read the outbox")?
+            .map(|value| codec::decode(&value))
+            .transpose()
     }
 }
