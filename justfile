@@ -22,6 +22,7 @@ test: plugins
 # Benchmarks: a plugin call (fresh instance + classify) against the same classifier compiled natively.
 bench: plugins
     cargo bench -p smsflow --bench plugin_call
+    cargo bench -p smsflow --bench flow_turn
 
 # Check the example flows and run their scenarios with the real plugins.
 flows: plugins

@@ -4,6 +4,8 @@
 //! in one place. sled 0.34 is the stable line; its 1.0 alphas change format between releases.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
 
@@ -45,6 +47,19 @@ pub struct Trees {
 #[derive(Clone, Debug)]
 pub struct Store {
     db: sled::Db,
+    group_commit: Arc<GroupCommit>,
+}
+
+/// Flushes shared between concurrent writers: each flush covers every write made before it
+/// started, so writers that wait together pay for one fsync (group commit) instead of one each.
+#[derive(Debug, Default)]
+struct GroupCommit {
+    /// Tickets handed out: a writer takes one after its write.
+    requested: AtomicU64,
+    /// Every ticket up to this one is on disk.
+    flushed: AtomicU64,
+    /// Held by the writer whose flush is running.
+    leader: tokio::sync::Mutex<()>,
 }
 
 impl Store {
@@ -56,7 +71,7 @@ impl Store {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let db = sled::open(path)
             .with_context(|| format!("cannot open the store at {}", path.display()))?;
-        Ok(Self { db })
+        Ok(Self::from_db(db))
     }
 
     /// A database that lives in a temporary directory and is removed when dropped: for
@@ -70,7 +85,14 @@ impl Store {
             .temporary(true)
             .open()
             .context("cannot create a temporary store")?;
-        Ok(Self { db })
+        Ok(Self::from_db(db))
+    }
+
+    fn from_db(db: sled::Db) -> Self {
+        Self {
+            db,
+            group_commit: Arc::default(),
+        }
     }
 
     /// The runtime's trees.
@@ -112,16 +134,26 @@ impl Store {
         self.db.generate_id().context("cannot generate an id")
     }
 
-    /// Writes everything to disk (an fsync): call before acknowledging anything durable.
+    /// Returns once everything written before the call is on disk (an fsync): call before
+    /// acknowledging anything durable. Concurrent callers share flushes.
     ///
     /// # Errors
     ///
     /// When the disk write fails.
     pub async fn flush(&self) -> anyhow::Result<()> {
+        let commit = &self.group_commit;
+        let ticket = commit.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let _leader = commit.leader.lock().await;
+        if commit.flushed.load(Ordering::SeqCst) >= ticket {
+            // A flush that started after our write finished while we waited.
+            return Ok(());
+        }
+        let covered = commit.requested.load(Ordering::SeqCst);
         self.db
             .flush_async()
             .await
             .context("cannot flush the store to disk")?;
+        commit.flushed.fetch_max(covered, Ordering::SeqCst);
         Ok(())
     }
 
