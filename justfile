@@ -13,6 +13,7 @@ build:
 # Every test: the plugins' own, the engine's (hostile plugins, example plugins over real HTTP), lints.
 test: plugins
     cd plugins && cargo test
+    cd plugins && cargo test -p smsflow-plugin-sdk --features classifier --doc
     cargo test --workspace
     cargo fmt --all --check
     cd plugins && cargo fmt --all --check

@@ -4,7 +4,9 @@
 //! [`connector::Connector`], [`reply_generator::ReplyGenerator`]), registered with the matching
 //! macro. Enable the cargo feature of the one kind the plugin is:
 //!
-//! ```ignore
+//! ```
+//! # #[cfg(feature = "classifier")]
+//! # mod example {
 //! use smsflow_plugin_sdk::classifier::{Classifier, Intent};
 //! use smsflow_plugin_sdk::{Context, PluginError};
 //!
@@ -21,6 +23,7 @@
 //! }
 //!
 //! smsflow_plugin_sdk::register_classifier!(Yes);
+//! # }
 //! ```
 //!
 //! The host's imports (log, clock, config, kv, http) are plain functions in the modules below.
