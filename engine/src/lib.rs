@@ -9,7 +9,9 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod events;
 pub mod flow;
+pub mod ingress;
 pub mod outbound;
 pub mod phone;
 pub mod plugin;

@@ -1,0 +1,1 @@
+//! Standard Webhooks signing (filled in below).

@@ -1,0 +1,1 @@
+//! Telnyx webhooks (filled in below).

@@ -1,0 +1,1 @@
+//! Twilio webhooks (filled in below).
