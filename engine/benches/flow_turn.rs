@@ -16,7 +16,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use smsflow::clock::{SharedClock, SystemClock};
 use smsflow::flow::compile::compile;
 use smsflow::flow::runtime::{Inbound, Runtime, StartRequest};
-use smsflow::outbound::{ConsoleProvider, Outbox};
+use smsflow::outbound::{ConsoleProvider, Outbox, OutboxSettings};
 use smsflow::plugin::{Grant, Manifest, PluginHost, PluginsConfig};
 use smsflow::store::Store;
 
@@ -74,8 +74,10 @@ fn runtime_on_disk(dir: &Path, tokio: &tokio::runtime::Runtime) -> Runtime {
         host
     });
     let outbox = Arc::new(Outbox::new(
-        store.trees().unwrap().outbox,
+        store.trees().unwrap(),
         Arc::new(ConsoleProvider),
+        clock.clone(),
+        OutboxSettings::default(),
     ));
     let runtime = Runtime::new(&store, Arc::new(host), clock, outbox).unwrap();
     let flow = compile(Path::new("confirm.toml"), FLOW).unwrap();

@@ -60,3 +60,51 @@ impl Clock for ManualClock {
 
 /// A shared clock handle.
 pub type SharedClock = Arc<dyn Clock>;
+
+/// The wall clock shifted by a fixed offset: it starts at a chosen instant and runs at the
+/// normal rate from there.
+#[derive(Debug, Clone, Copy)]
+pub struct ShiftedClock {
+    offset_ms: i64,
+}
+
+impl ShiftedClock {
+    /// A clock that shows `start_ms` now.
+    pub fn starting_at(start_ms: i64) -> Self {
+        Self {
+            offset_ms: start_ms - SystemClock.now_ms(),
+        }
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now_ms(&self) -> i64 {
+        SystemClock.now_ms() + self.offset_ms
+    }
+}
+
+/// The environment variable that starts the engine's clock at another instant (RFC 3339).
+pub const CLOCK_ENV: &str = "SMSFLOW_CLOCK";
+
+/// The engine's clock: the wall clock, or, when `SMSFLOW_CLOCK` is set (for tests), a clock
+/// starting at that instant, with a loud warning.
+///
+/// # Errors
+///
+/// When `SMSFLOW_CLOCK` is set but is not an RFC 3339 time.
+pub fn from_env() -> anyhow::Result<SharedClock> {
+    let Ok(start) = std::env::var(CLOCK_ENV) else {
+        return Ok(Arc::new(SystemClock));
+    };
+    let instant = humantime::parse_rfc3339_weak(&start).map_err(|error| {
+        anyhow::anyhow!("{CLOCK_ENV}=`{start}` is not an RFC 3339 time: {error}")
+    })?;
+    let start_ms = instant.duration_since(UNIX_EPOCH).map_or(0, |since| {
+        i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+    });
+    tracing::warn!(
+        "{CLOCK_ENV} is set: the engine's clock starts at {start}, not the real time. Never set it in production."
+    );
+    eprintln!("WARNING: {CLOCK_ENV}={start}: the engine's clock is not the real time (tests only)");
+    Ok(Arc::new(ShiftedClock::starting_at(start_ms)))
+}

@@ -26,6 +26,38 @@ pub struct Config {
     /// The SMS provider.
     #[serde(default)]
     pub provider: ProviderConfig,
+    /// The inbound queue.
+    #[serde(default)]
+    pub inbox: InboxConfig,
+}
+
+/// The `[inbox]` section.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxConfig {
+    /// Processing attempts before an inbound text goes to the dead letters.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Parallel workers (one conversation always uses the same one).
+    #[serde(default = "default_lanes")]
+    pub workers: usize,
+}
+
+impl Default for InboxConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_max_attempts(),
+            workers: default_lanes(),
+        }
+    }
+}
+
+fn default_max_attempts() -> u32 {
+    8
+}
+
+fn default_lanes() -> usize {
+    8
 }
 
 /// The `[server]` section.
@@ -97,6 +129,26 @@ pub struct ProviderConfig {
     /// Our number, E.164.
     #[serde(default = "default_from")]
     pub from: String,
+    /// Twilio: the account.
+    #[serde(default)]
+    pub account_sid: Option<String>,
+    /// Twilio: the auth token, which signs Twilio's webhooks and authenticates our API calls.
+    /// Setting it enables `POST /webhooks/twilio` whatever the provider kind (the console
+    /// provider uses it for `smsflow send-test`).
+    #[serde(default)]
+    pub auth_token: Option<String>,
+    /// Twilio: the API base URL.
+    #[serde(default = "default_api_base")]
+    pub api_base: String,
+    /// Telnyx: the webhook public key (base64), which enables `POST /webhooks/telnyx`.
+    #[serde(default)]
+    pub telnyx_public_key: Option<String>,
+    /// Texts per second per sender number (a US long code takes 1; toll-free 3; short codes 100).
+    #[serde(default = "default_messages_per_second")]
+    pub messages_per_second: f64,
+    /// Attempts at handing a text to the provider before it is marked failed.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
 }
 
 impl Default for ProviderConfig {
@@ -104,8 +156,22 @@ impl Default for ProviderConfig {
         Self {
             kind: ProviderKind::default(),
             from: default_from(),
+            account_sid: None,
+            auth_token: None,
+            api_base: default_api_base(),
+            telnyx_public_key: None,
+            messages_per_second: default_messages_per_second(),
+            max_attempts: default_max_attempts(),
         }
     }
+}
+
+fn default_api_base() -> String {
+    crate::outbound::twilio::DEFAULT_API_BASE.to_owned()
+}
+
+fn default_messages_per_second() -> f64 {
+    1.0
 }
 
 fn default_from() -> String {
@@ -119,6 +185,8 @@ pub enum ProviderKind {
     /// Print texts; no account needed.
     #[default]
     Console,
+    /// Twilio's Messages API.
+    Twilio,
 }
 
 /// The `[store]` section.

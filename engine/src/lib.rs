@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod events;
 pub mod flow;
+pub mod inbox;
 pub mod ingress;
 pub mod outbound;
 pub mod phone;

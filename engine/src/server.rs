@@ -1,13 +1,18 @@
 //! `smsflow serve`: the engine as a long-running HTTP server.
 //!
-//! It opens the store, loads the plugins and flows, starts the timer and outbox workers and
-//! the flow-folder watcher, and serves the operator API:
+//! It opens the store, loads the plugins and flows, starts the inbox, timer and outbox workers
+//! and the flow-folder watcher, and serves:
 //!
-//! - `GET /healthz`
-//! - `POST /v1/flows/{flow_id}/start` with `{"to": "+1...", "fields": {...}, "locale": "es"}`
-//! - `GET /v1/conversations/{phone}`: state, fields, transcript and outbound texts
+//! - `POST /webhooks/twilio`, `POST /webhooks/twilio/status`: Twilio's inbound and status
+//!   webhooks, verified with `X-Twilio-Signature` (enabled by `[provider] auth_token`);
+//! - `POST /webhooks/telnyx`: Telnyx's, verified with ed25519 (enabled by
+//!   `[provider] telnyx_public_key`);
+//! - `GET /healthz`;
+//! - `POST /v1/flows/{flow_id}/start` with `{"to": "+1...", "fields": {...}, "locale": "es"}`;
+//! - `GET /v1/conversations/{phone}`: state, fields, transcript and outbound texts.
 //!
-//! `/v1` requires `Authorization: Bearer <server.api_token>`.
+//! `/v1` requires `Authorization: Bearer <server.api_token>`. Every body is limited to 64 KiB
+//! before it is read. An inbound text is acknowledged only once it is on disk.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,11 +27,14 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::clock::{SharedClock, SystemClock};
+use crate::clock::SharedClock;
 use crate::config::{Config, ProviderKind};
 use crate::flow::conversation::Event;
 use crate::flow::runtime::{Runtime, RuntimeError, StartRequest};
-use crate::outbound::{ConsoleProvider, Outbox, Provider};
+use crate::inbox::{Accepted, Inbox, InboxSettings};
+use crate::ingress::{telnyx, twilio};
+use crate::outbound::twilio::TwilioProvider;
+use crate::outbound::{ConsoleProvider, Outbox, OutboxSettings, Provider};
 use crate::phone::parse_e164;
 use crate::plugin::PluginHost;
 use crate::store::Store;
@@ -36,8 +44,13 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 
 struct AppState {
     runtime: Arc<Runtime>,
+    inbox: Arc<Inbox>,
+    clock: SharedClock,
     api_token: Option<String>,
     our_number: String,
+    public_url: Option<String>,
+    twilio_auth_token: Option<String>,
+    telnyx_public_key: Option<String>,
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
@@ -48,18 +61,52 @@ struct AppState {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let our_number = parse_e164(&config.provider.from).context("[provider] from")?;
     let store = Store::open(&config.store.path)?;
-    let clock: SharedClock = Arc::new(SystemClock);
+    let clock = crate::clock::from_env()?;
     let mut plugins = PluginHost::new(&config.plugins, store.plugin_kv()?, clock.clone())?;
     plugins.load_dir(&config.plugins).await?;
     let plugins = Arc::new(plugins);
+    let public_url = config
+        .server
+        .public_url
+        .as_ref()
+        .map(|url| url.trim_end_matches('/').to_owned());
     let provider: Arc<dyn Provider> = match config.provider.kind {
         ProviderKind::Console => Arc::new(ConsoleProvider),
+        ProviderKind::Twilio => {
+            let account_sid = config
+                .provider
+                .account_sid
+                .as_deref()
+                .context("[provider] kind = \"twilio\" needs account_sid")?;
+            let auth_token = config
+                .provider
+                .auth_token
+                .as_deref()
+                .context("[provider] kind = \"twilio\" needs auth_token")?;
+            let status_callback = public_url
+                .as_ref()
+                .map(|url| format!("{url}{TWILIO_STATUS_PATH}"));
+            Arc::new(TwilioProvider::new(
+                &config.provider.api_base,
+                account_sid,
+                auth_token,
+                status_callback,
+            )?)
+        }
     };
-    let outbox = Arc::new(Outbox::new(store.trees()?.outbox, provider));
+    let outbox = Arc::new(Outbox::new(
+        store.trees()?,
+        provider,
+        clock.clone(),
+        OutboxSettings {
+            max_attempts: config.provider.max_attempts,
+            messages_per_second: config.provider.messages_per_second,
+        },
+    ));
     let runtime = Arc::new(Runtime::new(
         &store,
         Arc::clone(&plugins),
-        clock,
+        clock.clone(),
         Arc::clone(&outbox),
     )?);
     let count = runtime
@@ -70,34 +117,57 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             anyhow::anyhow!("the flows do not load:\n{}", errors.join("\n"))
         })?;
     tracing::info!(count, dir = %config.flows.dir.display(), "flows loaded");
+    let inbox = Arc::new(Inbox::new(
+        &store,
+        clock.clone(),
+        InboxSettings {
+            max_attempts: config.inbox.max_attempts,
+            lanes: config.inbox.workers,
+            ..InboxSettings::default()
+        },
+    )?);
 
-    let workers = [
+    let mut workers = vec![
+        tokio::spawn(Arc::clone(&inbox).run(runtime.clone())),
         tokio::spawn(Arc::clone(&runtime).run_timers()),
         tokio::spawn(Arc::clone(&outbox).run()),
     ];
-    let watcher = (config.flows.reload_interval_ms > 0).then(|| {
+    if config.flows.reload_interval_ms > 0 {
         let registry = Arc::clone(runtime.registry());
         let dir = config.flows.dir.clone();
         let interval = Duration::from_millis(config.flows.reload_interval_ms);
-        tokio::spawn(async move { registry.watch(&dir, plugins, interval).await })
-    });
+        workers.push(tokio::spawn(async move {
+            registry.watch(&dir, plugins, interval).await;
+        }));
+    }
 
     let state = Arc::new(AppState {
         runtime,
+        inbox,
+        clock,
         api_token: config.server.api_token.clone(),
         our_number,
+        public_url,
+        twilio_auth_token: config.provider.auth_token.clone(),
+        telnyx_public_key: config.provider.telnyx_public_key.clone(),
     });
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(TWILIO_INBOUND_PATH, post(twilio_inbound))
+        .route(TWILIO_STATUS_PATH, post(twilio_status))
+        .route("/webhooks/telnyx", post(telnyx_webhook))
         .route("/v1/flows/{flow_id}/start", post(start_flow))
         .route("/v1/conversations/{phone}", get(conversation))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let address = listener.local_addr()?;
     println!("smsflow listening on http://{address}");
+    // Requests in flight finish before this returns; workers stop after, and whatever they had
+    // not finished is still in the store for the next start.
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
@@ -105,12 +175,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     for worker in workers {
         worker.abort();
     }
-    if let Some(watcher) = watcher {
-        watcher.abort();
-    }
     store.flush().await?;
     Ok(())
 }
+
+/// Where Twilio posts inbound texts.
+pub const TWILIO_INBOUND_PATH: &str = "/webhooks/twilio";
+/// Where Twilio posts delivery reports.
+pub const TWILIO_STATUS_PATH: &str = "/webhooks/twilio/status";
 
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -262,6 +334,123 @@ async fn conversation(
         Err(problem) => {
             tracing::error!("conversation read failed: {problem:#}");
             error(StatusCode::INTERNAL_SERVER_ERROR, "the store failed")
+        }
+    }
+}
+
+/// Verifies and parses a Twilio webhook: its form parameters, or the refusal to send back.
+fn twilio_params(
+    state: &AppState,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, Box<Response>> {
+    let (Some(auth_token), Some(public_url)) = (&state.twilio_auth_token, &state.public_url) else {
+        return Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            "Twilio webhooks are off: set [provider] auth_token and [server] public_url",
+        )));
+    };
+    let params = twilio::parse_form(body)
+        .map_err(|problem| Box::new(error(StatusCode::BAD_REQUEST, problem.to_string())))?;
+    let given = headers
+        .get("x-twilio-signature")
+        .and_then(|value| value.to_str().ok());
+    twilio::verify(&format!("{public_url}{path}"), &params, auth_token, given)
+        .map_err(|problem| Box::new(error(StatusCode::FORBIDDEN, problem.to_string())))?;
+    Ok(params)
+}
+
+async fn twilio_inbound(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let params = match twilio_params(&state, TWILIO_INBOUND_PATH, &headers, &body) {
+        Ok(params) => params,
+        Err(refusal) => return *refusal,
+    };
+    let text = match twilio::inbound_text(&params, &state.our_number) {
+        Ok(text) => text,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, problem.to_string()),
+    };
+    match state.inbox.accept(text).await {
+        Ok(Accepted::Stored(_) | Accepted::Duplicate) => (
+            StatusCode::OK,
+            [(axum::http::header::CONTENT_TYPE, "text/xml")],
+            twilio::EMPTY_TWIML,
+        )
+            .into_response(),
+        Err(problem) => {
+            // Not acknowledged: Twilio retries.
+            tracing::error!("inbound text not stored: {problem:#}");
+            error(StatusCode::SERVICE_UNAVAILABLE, "the store failed; retry")
+        }
+    }
+}
+
+async fn twilio_status(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let params = match twilio_params(&state, TWILIO_STATUS_PATH, &headers, &body) {
+        Ok(params) => params,
+        Err(refusal) => return *refusal,
+    };
+    let update = match twilio::status_update(&params) {
+        Ok(update) => update,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, problem.to_string()),
+    };
+    match state.runtime.outbox().record_status("twilio", &update) {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(problem) => {
+            tracing::error!("status not recorded: {problem:#}");
+            error(StatusCode::SERVICE_UNAVAILABLE, "the store failed; retry")
+        }
+    }
+}
+
+async fn telnyx_webhook(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(public_key) = &state.telnyx_public_key else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "Telnyx webhooks are off: set [provider] telnyx_public_key",
+        );
+    };
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let now_s = state.clock.now_ms() / 1000;
+    if let Err(problem) = telnyx::verify(
+        public_key,
+        header("telnyx-timestamp"),
+        header("telnyx-signature-ed25519"),
+        &body,
+        now_s,
+    ) {
+        return error(StatusCode::FORBIDDEN, problem.to_string());
+    }
+    let event = match telnyx::parse(&body, &state.our_number) {
+        Ok(event) => event,
+        Err(problem) => return error(StatusCode::BAD_REQUEST, problem.to_string()),
+    };
+    let stored = match event {
+        telnyx::TelnyxEvent::Inbound(text) => state.inbox.accept(text).await.map(drop),
+        telnyx::TelnyxEvent::Status(update) => state
+            .runtime
+            .outbox()
+            .record_status("telnyx", &update)
+            .map(drop),
+        telnyx::TelnyxEvent::Other(_) => Ok(()),
+    };
+    match stored {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(problem) => {
+            tracing::error!("Telnyx webhook not stored: {problem:#}");
+            error(StatusCode::SERVICE_UNAVAILABLE, "the store failed; retry")
         }
     }
 }

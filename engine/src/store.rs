@@ -13,7 +13,7 @@ use anyhow::Context as _;
 const PLUGIN_KV_TREE: &str = "plugin_kv";
 
 /// The trees of the flow runtime and the outbox; see [`Trees`] for their keys.
-const RUNTIME_TREES: [&str; 7] = [
+const RUNTIME_TREES: [&str; 13] = [
     "conversations",
     "transcript",
     "timers",
@@ -21,6 +21,12 @@ const RUNTIME_TREES: [&str; 7] = [
     "handoffs",
     "processed_events",
     "flow_versions",
+    "outbox_due",
+    "outbox_provider_ids",
+    "suppressions",
+    "inbox",
+    "inbox_seen",
+    "dead_letters",
 ];
 
 /// The trees conversations live in. Writes that belong to one event go in one transaction
@@ -41,6 +47,18 @@ pub struct Trees {
     pub processed: sled::Tree,
     /// `<flow id> 0x00 <version>` → the flow file's text, so pinned versions survive restarts.
     pub flow_versions: sled::Tree,
+    /// `<due ms, sign-flipped i64 BE> <outbox id u64 BE>` → nothing: the texts to send, by when.
+    pub outbox_due: sled::Tree,
+    /// `<provider> 0x00 <provider's message id>` → outbox id: for delivery reports.
+    pub outbox_provider_ids: sled::Tree,
+    /// `<number>` → why texts to it are refused (a provider's opt-out report).
+    pub suppressions: sled::Tree,
+    /// `<seq u64 BE>` → [`crate::inbox::InboxEvent`]: acknowledged, not yet processed.
+    pub inbox: sled::Tree,
+    /// `<provider> 0x00 <provider's message id>` → inbox seq: dedup of webhooks.
+    pub inbox_seen: sled::Tree,
+    /// `<seq u64 BE>` → [`crate::inbox::InboxEvent`] that failed every attempt.
+    pub dead_letters: sled::Tree,
 }
 
 /// The engine's database.
@@ -109,6 +127,12 @@ impl Store {
             handoffs,
             processed,
             flow_versions,
+            outbox_due,
+            outbox_provider_ids,
+            suppressions,
+            inbox,
+            inbox_seen,
+            dead_letters,
         ] = RUNTIME_TREES.map(|name| {
             self.db
                 .open_tree(name)
@@ -122,6 +146,12 @@ impl Store {
             handoffs: handoffs?,
             processed: processed?,
             flow_versions: flow_versions?,
+            outbox_due: outbox_due?,
+            outbox_provider_ids: outbox_provider_ids?,
+            suppressions: suppressions?,
+            inbox: inbox?,
+            inbox_seen: inbox_seen?,
+            dead_letters: dead_letters?,
         })
     }
 
@@ -154,6 +184,16 @@ impl Store {
             .await
             .context("cannot flush the store to disk")?;
         commit.flushed.fetch_max(covered, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Writes everything to disk now, blocking: for one-off commands outside the server.
+    ///
+    /// # Errors
+    ///
+    /// When the disk write fails.
+    pub fn flush_sync(&self) -> anyhow::Result<()> {
+        self.db.flush().context("cannot flush the store to disk")?;
         Ok(())
     }
 

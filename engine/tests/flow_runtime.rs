@@ -13,7 +13,9 @@ use smsflow::clock::{ManualClock, SharedClock};
 use smsflow::flow::compile::compile;
 use smsflow::flow::conversation::Status;
 use smsflow::flow::runtime::{Inbound, Runtime, StartRequest};
-use smsflow::outbound::{BoxFuture, OutboundMessage, Outbox, Provider, Receipt};
+use smsflow::outbound::{
+    BoxFuture, OutboundMessage, Outbox, OutboxSettings, Provider, Receipt, SendError,
+};
 use smsflow::plugin::{Grant, Manifest, PluginHost, PluginsConfig, World};
 use smsflow::store::Store;
 
@@ -70,7 +72,14 @@ struct Recorder {
 }
 
 impl Provider for Recorder {
-    fn send<'a>(&'a self, message: &'a OutboundMessage) -> BoxFuture<'a, anyhow::Result<Receipt>> {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+
+    fn send<'a>(
+        &'a self,
+        message: &'a OutboundMessage,
+    ) -> BoxFuture<'a, Result<Receipt, SendError>> {
         self.sent.lock().unwrap().push(message.body.clone());
         Box::pin(async move {
             Ok(Receipt {
@@ -118,7 +127,15 @@ async fn engine(db: &Path, flow_source: &str, classifier: Option<&Path>) -> Engi
         }
     }
     let recorder = Arc::new(Recorder::default());
-    let outbox = Arc::new(Outbox::new(store.trees().unwrap().outbox, recorder.clone()));
+    let outbox = Arc::new(Outbox::new(
+        store.trees().unwrap(),
+        recorder.clone(),
+        shared.clone(),
+        OutboxSettings {
+            messages_per_second: 1000.0,
+            ..OutboxSettings::default()
+        },
+    ));
     let runtime = Runtime::new(&store, Arc::new(host), shared, outbox).unwrap();
     let flow = compile(Path::new("confirm.toml"), flow_source).unwrap();
     runtime.registry().install(vec![flow]).unwrap();
@@ -232,8 +249,8 @@ async fn a_restart_between_the_reply_and_the_send_sends_each_text_once() {
         assert!(engine.recorder.sent.lock().unwrap().is_empty());
     }
     let engine = engine(&db, FLOW, None).await;
-    assert_eq!(engine.runtime.outbox().deliver_pending().await.unwrap(), 2);
-    assert_eq!(engine.runtime.outbox().deliver_pending().await.unwrap(), 0);
+    assert_eq!(engine.runtime.outbox().deliver_due().await.unwrap(), 2);
+    assert_eq!(engine.runtime.outbox().deliver_due().await.unwrap(), 0);
     assert_eq!(
         *engine.recorder.sent.lock().unwrap(),
         ["Reply YES to confirm.", "Thanks!"]

@@ -26,7 +26,7 @@ use super::registry::Registry;
 use super::template::{RenderError, segments};
 use super::{Action, Case, Condition, ConnectorAction, Flow, LocalizedTemplate, Step, words};
 use crate::clock::SharedClock;
-use crate::outbound::{DeliveryStatus, OutboundMessage, Outbox, message_id, outbox_key};
+use crate::outbound::{DeliveryStatus, OutboundMessage, Outbox, message_id, queue_in_transaction};
 use crate::plugin::{ConnectorCall, Context, PluginHost};
 use crate::store::{Store, Trees, codec};
 
@@ -896,7 +896,9 @@ impl<'r> Turn<'r> {
                 queued_at_ms: self.now,
                 status: DeliveryStatus::Queued,
                 provider_id: None,
+                delivery: None,
                 attempts: 0,
+                sent_at_ms: None,
             },
         ));
     }
@@ -1040,7 +1042,7 @@ impl<'r> Turn<'r> {
         let outgoing = self
             .outgoing
             .iter()
-            .map(|(seq, message)| Ok((outbox_key(*seq), codec::encode(message)?)))
+            .map(|(seq, message)| Ok((*seq, codec::encode(message)?)))
             .collect::<anyhow::Result<Vec<_>>>()?;
         // In order: a timer set and cleared in the same turn is not left behind.
         let timer_ops = self
@@ -1063,11 +1065,12 @@ impl<'r> Turn<'r> {
             &trees.transcript,
             &trees.timers,
             &trees.outbox,
+            &trees.outbox_due,
             &trees.handoffs,
             &trees.processed,
         )
             .transaction(
-                |(conversations, transcript, timers, outbox, handoffs, processed)| {
+                |(conversations, transcript, timers, outbox, outbox_due, handoffs, processed)| {
                     conversations.insert(self.key.as_slice(), conversation.as_slice())?;
                     for (key, value) in &entries {
                         transcript.insert(key.as_slice(), value.as_slice())?;
@@ -1078,8 +1081,8 @@ impl<'r> Turn<'r> {
                             None => timers.remove(key.as_slice())?,
                         };
                     }
-                    for (key, value) in &outgoing {
-                        outbox.insert(key.as_slice(), value.as_slice())?;
+                    for (seq, value) in &outgoing {
+                        queue_in_transaction(outbox, outbox_due, *seq, value, self.now)?;
                     }
                     if let Some((key, value)) = &handoff {
                         handoffs.insert(key.as_slice(), value.as_slice())?;

@@ -17,7 +17,7 @@ use super::conversation::{Event, Status};
 use super::runtime::{Inbound, Outcome, Runtime, RuntimeError, StartRequest};
 use super::{Flow, check};
 use crate::clock::{ManualClock, SharedClock};
-use crate::outbound::{ConsoleProvider, Outbox};
+use crate::outbound::{ConsoleProvider, Outbox, OutboxSettings};
 use crate::plugin::{Grant, PluginHost, PluginsConfig};
 use crate::store::Store;
 
@@ -268,8 +268,10 @@ async fn run_scenario(
     let setup = async {
         let store = Store::temporary()?;
         let outbox = Arc::new(Outbox::new(
-            store.trees()?.outbox,
+            store.trees()?,
             Arc::new(ConsoleProvider),
+            shared_clock.clone(),
+            OutboxSettings::default(),
         ));
         let runtime = Runtime::new(&store, Arc::clone(host), shared_clock.clone(), outbox)?;
         runtime.registry().install(flows.to_vec())?;

@@ -36,7 +36,9 @@ pub struct StatusUpdate {
 }
 
 /// Where an outbound text is, as providers report it, in the order states can follow each other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     /// Accepted, waiting to go out.

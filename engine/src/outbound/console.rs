@@ -3,14 +3,21 @@
 
 use std::io::Write as _;
 
-use super::{BoxFuture, OutboundMessage, Provider, Receipt};
+use super::{BoxFuture, OutboundMessage, Provider, Receipt, SendError};
 
 /// Prints each text to standard output as one line.
 #[derive(Debug, Default)]
 pub struct ConsoleProvider;
 
 impl Provider for ConsoleProvider {
-    fn send<'a>(&'a self, message: &'a OutboundMessage) -> BoxFuture<'a, anyhow::Result<Receipt>> {
+    fn name(&self) -> &'static str {
+        "console"
+    }
+
+    fn send<'a>(
+        &'a self,
+        message: &'a OutboundMessage,
+    ) -> BoxFuture<'a, Result<Receipt, SendError>> {
         Box::pin(async move {
             let line = format!(
                 "[console] {} -> {}: {}\n",
@@ -18,7 +25,10 @@ impl Provider for ConsoleProvider {
                 message.to,
                 message.body.replace('\n', "\\n")
             );
-            std::io::stdout().lock().write_all(line.as_bytes())?;
+            std::io::stdout()
+                .lock()
+                .write_all(line.as_bytes())
+                .map_err(|error| SendError::Retryable(error.to_string()))?;
             Ok(Receipt {
                 provider_id: format!("console-{}", message.id),
             })

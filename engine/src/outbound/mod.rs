@@ -1,22 +1,30 @@
 //! The outbox: every outbound text is queued here, in the same transaction as the state change
-//! that produced it, and a worker hands queued texts to the provider.
+//! that produced it, and a worker hands queued texts to the provider: in order, rate-limited per
+//! sender number, retried with backoff when the provider is busy or down, and recorded with the
+//! provider's id and the delivery reports that follow.
 //!
 //! The provider handle is a private field of [`Outbox`], and the only code that calls it is
-//! [`Outbox::deliver_pending`]: nothing else in the engine can reach a provider.
+//! [`Outbox::deliver_due`]: nothing else in the engine can reach a provider.
 
 mod console;
+mod rate;
+pub mod twilio;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionalTree};
 use tokio::sync::Notify;
 
 pub use self::console::ConsoleProvider;
-use crate::store::codec;
+use self::rate::RateLimiter;
+use crate::clock::SharedClock;
+use crate::ingress::{DeliveryState, StatusUpdate};
+use crate::store::{Trees, codec};
 
 /// A text in the outbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,15 +43,21 @@ pub struct OutboundMessage {
     pub step: Option<String>,
     /// When it was queued.
     pub queued_at_ms: i64,
-    /// Where it is.
+    /// Where it is on our side.
     pub status: DeliveryStatus,
     /// The provider's id for it, once sent.
     pub provider_id: Option<String>,
+    /// What the provider last reported about it.
+    #[serde(default)]
+    pub delivery: Option<DeliveryState>,
     /// Delivery attempts so far.
     pub attempts: u32,
+    /// When it was handed to the provider.
+    #[serde(default)]
+    pub sent_at_ms: Option<i64>,
 }
 
-/// Where an outbound text is.
+/// Where an outbound text is on our side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum DeliveryStatus {
@@ -72,6 +86,30 @@ fn seq_of(message_id: &str) -> Option<u64> {
     u64::from_str_radix(message_id.strip_prefix("out-")?, 16).ok()
 }
 
+fn due_key(due_ms: i64, seq: u64) -> Vec<u8> {
+    let mut key = codec::time_key(due_ms).to_vec();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// Queues an encoded message inside a transaction over the `outbox` and `outbox_due` trees, due
+/// at once.
+///
+/// # Errors
+///
+/// When the transaction must abort or retry (sled decides).
+pub fn queue_in_transaction(
+    outbox: &TransactionalTree,
+    due: &TransactionalTree,
+    seq: u64,
+    encoded: &[u8],
+    now_ms: i64,
+) -> Result<(), ConflictableTransactionError<()>> {
+    outbox.insert(outbox_key(seq).as_slice(), encoded)?;
+    due.insert(due_key(now_ms, seq), &[] as &[u8])?;
+    Ok(())
+}
+
 /// What a provider says when it accepts a text.
 #[derive(Debug, Clone)]
 pub struct Receipt {
@@ -79,36 +117,86 @@ pub struct Receipt {
     pub provider_id: String,
 }
 
+/// Why a provider did not take a text.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendError {
+    /// Busy or down (HTTP 429, 5xx, a network error): try again later.
+    #[error("the provider is unavailable, will retry: {0}")]
+    Retryable(String),
+    /// The recipient has opted out with the carrier (Twilio error 21610).
+    #[error("the recipient has opted out with the provider: {0}")]
+    OptedOut(String),
+    /// Refused for good (an invalid number, a bad credential).
+    #[error("the provider refused the text: {0}")]
+    Rejected(String),
+}
+
 /// A boxed future, so providers can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// An SMS provider's sending side.
 pub trait Provider: Send + Sync + std::fmt::Debug {
+    /// The provider's name, as webhooks and the store know it (`twilio`).
+    fn name(&self) -> &'static str;
+
     /// Hands one text to the provider.
     ///
     /// # Errors
     ///
-    /// When the provider refuses it or cannot be reached.
-    fn send<'a>(&'a self, message: &'a OutboundMessage) -> BoxFuture<'a, anyhow::Result<Receipt>>;
+    /// A [`SendError`] saying whether to retry.
+    fn send<'a>(
+        &'a self,
+        message: &'a OutboundMessage,
+    ) -> BoxFuture<'a, Result<Receipt, SendError>>;
+}
+
+/// How the outbox retries and paces.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxSettings {
+    /// Attempts before a text is marked failed.
+    pub max_attempts: u32,
+    /// Texts per second per sender number.
+    pub messages_per_second: f64,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            messages_per_second: 10.0,
+        }
+    }
 }
 
 /// The outbox and its worker.
 #[derive(Debug)]
 pub struct Outbox {
-    tree: sled::Tree,
+    trees: Trees,
     provider: Arc<dyn Provider>,
+    clock: SharedClock,
+    settings: OutboxSettings,
+    limiter: Mutex<RateLimiter>,
     wake: Notify,
 }
 
-/// Attempts before a text is marked failed.
-const MAX_ATTEMPTS: u32 = 5;
+/// The first retry waits this long; each further one twice as long, up to [`MAX_BACKOFF_MS`].
+const FIRST_BACKOFF_MS: i64 = 1_000;
+const MAX_BACKOFF_MS: i64 = 5 * 60_000;
 
 impl Outbox {
-    /// An outbox over `tree` delivering through `provider`.
-    pub fn new(tree: sled::Tree, provider: Arc<dyn Provider>) -> Self {
+    /// An outbox over `trees` delivering through `provider`.
+    pub fn new(
+        trees: Trees,
+        provider: Arc<dyn Provider>,
+        clock: SharedClock,
+        settings: OutboxSettings,
+    ) -> Self {
         Self {
-            tree,
+            trees,
             provider,
+            clock,
+            settings,
+            limiter: Mutex::new(RateLimiter::new(settings.messages_per_second)),
             wake: Notify::new(),
         }
     }
@@ -118,57 +206,199 @@ impl Outbox {
         self.wake.notify_one();
     }
 
-    /// Delivers every queued text once; returns how many were sent.
+    fn load(&self, seq: u64) -> anyhow::Result<Option<OutboundMessage>> {
+        self.trees
+            .outbox
+            .get(outbox_key(seq))
+            .context("cannot read the outbox")?
+            .map(|value| codec::decode(&value))
+            .transpose()
+    }
+
+    fn save(&self, seq: u64, message: &OutboundMessage) -> anyhow::Result<()> {
+        self.trees
+            .outbox
+            .insert(outbox_key(seq), codec::encode(message)?)
+            .context("cannot update the outbox")?;
+        Ok(())
+    }
+
+    /// Hands every text that is due to the provider, in order, as the rate limit allows;
+    /// returns how many the provider accepted. A text the limit holds back is due again when
+    /// its sender has capacity.
     ///
     /// # Errors
     ///
     /// When the store cannot be read or written.
-    pub async fn deliver_pending(&self) -> anyhow::Result<usize> {
+    pub async fn deliver_due(&self) -> anyhow::Result<usize> {
+        let now = self.clock.now_ms();
+        let end = codec::time_key(now.saturating_add(1));
+        let due: Vec<sled::IVec> = self
+            .trees
+            .outbox_due
+            .range(..end.as_slice())
+            .keys()
+            .collect::<Result<_, _>>()
+            .context("cannot read the outbox queue")?;
         let mut sent = 0;
-        for entry in self.tree.iter() {
-            let (key, value) = entry.context("cannot read the outbox")?;
-            let mut message: OutboundMessage = codec::decode(&value)?;
-            if message.status != DeliveryStatus::Queued {
+        for key in due {
+            let Some(seq) = key
+                .get(8..16)
+                .and_then(|bytes| bytes.try_into().ok())
+                .map(u64::from_be_bytes)
+            else {
+                continue;
+            };
+            let Some(mut message) = self.load(seq)? else {
+                self.trees.outbox_due.remove(&key)?;
+                continue;
+            };
+            let wait_ms = self
+                .limiter
+                .lock()
+                .map_err(|_| anyhow::anyhow!("rate limiter lock poisoned"))?
+                .take(&message.from, self.clock.now_ms());
+            if let Some(wait_ms) = wait_ms {
+                self.reschedule(&key, seq, self.clock.now_ms() + wait_ms)?;
+                continue;
+            }
+            if self.is_suppressed(&message.to)? {
+                message.status = DeliveryStatus::Failed {
+                    reason: "the recipient has opted out with the provider".to_owned(),
+                };
+                self.save(seq, &message)?;
+                self.trees.outbox_due.remove(&key)?;
                 continue;
             }
             message.attempts += 1;
             match self.provider.send(&message).await {
                 Ok(receipt) => {
                     message.status = DeliveryStatus::Sent;
+                    message.sent_at_ms = Some(self.clock.now_ms());
+                    self.trees
+                        .outbox_provider_ids
+                        .insert(
+                            provider_id_key(self.provider.name(), &receipt.provider_id),
+                            &outbox_key(seq),
+                        )
+                        .context("cannot index a provider id")?;
                     message.provider_id = Some(receipt.provider_id);
+                    self.trees.outbox_due.remove(&key)?;
                     sent += 1;
                 }
-                Err(error) if message.attempts >= MAX_ATTEMPTS => {
-                    tracing::error!(id = %message.id, "giving up on a text: {error:#}");
-                    message.status = DeliveryStatus::Failed {
-                        reason: format!("{error:#}"),
-                    };
+                Err(SendError::Retryable(reason))
+                    if message.attempts < self.settings.max_attempts =>
+                {
+                    let backoff = FIRST_BACKOFF_MS
+                        .saturating_mul(1 << (message.attempts - 1).min(20))
+                        .min(MAX_BACKOFF_MS);
+                    tracing::warn!(id = %message.id, attempt = message.attempts, "send failed, retrying in {backoff} ms: {reason}");
+                    self.reschedule(&key, seq, self.clock.now_ms() + backoff)?;
                 }
                 Err(error) => {
-                    tracing::warn!(id = %message.id, attempt = message.attempts, "send failed: {error:#}");
+                    tracing::error!(id = %message.id, "text not sent: {error}");
+                    if let SendError::OptedOut(reason) = &error {
+                        self.suppress(&message.to, reason)?;
+                    }
+                    message.status = DeliveryStatus::Failed {
+                        reason: error.to_string(),
+                    };
+                    self.trees.outbox_due.remove(&key)?;
                 }
             }
-            self.tree
-                .insert(key, codec::encode(&message)?)
-                .context("cannot update the outbox")?;
-        }
-        if sent > 0 {
-            self.tree
-                .flush_async()
-                .await
-                .context("cannot flush the outbox")?;
+            self.save(seq, &message)?;
         }
         Ok(sent)
+    }
+
+    fn reschedule(&self, key: &[u8], seq: u64, due_ms: i64) -> anyhow::Result<()> {
+        self.trees.outbox_due.remove(key)?;
+        self.trees
+            .outbox_due
+            .insert(due_key(due_ms, seq), &[] as &[u8])
+            .context("cannot reschedule a text")?;
+        Ok(())
+    }
+
+    /// When the next text is due.
+    fn next_due(&self) -> anyhow::Result<Option<i64>> {
+        let first = self
+            .trees
+            .outbox_due
+            .first()
+            .context("cannot read the outbox queue")?;
+        Ok(first.and_then(|(key, _)| Some(codec::time_from_key(key.get(..8)?.try_into().ok()?))))
+    }
+
+    /// Records that texts to `number` must not go out (a provider's opt-out report).
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be written.
+    pub fn suppress(&self, number: &str, reason: &str) -> anyhow::Result<()> {
+        self.trees
+            .suppressions
+            .insert(number.as_bytes(), reason.as_bytes())
+            .context("cannot record a suppression")?;
+        Ok(())
+    }
+
+    /// Whether texts to `number` are suppressed.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn is_suppressed(&self, number: &str) -> anyhow::Result<bool> {
+        self.trees
+            .suppressions
+            .contains_key(number.as_bytes())
+            .context("cannot read suppressions")
+    }
+
+    /// Applies a provider's delivery report. States only move forward: a late `sent` after
+    /// `delivered` changes nothing. Returns whether the report was for a known text.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or written.
+    pub fn record_status(&self, provider: &str, update: &StatusUpdate) -> anyhow::Result<bool> {
+        let Some(seq) = self
+            .trees
+            .outbox_provider_ids
+            .get(provider_id_key(provider, &update.message_id))
+            .context("cannot read provider ids")?
+            .and_then(|bytes| bytes.as_ref().try_into().ok().map(u64::from_be_bytes))
+        else {
+            return Ok(false);
+        };
+        let Some(mut message) = self.load(seq)? else {
+            return Ok(false);
+        };
+        if message
+            .delivery
+            .is_none_or(|current| update.status > current)
+        {
+            message.delivery = Some(update.status);
+            self.save(seq, &message)?;
+        }
+        Ok(true)
     }
 
     /// Runs the delivery worker until the task is dropped.
     pub async fn run(self: Arc<Self>) {
         loop {
-            if let Err(error) = self.deliver_pending().await {
+            if let Err(error) = self.deliver_due().await {
                 tracing::error!("outbox: {error:#}");
             }
-            // A retry waits at most a second; new texts wake the worker at once.
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.wake.notified()).await;
+            let wait = match self.next_due() {
+                Ok(Some(due)) => Duration::from_millis(
+                    due.saturating_sub(self.clock.now_ms())
+                        .clamp(0, 1000)
+                        .cast_unsigned(),
+                ),
+                _ => Duration::from_secs(1),
+            };
+            let _ = tokio::time::timeout(wait, self.wake.notified()).await;
         }
     }
 
@@ -178,13 +408,13 @@ impl Outbox {
     ///
     /// When the store cannot be read.
     pub fn message(&self, message_id: &str) -> anyhow::Result<Option<OutboundMessage>> {
-        let Some(seq) = seq_of(message_id) else {
-            return Ok(None);
-        };
-        self.tree
-            .get(outbox_key(seq))
-            .context("cannot read the outbox")?
-            .map(|value| codec::decode(&value))
-            .transpose()
+        match seq_of(message_id) {
+            Some(seq) => self.load(seq),
+            None => Ok(None),
+        }
     }
+}
+
+fn provider_id_key(provider: &str, provider_id: &str) -> Vec<u8> {
+    format!("{provider}\0{provider_id}").into_bytes()
 }

@@ -1,0 +1,124 @@
+//! Twilio's Messages API: `POST {api_base}/2010-04-01/Accounts/{sid}/Messages.json`.
+
+use serde::Deserialize;
+
+use super::{BoxFuture, OutboundMessage, Provider, Receipt, SendError};
+
+/// Twilio's error code for a recipient who replied STOP to the carrier.
+pub const OPTED_OUT_CODE: i64 = 21610;
+
+/// The default API base.
+pub const DEFAULT_API_BASE: &str = "https://api.twilio.com";
+
+/// Sends texts through Twilio.
+#[derive(Debug)]
+pub struct TwilioProvider {
+    client: reqwest::Client,
+    api_base: String,
+    account_sid: String,
+    auth_token: String,
+    status_callback: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Created {
+    sid: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ApiError {
+    code: Option<i64>,
+    message: Option<String>,
+}
+
+impl TwilioProvider {
+    /// A provider for the account `account_sid`, calling `api_base`, asking Twilio to report
+    /// delivery to `status_callback`.
+    ///
+    /// # Errors
+    ///
+    /// When the HTTP client cannot be built.
+    pub fn new(
+        api_base: &str,
+        account_sid: &str,
+        auth_token: &str,
+        status_callback: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(15))
+            .user_agent(concat!("smsflow/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Self {
+            client,
+            api_base: api_base.trim_end_matches('/').to_owned(),
+            account_sid: account_sid.to_owned(),
+            auth_token: auth_token.to_owned(),
+            status_callback,
+        })
+    }
+}
+
+impl Provider for TwilioProvider {
+    fn name(&self) -> &'static str {
+        "twilio"
+    }
+
+    fn send<'a>(
+        &'a self,
+        message: &'a OutboundMessage,
+    ) -> BoxFuture<'a, Result<Receipt, SendError>> {
+        Box::pin(async move {
+            let url = format!(
+                "{}/2010-04-01/Accounts/{}/Messages.json",
+                self.api_base, self.account_sid
+            );
+            let mut form = vec![
+                ("To", message.to.as_str()),
+                ("From", message.from.as_str()),
+                ("Body", message.body.as_str()),
+            ];
+            if let Some(callback) = &self.status_callback {
+                form.push(("StatusCallback", callback.as_str()));
+            }
+            let response = self
+                .client
+                .post(&url)
+                .basic_auth(&self.account_sid, Some(&self.auth_token))
+                .form(&form)
+                .send()
+                .await
+                .map_err(|error| SendError::Retryable(error.to_string()))?;
+            let status = response.status();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|error| SendError::Retryable(error.to_string()))?;
+            if status.is_success() {
+                let created: Created = serde_json::from_slice(&body).map_err(|error| {
+                    SendError::Retryable(format!("Twilio answered {status} without a sid: {error}"))
+                })?;
+                return Ok(Receipt {
+                    provider_id: created.sid,
+                });
+            }
+            let detail = serde_json::from_slice::<ApiError>(&body).ok();
+            let code = detail.as_ref().and_then(|detail| detail.code);
+            let text = format!(
+                "HTTP {status}{}{}",
+                code.map(|code| format!(", error {code}"))
+                    .unwrap_or_default(),
+                detail
+                    .and_then(|detail| detail.message)
+                    .map(|message| format!(": {message}"))
+                    .unwrap_or_default()
+            );
+            Err(if code == Some(OPTED_OUT_CODE) {
+                SendError::OptedOut(text)
+            } else if status.as_u16() == 429 || status.is_server_error() {
+                SendError::Retryable(text)
+            } else {
+                SendError::Rejected(text)
+            })
+        })
+    }
+}
