@@ -3,17 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
+
+use common::{Server, free_port};
 
 const TOKEN: &str = "test-token";
 const CONTACT: &str = "+15555550142";
-
-fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// A flow that greets, waits `timeout` for a reply and sends one reminder when none comes.
 fn reminder_flow(greeting: &str, timeout: &str) -> String {
@@ -57,56 +54,8 @@ text = "Thanks!"
     )
 }
 
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(dir: &Path, port: u16) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_smsflow"))
-            .args(["serve", "--config"])
-            .arg(dir.join("smsflow.toml"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let server = Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if reqwest::blocking_get(&format!("{}/healthz", server.base))
-                .is_ok_and(|body| body == "ok")
-            {
-                return server;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the server did not come up");
-    }
-
-    fn kill(mut self) {
-        // SIGKILL: no shutdown code runs.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Minimal blocking HTTP for the test, on a current-thread runtime.
 mod reqwest {
-    pub fn blocking_get(url: &str) -> Result<String, ()> {
-        request("GET", url, None).map(|(_, body)| body)
-    }
-
     pub fn request(method: &str, url: &str, body: Option<&str>) -> Result<(u16, String), ()> {
         request_as(super::TOKEN, method, url, body)
     }
@@ -159,14 +108,6 @@ fn sent_texts(conversation: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn setup(timeout: &str) -> (tempfile::TempDir, u16) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("flows")).unwrap();
@@ -176,7 +117,6 @@ fn setup(timeout: &str) -> (tempfile::TempDir, u16) {
     )
     .unwrap();
     let port = free_port();
-    let plugins = repository().join("target/plugins");
     std::fs::write(
         dir.path().join("smsflow.toml"),
         format!(
@@ -192,21 +132,9 @@ path = "data/smsflow.db"
 dir = "flows"
 reload_interval_ms = 100
 
-[plugins]
-dir = "{}"
-cache_dir = "{}"
-
-[plugins.grants.crm-notes]
-capabilities = ["config", "http"]
-
-[plugins.grants.order-status]
-capabilities = ["config", "http"]
-
-[plugins.grants.faq-replies]
-capabilities = ["config"]
+{plugins}
 "#,
-            plugins.display(),
-            repository().join("target/plugin-cache").display()
+            plugins = common::plugins_section("http://127.0.0.1:9"),
         ),
     )
     .unwrap();
@@ -239,7 +167,7 @@ fn wait_for(
 #[test]
 fn a_wait_survives_sigkill_and_its_timer_fires_once() {
     let (dir, port) = setup("2s");
-    let server = Server::start(dir.path(), port);
+    let server = Server::start(&dir.path().join("smsflow.toml"), port);
     start_reminder(&server);
     let state = conversation(&server);
     assert_eq!(state["conversation"]["status"]["state"], "waiting");
@@ -248,7 +176,7 @@ fn a_wait_survives_sigkill_and_its_timer_fires_once() {
 
     // Down past the deadline: the timer fires once the engine is back.
     std::thread::sleep(Duration::from_millis(2500));
-    let server = Server::start(dir.path(), port);
+    let server = Server::start(&dir.path().join("smsflow.toml"), port);
     let state = wait_for(&server, "the reminder", |state| {
         sent_texts(state).len() == 2
     });
@@ -272,7 +200,7 @@ fn a_wait_survives_sigkill_and_its_timer_fires_once() {
     server.kill();
 
     // Another crash and restart: the fired timer stays fired.
-    let server = Server::start(dir.path(), port);
+    let server = Server::start(&dir.path().join("smsflow.toml"), port);
     std::thread::sleep(Duration::from_millis(500));
     let state = conversation(&server);
     assert_eq!(sent_texts(&state).len(), 2, "{state:#}");
@@ -296,7 +224,7 @@ fn start_for(server: &Server, phone: &str, name: &str) -> serde_json::Value {
 fn flows_reload_without_a_restart_and_conversations_keep_their_version() {
     let (dir, port) = setup("3s");
     let flow_file = dir.path().join("flows/reminder.toml");
-    let server = Server::start(dir.path(), port);
+    let server = Server::start(&dir.path().join("smsflow.toml"), port);
     start_reminder(&server);
     let version = conversation(&server)["conversation"]["flow"]["version"].clone();
 
@@ -320,7 +248,7 @@ fn flows_reload_without_a_restart_and_conversations_keep_their_version() {
 
     // After a crash, the first conversation finishes on its own version's texts.
     server.kill();
-    let server = Server::start(dir.path(), port);
+    let server = Server::start(&dir.path().join("smsflow.toml"), port);
     let state = wait_for(&server, "the reminder", |state| {
         sent_texts(state).len() == 2
     });
@@ -331,7 +259,7 @@ fn flows_reload_without_a_restart_and_conversations_keep_their_version() {
 #[test]
 fn bad_api_requests_are_refused_and_change_nothing() {
     let (dir, port) = setup("1h");
-    let server = Server::start(dir.path(), port);
+    let server = Server::start(&dir.path().join("smsflow.toml"), port);
     let url = format!("{}/v1/flows/reminder/start", server.base);
     let cases = [
         (

@@ -32,6 +32,31 @@ enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Inbound texts that failed every processing attempt (run while the server is stopped).
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+        /// The configuration file naming the store.
+        #[arg(long, default_value = "smsflow.toml", global = true)]
+        config: PathBuf,
+    },
+    /// Inbound texts acknowledged and not yet processed (run while the server is stopped).
+    Inbox {
+        /// The configuration file naming the store.
+        #[arg(long, default_value = "smsflow.toml")]
+        config: PathBuf,
+    },
+    /// Sign and post an inbound text to a running server, as Twilio would.
+    SendTest {
+        /// The contact's number.
+        #[arg(long, default_value = "+15555550100")]
+        from: String,
+        /// The text.
+        text: String,
+        /// The configuration file (server address, public URL, auth token, our number).
+        #[arg(long, default_value = "smsflow.toml")]
+        config: PathBuf,
+    },
     /// Check flow files against each other and the plugins; report each problem at its
     /// file:line:column, and each template's SMS segment count. Exits 1 on any problem.
     Check {
@@ -49,6 +74,17 @@ enum Command {
         /// Take the plugins folder and grants from this smsflow.toml.
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Print each dead letter as a line of JSON.
+    List,
+    /// Move dead letters back into the inbox, to be processed at the next start.
+    Replay {
+        /// Only this one (its `seq`); all when absent.
+        seq: Option<u64>,
     },
 }
 
@@ -102,6 +138,15 @@ impl Cli {
                 crate::server::serve(Config::from_file(&config)?).await?;
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Dlq { command, config } => dlq(command, &config),
+            Command::Inbox { config } => {
+                let inbox = offline_inbox(&config)?;
+                for event in inbox.pending()? {
+                    println!("{}", serde_json::to_string(&event)?);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::SendTest { from, text, config } => send_test(&from, &text, &config).await,
             Command::Check { path, config } => check(&path, config.as_deref()).await,
             Command::Test { path, config } => test(&path, config.as_deref()).await,
         }
@@ -262,6 +307,90 @@ async fn test(path: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
         reports.push(flow::scenario::run_file(&file, &plugins).await);
     }
     Ok(if flow::scenario::print_reports(&reports) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The inbox of the store `config` names, opened while the server is stopped.
+fn offline_inbox(config: &Path) -> anyhow::Result<crate::inbox::Inbox> {
+    let config = Config::from_file(config)?;
+    let store = Store::open(&config.store.path)
+        .context("is `smsflow serve` running? stop it first: it holds the store")?;
+    crate::inbox::Inbox::new(
+        &store,
+        Arc::new(SystemClock),
+        crate::inbox::InboxSettings::default(),
+    )
+}
+
+fn dlq(command: DlqCommand, config: &Path) -> anyhow::Result<ExitCode> {
+    let inbox = offline_inbox(config)?;
+    match command {
+        DlqCommand::List => {
+            for event in inbox.dead_letters()? {
+                println!("{}", serde_json::to_string(&event)?);
+            }
+        }
+        DlqCommand::Replay { seq } => {
+            let moved = inbox.replay(seq)?;
+            println!("{moved} moved back to the inbox");
+            if seq.is_some() && moved == 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn send_test(from: &str, text: &str, config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::from_file(config_path)?;
+    let auth_token = config
+        .provider
+        .auth_token
+        .as_deref()
+        .context("send-test signs like Twilio: set [provider] auth_token")?;
+    let public_url = config
+        .server
+        .public_url
+        .as_deref()
+        .context("send-test signs for [server] public_url: set it")?
+        .trim_end_matches('/');
+    let store_free_id = format!(
+        "SMtest{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos())
+    );
+    let params: Vec<(String, String)> = [
+        ("MessageSid", store_free_id.as_str()),
+        ("AccountSid", "ACtest"),
+        ("From", from),
+        ("To", config.provider.from.as_str()),
+        ("Body", text),
+        ("NumMedia", "0"),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_owned(), value.to_owned()))
+    .collect();
+    let path = crate::server::TWILIO_INBOUND_PATH;
+    let signature =
+        crate::ingress::twilio::signature(&format!("{public_url}{path}"), &params, auth_token);
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    let response = reqwest::Client::new()
+        .post(format!("http://{}{path}", config.server.listen))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("is smsflow serving on {}?", config.server.listen))?;
+    let status = response.status();
+    println!("{status} {}", response.text().await.unwrap_or_default());
+    Ok(if status.is_success() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

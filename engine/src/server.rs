@@ -159,6 +159,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .route("/v1/flows/{flow_id}/start", post(start_flow))
         .route("/v1/conversations/{phone}", get(conversation))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(refuse_oversized))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
@@ -200,6 +201,26 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
+}
+
+/// Refuses a body announced larger than [`MAX_BODY_BYTES`] before reading any of it; a body
+/// without a length is cut off at the limit when read.
+async fn refuse_oversized(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over the {MAX_BODY_BYTES}-byte limit"),
+        );
+    }
+    next.run(request).await
 }
 
 /// A JSON error answer: `{"error": "..."}`.

@@ -1,0 +1,115 @@
+//! What the end-to-end tests share: the real `smsflow serve` process and its configuration.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository's root.
+pub fn repository() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A loopback port nobody listens on.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `[plugins]` for the example plugins built by `just plugins`, each granted what its manifest
+/// asks for; `order_base_url` is the order API the order-status plugin may call.
+pub fn plugins_section(order_base_url: &str) -> String {
+    format!(
+        r#"
+[plugins]
+dir = "{plugins}"
+cache_dir = "{cache}"
+
+[plugins.grants.crm-notes]
+capabilities = ["config", "http"]
+
+[plugins.grants.order-status]
+capabilities = ["config", "http"]
+http = ["{order_base_url}"]
+config = {{ base_url = "{order_base_url}" }}
+
+[plugins.grants.faq-replies]
+capabilities = ["config"]
+"#,
+        plugins = repository().join("target/plugins").display(),
+        cache = repository().join("target/plugin-cache").display(),
+    )
+}
+
+/// A running `smsflow serve`, killed when dropped.
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Server {
+    /// Starts `smsflow serve --config <config>` and waits until `/healthz` answers on `port`.
+    pub fn start(config: &Path, port: u16) -> Self {
+        Self::start_with_env(config, port, &[])
+    }
+
+    /// As [`Server::start`], with extra environment variables.
+    pub fn start_with_env(config: &Path, port: u16, env: &[(&str, &str)]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_smsflow"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if healthy(port) {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the server did not come up on port {port}");
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn healthy(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok")
+}

@@ -1,0 +1,574 @@
+//! The real `smsflow serve` with `kind = "twilio"` against a local server that plays Twilio's
+//! Messages API (and an order API for the order-status plugin): signed webhooks in, replies out,
+//! exactly once, through duplicates, bad input, provider failures and a SIGKILL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use common::{Server, free_port};
+use smsflow::ingress::twilio;
+
+const PUBLIC_URL: &str = "https://sms.example.com";
+const AUTH_TOKEN: &str = "twilio-auth-token";
+const ACCOUNT: &str = "ACtest";
+const OURS: &str = "+15550001000";
+const API_TOKEN: &str = "api-token";
+
+/// A text the fake Twilio accepted.
+#[derive(Debug, Clone)]
+struct Sent {
+    to: String,
+    from: String,
+    body: String,
+    status_callback: Option<String>,
+}
+
+/// Twilio's Messages API and an order API, on one loopback server.
+#[derive(Default)]
+struct Fake {
+    sent: Mutex<Vec<Sent>>,
+    /// Answer this many sends with a 500 first.
+    fail_next: AtomicU32,
+    /// Numbers Twilio answers with error 21610.
+    opted_out: Mutex<Vec<String>>,
+    /// The order API hangs instead of answering.
+    stall_orders: AtomicBool,
+}
+
+impl Fake {
+    fn sent(&self) -> Vec<Sent> {
+        self.sent.lock().unwrap().clone()
+    }
+
+    fn sent_to(&self, to: &str) -> Vec<Sent> {
+        self.sent()
+            .into_iter()
+            .filter(|sent| sent.to == to)
+            .collect()
+    }
+}
+
+async fn messages(
+    State(fake): State<Arc<Fake>>,
+    UrlPath(account): UrlPath<String>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    let expected_auth = format!(
+        "Basic {}",
+        base64_encode(format!("{ACCOUNT}:{AUTH_TOKEN}").as_bytes())
+    );
+    if account != ACCOUNT
+        || headers.get("authorization").and_then(|v| v.to_str().ok())
+            != Some(expected_auth.as_str())
+    {
+        return (StatusCode::UNAUTHORIZED, r#"{"code": 20003}"#).into_response();
+    }
+    let form: BTreeMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    if fake
+        .fail_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "{}").into_response();
+    }
+    if fake.opted_out.lock().unwrap().contains(&form["To"]) {
+        return (
+            StatusCode::BAD_REQUEST,
+            r#"{"code": 21610, "message": "Attempt to send to unsubscribed recipient"}"#,
+        )
+            .into_response();
+    }
+    let mut sent = fake.sent.lock().unwrap();
+    sent.push(Sent {
+        to: form["To"].clone(),
+        from: form["From"].clone(),
+        body: form["Body"].clone(),
+        status_callback: form.get("StatusCallback").cloned(),
+    });
+    let sid = format!("SM{:032}", sent.len());
+    (
+        StatusCode::CREATED,
+        format!(r#"{{"sid": "{sid}", "status": "queued"}}"#),
+    )
+        .into_response()
+}
+
+async fn order(
+    State(fake): State<Arc<Fake>>,
+    UrlPath(id): UrlPath<String>,
+) -> axum::response::Response {
+    if fake.stall_orders.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    }
+    (
+        StatusCode::OK,
+        format!(r#"{{"id": "{id}", "status": "shipped", "eta": "Friday"}}"#),
+    )
+        .into_response()
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn start_fake(fake: Arc<Fake>) -> String {
+    let app = axum::Router::new()
+        .route(
+            "/2010-04-01/Accounts/{account}/Messages.json",
+            axum::routing::post(messages),
+        )
+        .route("/orders/{id}", axum::routing::get(order))
+        .with_state(fake);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{address}")
+}
+
+/// A flow that looks order A100 up when a contact texts TRACK and replies with its status.
+const TRACK_FLOW: &str = r#"
+id = "track"
+program = "orders"
+kind = "transactional"
+start = "lookup"
+
+[triggers]
+keywords = ["TRACK"]
+
+[steps.lookup]
+type = "connector"
+plugin = "order-status"
+operation = "lookup"
+entity = "order"
+key = "A100"
+outputs = ["order_status_text"]
+next = "answer"
+
+[steps.answer]
+type = "end"
+text = "Your order {{order_status_text}}."
+"#;
+
+struct Setup {
+    dir: tempfile::TempDir,
+    port: u16,
+    fake: Arc<Fake>,
+}
+
+impl Setup {
+    async fn new() -> Self {
+        let fake = Arc::new(Fake::default());
+        let fake_url = start_fake(Arc::clone(&fake)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let flows = dir.path().join("flows");
+        std::fs::create_dir(&flows).unwrap();
+        for flow in ["billing-issue.toml", "appointment-confirmation.toml"] {
+            std::fs::copy(
+                common::repository().join("flows").join(flow),
+                flows.join(flow),
+            )
+            .unwrap();
+        }
+        std::fs::write(flows.join("track.toml"), TRACK_FLOW).unwrap();
+        let port = free_port();
+        let config = format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+public_url = "{PUBLIC_URL}"
+api_token = "{API_TOKEN}"
+
+[store]
+path = "data/smsflow.db"
+
+[flows]
+dir = "flows"
+
+[provider]
+kind = "twilio"
+from = "{OURS}"
+account_sid = "{ACCOUNT}"
+auth_token = "{AUTH_TOKEN}"
+api_base = "{fake_url}"
+messages_per_second = 1000
+
+[inbox]
+workers = 4
+{plugins}
+"#,
+            plugins = common::plugins_section(&fake_url),
+        );
+        std::fs::write(dir.path().join("smsflow.toml"), config).unwrap();
+        Self { dir, port, fake }
+    }
+
+    fn config(&self) -> std::path::PathBuf {
+        self.dir.path().join("smsflow.toml")
+    }
+
+    fn serve(&self) -> Server {
+        Server::start(&self.config(), self.port)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+fn inbound_params(sid: &str, from: &str, body: &str) -> Vec<(String, String)> {
+    [
+        ("MessageSid", sid),
+        ("AccountSid", ACCOUNT),
+        ("From", from),
+        ("To", OURS),
+        ("Body", body),
+        ("NumMedia", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+fn encode(params: &[(String, String)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
+}
+
+/// Posts `body` to `path` with a signature computed for `signed_url` (none when `None`).
+async fn post_signed(
+    setup: &Setup,
+    path: &str,
+    params: &[(String, String)],
+    body: Vec<u8>,
+    signed_url: Option<&str>,
+) -> (u16, String) {
+    let mut request = reqwest::Client::new()
+        .post(setup.url(path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    if let Some(url) = signed_url {
+        request = request.header(
+            "x-twilio-signature",
+            twilio::signature(url, params, AUTH_TOKEN),
+        );
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+async fn post_inbound(setup: &Setup, sid: &str, from: &str, text: &str) -> (u16, String) {
+    let params = inbound_params(sid, from, text);
+    let url = format!("{PUBLIC_URL}/webhooks/twilio");
+    post_signed(
+        setup,
+        "/webhooks/twilio",
+        &params,
+        encode(&params).into_bytes(),
+        Some(&url),
+    )
+    .await
+}
+
+async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn conversation(setup: &Setup, phone: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .get(setup.url(&format!("/v1/conversations/{phone}")))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.bytes().await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_inbound_text_gets_exactly_one_reply_through_twilio() {
+    let setup = Setup::new().await;
+    let _server = setup.serve();
+    let contact = "+15555550111";
+    let (status, body) =
+        post_inbound(&setup, "SM0001", contact, "BILLING I was charged twice").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, twilio::EMPTY_TWIML);
+    wait_until("the reply", || !setup.fake.sent_to(contact).is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = setup.fake.sent_to(contact);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].from, OURS);
+    assert!(sent[0].body.contains("billing"), "{}", sent[0].body);
+    assert_eq!(
+        sent[0].status_callback.as_deref(),
+        Some("https://sms.example.com/webhooks/twilio/status")
+    );
+
+    // Delivery reports: states only move forward.
+    let (_, state) = conversation(&setup, contact).await;
+    let sid = state["messages"][0]["provider_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for status in ["delivered", "sent"] {
+        let params: Vec<(String, String)> =
+            [("MessageSid", sid.as_str()), ("MessageStatus", status)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        let url = format!("{PUBLIC_URL}/webhooks/twilio/status");
+        let (code, text) = post_signed(
+            &setup,
+            "/webhooks/twilio/status",
+            &params,
+            encode(&params).into_bytes(),
+            Some(&url),
+        )
+        .await;
+        assert_eq!(code, 204, "{text}");
+    }
+    let (_, state) = conversation(&setup, contact).await;
+    assert_eq!(state["messages"][0]["delivery"], "delivered", "{state:#}");
+    assert_eq!(state["messages"][0]["status"]["state"], "sent");
+    assert_eq!(state["conversation"]["status"]["state"], "handed_off");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_message_sid_at_once_is_stored_and_answered_once() {
+    let setup = Setup::new().await;
+    let _server = setup.serve();
+    let contact = "+15555550112";
+    let posts = (0..10).map(|_| post_inbound(&setup, "SMdup", contact, "BILLING help"));
+    for (status, body) in futures_util::future::join_all(posts).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    wait_until("the reply", || !setup.fake.sent_to(contact).is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(setup.fake.sent_to(contact).len(), 1);
+    let (_, state) = conversation(&setup, contact).await;
+    let inbound = state["transcript"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["type"] == "inbound")
+        .count();
+    assert_eq!(inbound, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_webhooks_are_refused_change_nothing_and_the_server_keeps_serving() {
+    let setup = Setup::new().await;
+    let _server = setup.serve();
+    let url = format!("{PUBLIC_URL}/webhooks/twilio");
+    let good = inbound_params("SMbad1", "+15555550113", "BILLING");
+    let good_body = encode(&good).into_bytes();
+    let path = "/webhooks/twilio";
+
+    let (status, text) = post_signed(&setup, path, &good, good_body.clone(), None).await;
+    assert_eq!(
+        (
+            status,
+            text.contains("X-Twilio-Signature") || text.contains("signature")
+        ),
+        (403, true),
+        "{text}"
+    );
+    let forged = reqwest::Client::new()
+        .post(setup.url(path))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", "bm90IGEgcmVhbCBzaWduYXR1cmU=")
+        .body(good_body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status().as_u16(), 403);
+    let other_url = "https://evil.example.com/webhooks/twilio";
+    let (status, text) = post_signed(&setup, path, &good, good_body.clone(), Some(other_url)).await;
+    assert_eq!(status, 403, "a signature for another URL: {text}");
+    let tampered = encode(&inbound_params("SMbad1", "+15555550113", "BILLING now")).into_bytes();
+    let (status, _) = post_signed(&setup, path, &good, tampered, Some(&url)).await;
+    assert_eq!(status, 403, "a body changed after signing");
+
+    // A 10 MB body is refused on its Content-Length, before any of it is read.
+    assert_eq!(raw_post_status(setup.port, path, 10 * 1024 * 1024), 413);
+
+    for (body, what) in [
+        (b"MessageSid=SMx&Body=\xff\xfe".to_vec(), "invalid UTF-8"),
+        (
+            b"MessageSid=SMx&Body=%FF".to_vec(),
+            "an escape that is not UTF-8",
+        ),
+        (b"MessageSid=SMx&Body=100%G1".to_vec(), "a broken %-escape"),
+    ] {
+        let (status, text) = post_signed(&setup, path, &good, body, Some(&url)).await;
+        assert_eq!(status, 400, "{what}: {text}");
+    }
+    for (from, to) in [
+        ("+999999999999999999", OURS),
+        ("tel:+15555550113", OURS),
+        ("+1555CALLNOW", OURS),
+        ("+15555550113", "+15550009999"),
+    ] {
+        let mut params = inbound_params("SMbad2", from, "BILLING");
+        params[3].1 = to.to_owned();
+        let (status, text) = post_signed(
+            &setup,
+            path,
+            &params,
+            encode(&params).into_bytes(),
+            Some(&url),
+        )
+        .await;
+        assert_eq!(status, 400, "From {from} To {to}: {text}");
+    }
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(setup.fake.sent().is_empty(), "nothing was sent");
+    for phone in ["+15555550113", "+15550009999"] {
+        assert_eq!(
+            conversation(&setup, phone).await.0,
+            404,
+            "nothing was stored for {phone}"
+        );
+    }
+    // Still serving: a good text now goes through.
+    let (status, _) = post_inbound(&setup, "SMgood", "+15555550113", "BILLING").await;
+    assert_eq!(status, 200);
+    wait_until("the reply", || setup.fake.sent().len() == 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_texts_survive_a_sigkill_before_processing_and_are_answered_once() {
+    let setup = Setup::new().await;
+    setup.fake.stall_orders.store(true, Ordering::SeqCst);
+    let server = setup.serve();
+    let contacts: Vec<String> = (0..20).map(|n| format!("+1555666{n:04}")).collect();
+    let posts = contacts.iter().enumerate().map(|(n, contact)| {
+        post_inbound(
+            &setup,
+            Box::leak(format!("SMkill{n}").into_boxed_str()),
+            contact,
+            "TRACK",
+        )
+    });
+    for (status, body) in futures_util::future::join_all(posts).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    // Every text is acknowledged; the order API hangs, so none has been answered.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(setup.fake.sent().is_empty());
+    server.kill();
+
+    let pending = inbox_listing(&setup.config());
+    assert_eq!(
+        pending.len(),
+        20,
+        "every acknowledged text is still in the inbox"
+    );
+
+    setup.fake.stall_orders.store(false, Ordering::SeqCst);
+    let _server = setup.serve();
+    wait_until("20 replies", || setup.fake.sent().len() >= 20).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for contact in &contacts {
+        let sent = setup.fake.sent_to(contact);
+        assert_eq!(sent.len(), 1, "{contact}: {sent:?}");
+        assert_eq!(sent[0].body, "Your order has shipped.");
+    }
+    assert_eq!(setup.fake.sent().len(), 20);
+}
+
+/// Sends only the head of a POST announcing `length` bytes and reads the status code.
+fn raw_post_status(port: u16, path: &str, length: usize) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {length}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).unwrap();
+    String::from_utf8_lossy(&head[9..12]).parse().unwrap()
+}
+
+fn inbox_listing(config: &Path) -> Vec<serde_json::Value> {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_smsflow"))
+        .args(["inbox", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_errors_are_retried_and_error_21610_suppresses_the_number() {
+    let setup = Setup::new().await;
+    setup.fake.fail_next.store(2, Ordering::SeqCst);
+    setup
+        .fake
+        .opted_out
+        .lock()
+        .unwrap()
+        .push("+15555550115".to_owned());
+    let _server = setup.serve();
+
+    // Two 500s, then accepted: one text arrives.
+    let (status, _) = post_inbound(&setup, "SMretry", "+15555550114", "BILLING").await;
+    assert_eq!(status, 200);
+    wait_until("the retried reply", || {
+        !setup.fake.sent_to("+15555550114").is_empty()
+    })
+    .await;
+    let (_, state) = conversation(&setup, "+15555550114").await;
+    assert_eq!(state["messages"][0]["attempts"], 3, "{state:#}");
+    assert_eq!(setup.fake.fail_next.load(Ordering::SeqCst), 0);
+
+    // 21610: the text fails and the number is suppressed.
+    let (status, _) = post_inbound(&setup, "SMstop", "+15555550115", "BILLING").await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, state) = conversation(&setup, "+15555550115").await;
+        if state["messages"][0]["status"]["state"] == "failed" {
+            let reason = state["messages"][0]["status"]["reason"].as_str().unwrap();
+            assert!(reason.contains("21610"), "{reason}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{state:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(setup.fake.sent_to("+15555550115").is_empty());
+}
