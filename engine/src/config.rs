@@ -29,6 +29,9 @@ pub struct Config {
     /// The inbound queue.
     #[serde(default)]
     pub inbox: InboxConfig,
+    /// Endpoints of the operator's systems that receive event webhooks.
+    #[serde(default)]
+    pub webhooks: Vec<crate::events::WebhookEndpoint>,
 }
 
 /// The `[inbox]` section.

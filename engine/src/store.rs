@@ -13,7 +13,7 @@ use anyhow::Context as _;
 const PLUGIN_KV_TREE: &str = "plugin_kv";
 
 /// The trees of the flow runtime and the outbox; see [`Trees`] for their keys.
-const RUNTIME_TREES: [&str; 13] = [
+const RUNTIME_TREES: [&str; 15] = [
     "conversations",
     "transcript",
     "timers",
@@ -27,6 +27,8 @@ const RUNTIME_TREES: [&str; 13] = [
     "inbox",
     "inbox_seen",
     "dead_letters",
+    "events",
+    "event_dead_letters",
 ];
 
 /// The trees conversations live in. Writes that belong to one event go in one transaction
@@ -59,6 +61,10 @@ pub struct Trees {
     pub inbox_seen: sled::Tree,
     /// `<seq u64 BE>` → [`crate::inbox::InboxEvent`] that failed every attempt.
     pub dead_letters: sled::Tree,
+    /// `<seq u64 BE>` → an outbound event webhook delivery waiting to go out (see [`crate::events`]).
+    pub events: sled::Tree,
+    /// `<seq u64 BE>` → an event delivery that failed its whole retry schedule.
+    pub event_dead_letters: sled::Tree,
 }
 
 /// The engine's database.
@@ -133,6 +139,8 @@ impl Store {
             inbox,
             inbox_seen,
             dead_letters,
+            events,
+            event_dead_letters,
         ] = RUNTIME_TREES.map(|name| {
             self.db
                 .open_tree(name)
@@ -152,6 +160,8 @@ impl Store {
             inbox: inbox?,
             inbox_seen: inbox_seen?,
             dead_letters: dead_letters?,
+            events: events?,
+            event_dead_letters: event_dead_letters?,
         })
     }
 
