@@ -281,6 +281,18 @@ impl Inbox {
             if !self.lock_in_flight()?.insert(event.seq) {
                 continue;
             }
+            // The listing may predate a lane finishing this event: read it again now that it is
+            // claimed, so a retried event is not dealt twice.
+            let fresh = self
+                .trees
+                .inbox
+                .get(event.seq.to_be_bytes())?
+                .map(|value| codec::decode::<InboxEvent>(&value))
+                .transpose()?;
+            let Some(event) = fresh.filter(|event| event.next_attempt_ms <= now) else {
+                self.lock_in_flight()?.remove(&event.seq);
+                continue;
+            };
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
             (&event.to, &event.from).hash(&mut hasher);
             let lane = usize::try_from(hasher.finish() % lanes.len() as u64).unwrap_or(0);
