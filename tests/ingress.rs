@@ -43,6 +43,8 @@ struct Fake {
     opted_out: Mutex<Vec<String>>,
     /// The order API hangs instead of answering.
     stall_orders: AtomicBool,
+    /// Event webhooks received: (webhook-id, webhook-timestamp, webhook-signature, body).
+    events: Mutex<Vec<(String, String, String, String)>>,
 }
 
 impl Fake {
@@ -120,6 +122,25 @@ async fn order(
         .into_response()
 }
 
+async fn event(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: String) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    fake.events.lock().unwrap().push((
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+        body,
+    ));
+    StatusCode::NO_CONTENT
+}
+
+const WEBHOOK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -132,6 +153,7 @@ async fn start_fake(fake: Arc<Fake>) -> String {
             axum::routing::post(messages),
         )
         .route("/orders/{id}", axum::routing::get(order))
+        .route("/events", axum::routing::post(event))
         .with_state(fake);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -208,6 +230,11 @@ messages_per_second = 1000
 
 [inbox]
 workers = 4
+
+[[webhooks]]
+url = "{fake_url}/events"
+secret = "{WEBHOOK_SECRET}"
+events = ["message.received", "conversation.handoff", "message.status"]
 {plugins}
 "#,
             plugins = common::plugins_section(&fake_url),
@@ -351,6 +378,40 @@ async fn a_signed_inbound_text_gets_exactly_one_reply_through_twilio() {
     assert_eq!(state["messages"][0]["delivery"], "delivered", "{state:#}");
     assert_eq!(state["messages"][0]["status"]["state"], "sent");
     assert_eq!(state["conversation"]["status"]["state"], "handed_off");
+
+    // The operator's systems heard about it, signed per Standard Webhooks.
+    wait_until("the event webhooks", || {
+        setup.fake.events.lock().unwrap().len() >= 4
+    })
+    .await;
+    let secret = smsflow::events::signing::WebhookSecret::parse(WEBHOOK_SECRET).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .cast_signed();
+    let mut kinds = Vec::new();
+    for (id, timestamp, signature, body) in setup.fake.events.lock().unwrap().iter() {
+        secret
+            .verify(id, timestamp, signature, body.as_bytes(), now)
+            .unwrap();
+        let event: serde_json::Value = serde_json::from_str(body).unwrap();
+        if event["type"] == "conversation.handoff" {
+            assert_eq!(event["data"]["contact"], contact);
+            assert_eq!(event["data"]["queue"], "billing");
+        }
+        kinds.push(event["type"].as_str().unwrap().to_owned());
+    }
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "conversation.handoff",
+            "message.received",
+            "message.status",
+            "message.status"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,6 +29,7 @@ use serde_json::json;
 
 use crate::clock::SharedClock;
 use crate::config::{Config, ProviderKind};
+use crate::events::Events;
 use crate::flow::conversation::Event;
 use crate::flow::runtime::{Runtime, RuntimeError, StartRequest};
 use crate::inbox::{Accepted, Inbox, InboxSettings};
@@ -45,6 +46,7 @@ const MAX_BODY_BYTES: usize = 64 * 1024;
 struct AppState {
     runtime: Arc<Runtime>,
     inbox: Arc<Inbox>,
+    events: Arc<Events>,
     clock: SharedClock,
     api_token: Option<String>,
     our_number: String,
@@ -94,21 +96,28 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             )?)
         }
     };
-    let outbox = Arc::new(Outbox::new(
-        store.trees()?,
-        provider,
-        clock.clone(),
-        OutboxSettings {
-            max_attempts: config.provider.max_attempts,
-            messages_per_second: config.provider.messages_per_second,
-        },
-    ));
-    let runtime = Arc::new(Runtime::new(
-        &store,
-        Arc::clone(&plugins),
-        clock.clone(),
-        Arc::clone(&outbox),
-    )?);
+    let events = Arc::new(Events::new(&store, config.webhooks.clone(), clock.clone())?);
+    let outbox = Arc::new(
+        Outbox::new(
+            store.trees()?,
+            provider,
+            clock.clone(),
+            OutboxSettings {
+                max_attempts: config.provider.max_attempts,
+                messages_per_second: config.provider.messages_per_second,
+            },
+        )
+        .with_events(Arc::clone(&events)),
+    );
+    let runtime = Arc::new(
+        Runtime::new(
+            &store,
+            Arc::clone(&plugins),
+            clock.clone(),
+            Arc::clone(&outbox),
+        )?
+        .with_events(Arc::clone(&events)),
+    );
     let count = runtime
         .registry()
         .reload(&config.flows.dir, &plugins)
@@ -131,6 +140,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(Arc::clone(&inbox).run(runtime.clone())),
         tokio::spawn(Arc::clone(&runtime).run_timers()),
         tokio::spawn(Arc::clone(&outbox).run()),
+        tokio::spawn(Arc::clone(&events).run()),
     ];
     if config.flows.reload_interval_ms > 0 {
         let registry = Arc::clone(runtime.registry());
@@ -144,6 +154,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         runtime,
         inbox,
+        events,
         clock,
         api_token: config.server.api_token.clone(),
         our_number,
@@ -395,8 +406,8 @@ async fn twilio_inbound(
         Ok(text) => text,
         Err(problem) => return error(StatusCode::BAD_REQUEST, problem.to_string()),
     };
-    match state.inbox.accept(text).await {
-        Ok(Accepted::Stored(_) | Accepted::Duplicate) => (
+    match accept(&state, text).await {
+        Ok(()) => (
             StatusCode::OK,
             [(axum::http::header::CONTENT_TYPE, "text/xml")],
             twilio::EMPTY_TWIML,
@@ -423,8 +434,8 @@ async fn twilio_status(
         Ok(update) => update,
         Err(problem) => return error(StatusCode::BAD_REQUEST, problem.to_string()),
     };
-    match state.runtime.outbox().record_status("twilio", &update) {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+    match record_status(&state, "twilio", &update) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(problem) => {
             tracing::error!("status not recorded: {problem:#}");
             error(StatusCode::SERVICE_UNAVAILABLE, "the store failed; retry")
@@ -459,12 +470,8 @@ async fn telnyx_webhook(
         Err(problem) => return error(StatusCode::BAD_REQUEST, problem.to_string()),
     };
     let stored = match event {
-        telnyx::TelnyxEvent::Inbound(text) => state.inbox.accept(text).await.map(drop),
-        telnyx::TelnyxEvent::Status(update) => state
-            .runtime
-            .outbox()
-            .record_status("telnyx", &update)
-            .map(drop),
+        telnyx::TelnyxEvent::Inbound(text) => accept(&state, text).await,
+        telnyx::TelnyxEvent::Status(update) => record_status(&state, "telnyx", &update),
         telnyx::TelnyxEvent::Other(_) => Ok(()),
     };
     match stored {
@@ -474,4 +481,39 @@ async fn telnyx_webhook(
             error(StatusCode::SERVICE_UNAVAILABLE, "the store failed; retry")
         }
     }
+}
+
+/// Stores an inbound text in the inbox and reports it; a duplicate changes nothing.
+async fn accept(state: &AppState, text: crate::ingress::InboundText) -> anyhow::Result<()> {
+    let data = json!({
+        "provider": text.provider,
+        "message_id": text.message_id,
+        "from": text.from,
+        "to": text.to,
+        "body": text.body,
+    });
+    if let Accepted::Stored(_) = state.inbox.accept(text).await? {
+        state.events.emit("message.received", data)?;
+    }
+    Ok(())
+}
+
+/// Applies a delivery report to the outbox and reports it.
+fn record_status(
+    state: &AppState,
+    provider: &str,
+    update: &crate::ingress::StatusUpdate,
+) -> anyhow::Result<()> {
+    if state.runtime.outbox().record_status(provider, update)? {
+        state.events.emit(
+            "message.status",
+            json!({
+                "provider": provider,
+                "provider_message_id": update.message_id,
+                "status": update.status,
+                "error_code": update.error_code,
+            }),
+        )?;
+    }
+    Ok(())
 }

@@ -92,7 +92,10 @@ async fn concurrent_duplicates_are_stored_once() {
     // The same id from another provider is another text.
     let mut other = text("SM1", "+15555550100");
     other.provider = "telnyx";
-    assert!(matches!(inbox.accept(other).await.unwrap(), Accepted::Stored(_)));
+    assert!(matches!(
+        inbox.accept(other).await.unwrap(),
+        Accepted::Stored(_)
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,7 +131,10 @@ async fn an_event_failing_every_attempt_is_dead_lettered_and_can_be_replayed() {
     });
     inbox.accept(text("SM1", "+15555550100")).await.unwrap();
     let worker = tokio::spawn(Arc::clone(&inbox).run(always_failing.clone()));
-    wait_until("the dead letter", || inbox.dead_letters().unwrap().len() == 1).await;
+    wait_until("the dead letter", || {
+        inbox.dead_letters().unwrap().len() == 1
+    })
+    .await;
     worker.abort();
     let dead = inbox.dead_letters().unwrap();
     assert_eq!(dead[0].attempts, 3);
@@ -136,7 +142,11 @@ async fn an_event_failing_every_attempt_is_dead_lettered_and_can_be_replayed() {
     assert!(inbox.pending().unwrap().is_empty());
     assert_eq!(always_failing.attempts.load(Ordering::SeqCst), 3);
 
-    assert_eq!(inbox.replay(Some(dead[0].seq + 1)).unwrap(), 0, "no such letter");
+    assert_eq!(
+        inbox.replay(Some(dead[0].seq + 1)).unwrap(),
+        0,
+        "no such letter"
+    );
     assert_eq!(inbox.replay(None).unwrap(), 1);
     assert!(inbox.dead_letters().unwrap().is_empty());
     let healthy = Arc::new(Flaky::default());
@@ -165,7 +175,10 @@ async fn accepted_events_survive_a_reopen() {
     let pending = inbox.pending().unwrap();
     assert_eq!(pending.len(), 5);
     let ids: Vec<String> = pending.iter().map(InboxEvent::event_id).collect();
-    assert_eq!(ids, (0..5).map(|n| format!("twilio:SM{n}")).collect::<Vec<_>>());
+    assert_eq!(
+        ids,
+        (0..5).map(|n| format!("twilio:SM{n}")).collect::<Vec<_>>()
+    );
     assert_eq!(
         inbox.accept(text("SM3", "+15555550100")).await.unwrap(),
         Accepted::Duplicate,

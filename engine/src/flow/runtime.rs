@@ -26,6 +26,7 @@ use super::registry::Registry;
 use super::template::{RenderError, segments};
 use super::{Action, Case, Condition, ConnectorAction, Flow, LocalizedTemplate, Step, words};
 use crate::clock::SharedClock;
+use crate::events::Events;
 use crate::outbound::{DeliveryStatus, OutboundMessage, Outbox, message_id, queue_in_transaction};
 use crate::plugin::{ConnectorCall, Context, PluginHost};
 use crate::store::{Store, Trees, codec};
@@ -145,6 +146,7 @@ pub struct Runtime {
     outbox: Arc<Outbox>,
     locks: ConversationLocks,
     timers_changed: Notify,
+    events: Option<Arc<Events>>,
 }
 
 impl Runtime {
@@ -169,7 +171,15 @@ impl Runtime {
             outbox,
             locks: ConversationLocks::default(),
             timers_changed: Notify::new(),
+            events: None,
         })
+    }
+
+    /// Reports handoffs and conversions to the operator's event webhooks.
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<Events>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// The flows in service.
@@ -1094,6 +1104,7 @@ impl<'r> Turn<'r> {
                 },
             )
             .map_err(|error| anyhow!("cannot commit a conversation turn: {error:?}"))?;
+        self.emit_events();
         self.runtime.store.flush().await?;
         if !self.outgoing.is_empty() {
             self.runtime.outbox.notify();
@@ -1106,6 +1117,47 @@ impl<'r> Turn<'r> {
             entries: self.entries,
             duplicate: false,
         })
+    }
+}
+
+impl Turn<'_> {
+    /// Queues the turn's event webhooks; the flush that follows makes them durable with it.
+    fn emit_events(&self) {
+        let Some(events) = &self.runtime.events else {
+            return;
+        };
+        let conversation = &self.conversation;
+        let flow = conversation.flow.as_ref().map(|flow| flow.id.as_str());
+        for entry in &self.entries {
+            let (kind, data) = match &entry.event {
+                Event::Handoff { queue, reason } => (
+                    "conversation.handoff",
+                    serde_json::json!({
+                        "our_number": conversation.our_number,
+                        "contact": conversation.contact,
+                        "flow": flow,
+                        "queue": queue,
+                        "reason": reason,
+                    }),
+                ),
+                Event::Ended {
+                    outcome: Some(outcome),
+                } => (
+                    "conversion",
+                    serde_json::json!({
+                        "our_number": conversation.our_number,
+                        "contact": conversation.contact,
+                        "flow": flow,
+                        "outcome": outcome,
+                        "variant": conversation.fields.get("variant"),
+                    }),
+                ),
+                _ => continue,
+            };
+            if let Err(error) = events.emit(kind, data) {
+                tracing::error!("event `{kind}` not queued: {error:#}");
+            }
+        }
     }
 }
 

@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 pub use self::console::ConsoleProvider;
 use self::rate::RateLimiter;
 use crate::clock::SharedClock;
+use crate::events::Events;
 use crate::ingress::{DeliveryState, StatusUpdate};
 use crate::store::{Trees, codec};
 
@@ -177,6 +178,7 @@ pub struct Outbox {
     settings: OutboxSettings,
     limiter: Mutex<RateLimiter>,
     wake: Notify,
+    events: Option<Arc<Events>>,
 }
 
 /// The first retry waits this long; each further one twice as long, up to [`MAX_BACKOFF_MS`].
@@ -198,7 +200,15 @@ impl Outbox {
             settings,
             limiter: Mutex::new(RateLimiter::new(settings.messages_per_second)),
             wake: Notify::new(),
+            events: None,
         }
+    }
+
+    /// Reports opt-outs learnt from the provider to the operator's event webhooks.
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<Events>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// Tells the worker there is something to deliver.
@@ -340,6 +350,12 @@ impl Outbox {
             .suppressions
             .insert(number.as_bytes(), reason.as_bytes())
             .context("cannot record a suppression")?;
+        if let Some(events) = &self.events {
+            events.emit(
+                "contact.opted_out",
+                serde_json::json!({ "phone": number, "source": "provider", "reason": reason }),
+            )?;
+        }
         Ok(())
     }
 
