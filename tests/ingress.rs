@@ -108,6 +108,28 @@ async fn messages(
         .into_response()
 }
 
+async fn telnyx_messages(
+    State(fake): State<Arc<Fake>>,
+    headers: HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {TELNYX_API_KEY}"))
+    {
+        return (StatusCode::UNAUTHORIZED, "{}").into_response();
+    }
+    let request: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut sent = fake.sent.lock().unwrap();
+    sent.push(Sent {
+        to: request["to"].as_str().unwrap().to_owned(),
+        from: request["from"].as_str().unwrap().to_owned(),
+        body: request["text"].as_str().unwrap().to_owned(),
+        status_callback: request["webhook_url"].as_str().map(str::to_owned),
+    });
+    let id = format!("40317{:08}", sent.len());
+    (StatusCode::OK, format!(r#"{{"data": {{"id": "{id}"}}}}"#)).into_response()
+}
+
 async fn order(
     State(fake): State<Arc<Fake>>,
     UrlPath(id): UrlPath<String>,
@@ -154,6 +176,7 @@ async fn start_fake(fake: Arc<Fake>) -> String {
         )
         .route("/orders/{id}", axum::routing::get(order))
         .route("/events", axum::routing::post(event))
+        .route("/v2/messages", axum::routing::post(telnyx_messages))
         .with_state(fake);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -191,8 +214,19 @@ struct Setup {
     fake: Arc<Fake>,
 }
 
+const TELNYX_API_KEY: &str = "KEYtest";
+
+/// The Telnyx signing key of the tests; its public half goes in the config.
+fn telnyx_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[7; 32])
+}
+
 impl Setup {
     async fn new() -> Self {
+        Self::with_provider(false).await
+    }
+
+    async fn with_provider(telnyx: bool) -> Self {
         let fake = Arc::new(Fake::default());
         let fake_url = start_fake(Arc::clone(&fake)).await;
         let dir = tempfile::tempdir().unwrap();
@@ -207,6 +241,20 @@ impl Setup {
         }
         std::fs::write(flows.join("track.toml"), TRACK_FLOW).unwrap();
         let port = free_port();
+        let provider = if telnyx {
+            format!(
+                r#"kind = "telnyx"
+api_key = "{TELNYX_API_KEY}"
+telnyx_public_key = "{}""#,
+                base64_encode(telnyx_key().verifying_key().as_bytes())
+            )
+        } else {
+            format!(
+                r#"kind = "twilio"
+account_sid = "{ACCOUNT}"
+auth_token = "{AUTH_TOKEN}""#
+            )
+        };
         let config = format!(
             r#"
 [server]
@@ -221,10 +269,8 @@ path = "data/smsflow.db"
 dir = "flows"
 
 [provider]
-kind = "twilio"
+{provider}
 from = "{OURS}"
-account_sid = "{ACCOUNT}"
-auth_token = "{AUTH_TOKEN}"
 api_base = "{fake_url}"
 messages_per_second = 1000
 
@@ -632,4 +678,80 @@ async fn provider_errors_are_retried_and_error_21610_suppresses_the_number() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(setup.fake.sent_to("+15555550115").is_empty());
+}
+
+fn telnyx_inbound(id: &str, from: &str, text: &str) -> String {
+    serde_json::json!({
+        "data": {
+            "event_type": "message.received",
+            "id": format!("evt-{id}"),
+            "payload": {
+                "id": id,
+                "from": {"phone_number": from},
+                "to": [{"phone_number": OURS}],
+                "text": text,
+                "media": [],
+            }
+        }
+    })
+    .to_string()
+}
+
+async fn post_telnyx(setup: &Setup, body: &str, signed_at: i64, signature_of: &str) -> u16 {
+    let signature =
+        smsflow::ingress::telnyx::sign(&telnyx_key(), signed_at, signature_of.as_bytes());
+    reqwest::Client::new()
+        .post(setup.url("/webhooks/telnyx"))
+        .header("content-type", "application/json")
+        .header("telnyx-timestamp", signed_at.to_string())
+        .header("telnyx-signature-ed25519", signature)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telnyx_through_the_same_provider_trait_and_replays_are_refused() {
+    let setup = Setup::with_provider(true).await;
+    let _server = setup.serve();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .cast_signed();
+    let contact = "+15555550120";
+
+    let stale = telnyx_inbound("msg-old", contact, "BILLING");
+    assert_eq!(
+        post_telnyx(&setup, &stale, now - 301, &stale).await,
+        403,
+        "a replayed timestamp"
+    );
+    let forged = telnyx_inbound("msg-forged", contact, "BILLING");
+    let other = telnyx_inbound("msg-forged", contact, "BILLING please");
+    assert_eq!(
+        post_telnyx(&setup, &forged, now, &other).await,
+        403,
+        "a body changed after signing"
+    );
+
+    let body = telnyx_inbound("msg-1", contact, "BILLING");
+    assert_eq!(post_telnyx(&setup, &body, now, &body).await, 204);
+    assert_eq!(
+        post_telnyx(&setup, &body, now, &body).await,
+        204,
+        "a duplicate is acknowledged"
+    );
+    wait_until("the reply", || !setup.fake.sent_to(contact).is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = setup.fake.sent_to(contact);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].from, OURS);
+    assert_eq!(
+        sent[0].status_callback.as_deref(),
+        Some("https://sms.example.com/webhooks/telnyx")
+    );
 }

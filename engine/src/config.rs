@@ -140,9 +140,12 @@ pub struct ProviderConfig {
     /// provider uses it for `smsflow send-test`).
     #[serde(default)]
     pub auth_token: Option<String>,
-    /// Twilio: the API base URL.
-    #[serde(default = "default_api_base")]
-    pub api_base: String,
+    /// The provider's API base URL (default: Twilio's or Telnyx's).
+    #[serde(default)]
+    pub api_base: Option<String>,
+    /// Telnyx: the API key, sent as a bearer token.
+    #[serde(default)]
+    pub api_key: Option<String>,
     /// Telnyx: the webhook public key (base64), which enables `POST /webhooks/telnyx`.
     #[serde(default)]
     pub telnyx_public_key: Option<String>,
@@ -161,16 +164,13 @@ impl Default for ProviderConfig {
             from: default_from(),
             account_sid: None,
             auth_token: None,
-            api_base: default_api_base(),
+            api_base: None,
+            api_key: None,
             telnyx_public_key: None,
             messages_per_second: default_messages_per_second(),
             max_attempts: default_max_attempts(),
         }
     }
-}
-
-fn default_api_base() -> String {
-    crate::outbound::twilio::DEFAULT_API_BASE.to_owned()
 }
 
 fn default_messages_per_second() -> f64 {
@@ -190,6 +190,8 @@ pub enum ProviderKind {
     Console,
     /// Twilio's Messages API.
     Twilio,
+    /// Telnyx's Messaging API.
+    Telnyx,
 }
 
 /// The `[store]` section.

@@ -34,6 +34,7 @@ use crate::flow::conversation::Event;
 use crate::flow::runtime::{Runtime, RuntimeError, StartRequest};
 use crate::inbox::{Accepted, Inbox, InboxSettings};
 use crate::ingress::{telnyx, twilio};
+use crate::outbound::telnyx::TelnyxProvider;
 use crate::outbound::twilio::TwilioProvider;
 use crate::outbound::{ConsoleProvider, Outbox, OutboxSettings, Provider};
 use crate::phone::parse_e164;
@@ -89,10 +90,33 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .as_ref()
                 .map(|url| format!("{url}{TWILIO_STATUS_PATH}"));
             Arc::new(TwilioProvider::new(
-                &config.provider.api_base,
+                config
+                    .provider
+                    .api_base
+                    .as_deref()
+                    .unwrap_or(crate::outbound::twilio::DEFAULT_API_BASE),
                 account_sid,
                 auth_token,
                 status_callback,
+            )?)
+        }
+        ProviderKind::Telnyx => {
+            let api_key = config
+                .provider
+                .api_key
+                .as_deref()
+                .context("[provider] kind = \"telnyx\" needs api_key")?;
+            let webhook_url = public_url
+                .as_ref()
+                .map(|url| format!("{url}/webhooks/telnyx"));
+            Arc::new(TelnyxProvider::new(
+                config
+                    .provider
+                    .api_base
+                    .as_deref()
+                    .unwrap_or(crate::outbound::telnyx::DEFAULT_API_BASE),
+                api_key,
+                webhook_url,
             )?)
         }
     };

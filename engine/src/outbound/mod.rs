@@ -8,6 +8,7 @@
 
 mod console;
 mod rate;
+pub mod telnyx;
 pub mod twilio;
 
 use std::future::Future;
