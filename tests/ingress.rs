@@ -622,6 +622,24 @@ fn raw_post_status(port: u16, path: &str, length: usize) -> u16 {
     String::from_utf8_lossy(&head[9..12]).parse().unwrap()
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_text_being_processed_before_exiting() {
+    let setup = Setup::new().await;
+    setup.fake.stall_orders.store(true, Ordering::SeqCst);
+    let server = setup.serve();
+    let (status, _) = post_inbound(&setup, "SMterm", "+15555550130", "TRACK").await;
+    assert_eq!(status, 200);
+    // The lookup is in flight (the order API hangs) when the stop comes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let exited_cleanly = tokio::task::spawn_blocking(move || server.terminate())
+        .await
+        .unwrap();
+    assert!(exited_cleanly);
+    // The turn ran to its end (the plugin's timeout, then the flow's handoff) before the exit:
+    // nothing is left to redo.
+    assert!(inbox_listing(&setup.config()).is_empty());
+}
+
 fn inbox_listing(config: &Path) -> Vec<serde_json::Value> {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_smsflow"))
         .args(["inbox", "--config"])

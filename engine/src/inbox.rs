@@ -10,6 +10,7 @@
 
 use std::collections::HashSet;
 use std::hash::{Hash as _, Hasher as _};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -108,6 +109,7 @@ pub struct Inbox {
     settings: InboxSettings,
     wake: Notify,
     in_flight: Mutex<HashSet<u64>>,
+    stopping: AtomicBool,
 }
 
 impl std::fmt::Debug for Inbox {
@@ -132,6 +134,7 @@ impl Inbox {
             settings,
             wake: Notify::new(),
             in_flight: Mutex::new(HashSet::new()),
+            stopping: AtomicBool::new(false),
         })
     }
 
@@ -269,6 +272,9 @@ impl Inbox {
 
     /// Deals due events to the lanes; returns when the next waiting event is due.
     fn dispatch(&self, lanes: &[mpsc::UnboundedSender<InboxEvent>]) -> anyhow::Result<Option<i64>> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
         let now = self.clock.now_ms();
         let mut next_due: Option<i64> = None;
         for event in self.pending()? {
@@ -304,6 +310,21 @@ impl Inbox {
             }
         }
         Ok(next_due)
+    }
+
+    /// Stops dealing events and waits (up to `grace`) for the ones being processed to finish;
+    /// returns how many were still running when it gave up. Events not started stay in the
+    /// inbox for the next start.
+    pub async fn drain(&self, grace: Duration) -> usize {
+        self.stopping.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let running = self.lock_in_flight().map_or(0, |in_flight| in_flight.len());
+            if running == 0 || tokio::time::Instant::now() >= deadline {
+                return running;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     fn lock_in_flight(&self) -> anyhow::Result<std::sync::MutexGuard<'_, HashSet<u64>>> {

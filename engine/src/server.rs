@@ -41,6 +41,9 @@ use crate::phone::parse_e164;
 use crate::plugin::PluginHost;
 use crate::store::Store;
 
+/// How long shutdown waits for work in progress.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Request bodies larger than this are refused before they are read.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -176,8 +179,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
 
     let state = Arc::new(AppState {
-        runtime,
-        inbox,
+        runtime: Arc::clone(&runtime),
+        inbox: Arc::clone(&inbox),
         events,
         clock,
         api_token: config.server.api_token.clone(),
@@ -202,12 +205,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let address = listener.local_addr()?;
     println!("smsflow listening on http://{address}");
-    // Requests in flight finish before this returns; workers stop after, and whatever they had
-    // not finished is still in the store for the next start.
+    // Requests in flight finish before this returns. Then the texts being processed and the
+    // send being made finish too; whatever was not started is still in the store for the next
+    // start.
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the server failed")?;
+    let unfinished = inbox.drain(SHUTDOWN_GRACE).await;
+    if unfinished > 0 {
+        tracing::warn!(
+            unfinished,
+            "stopping with inbound texts still being processed; they will be redone at the next start"
+        );
+    }
+    if !runtime.outbox().drain(SHUTDOWN_GRACE).await {
+        tracing::warn!("stopping while a text was being handed to the provider");
+    }
     for worker in workers {
         worker.abort();
     }

@@ -13,6 +13,7 @@ pub mod twilio;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -180,6 +181,9 @@ pub struct Outbox {
     limiter: Mutex<RateLimiter>,
     wake: Notify,
     events: Option<Arc<Events>>,
+    /// Held while a pass hands texts to the provider, so shutdown can wait for it.
+    pass: tokio::sync::Mutex<()>,
+    stopping: AtomicBool,
 }
 
 /// The first retry waits this long; each further one twice as long, up to [`MAX_BACKOFF_MS`].
@@ -202,7 +206,16 @@ impl Outbox {
             limiter: Mutex::new(RateLimiter::new(settings.messages_per_second)),
             wake: Notify::new(),
             events: None,
+            pass: tokio::sync::Mutex::new(()),
+            stopping: AtomicBool::new(false),
         }
+    }
+
+    /// Stops sending and waits (up to `grace`) for the text being handed to the provider, so
+    /// that its result is recorded; returns whether the worker stopped in time.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.stopping.store(true, Ordering::SeqCst);
+        tokio::time::timeout(grace, self.pass.lock()).await.is_ok()
     }
 
     /// Reports opt-outs learnt from the provider to the operator's event webhooks.
@@ -242,6 +255,7 @@ impl Outbox {
     ///
     /// When the store cannot be read or written.
     pub async fn deliver_due(&self) -> anyhow::Result<usize> {
+        let _pass = self.pass.lock().await;
         let now = self.clock.now_ms();
         let end = codec::time_key(now.saturating_add(1));
         let due: Vec<sled::IVec> = self
@@ -253,6 +267,9 @@ impl Outbox {
             .context("cannot read the outbox queue")?;
         let mut sent = 0;
         for key in due {
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
             let Some(seq) = key
                 .get(8..16)
                 .and_then(|bytes| bytes.try_into().ok())
