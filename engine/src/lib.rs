@@ -8,6 +8,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod compliance;
 pub mod config;
 pub mod events;
 pub mod flow;

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 const PLUGIN_KV_TREE: &str = "plugin_kv";
 
 /// The trees of the flow runtime and the outbox; see [`Trees`] for their keys.
-const RUNTIME_TREES: [&str; 15] = [
+const RUNTIME_TREES: [&str; 16] = [
     "conversations",
     "transcript",
     "timers",
@@ -29,6 +29,7 @@ const RUNTIME_TREES: [&str; 15] = [
     "dead_letters",
     "events",
     "event_dead_letters",
+    "consent_ledger",
 ];
 
 /// The trees conversations live in. Writes that belong to one event go in one transaction
@@ -65,6 +66,9 @@ pub struct Trees {
     pub events: sled::Tree,
     /// `<seq u64 BE>` → an event delivery that failed its whole retry schedule.
     pub event_dead_letters: sled::Tree,
+    /// `<seq u64 BE>` → a consent record, hash-chained to the one before (see
+    /// [`crate::compliance::ledger`]).
+    pub consent_ledger: sled::Tree,
 }
 
 /// The engine's database.
@@ -141,6 +145,7 @@ impl Store {
             dead_letters,
             events,
             event_dead_letters,
+            consent_ledger,
         ] = RUNTIME_TREES.map(|name| {
             self.db
                 .open_tree(name)
@@ -162,6 +167,7 @@ impl Store {
             dead_letters: dead_letters?,
             events: events?,
             event_dead_letters: event_dead_letters?,
+            consent_ledger: consent_ledger?,
         })
     }
 

@@ -1,0 +1,1 @@
+//! Inbound compliance keywords (filled in below).

@@ -1,0 +1,1 @@
+//! The consent ledger (filled in below).
