@@ -291,3 +291,80 @@ fn check_finds_loops_unreachable_steps_and_marketing_texts_without_opt_out() {
         "does not say how to opt out",
     );
 }
+
+#[test]
+fn consent_verify_fails_on_a_ledger_with_one_record_altered_on_disk() {
+    use smsflow::compliance::ledger::{
+        ConsentClass, ConsentEvent, ConsentRecord, ConsentSource, Ledger, NewConsent,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("smsflow.toml");
+    std::fs::write(&config, "[store]\npath = \"db\"\n").unwrap();
+    {
+        let store = smsflow::store::Store::open(&dir.path().join("db")).unwrap();
+        let ledger = Ledger::new(store.trees().unwrap().consent_ledger);
+        for (n, (event, text)) in [
+            (ConsentEvent::OptIn, "START"),
+            (ConsentEvent::OptOut, "STOP, please"),
+            (ConsentEvent::OptIn, "UNSTOP"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            ledger
+                .append(NewConsent {
+                    number: "+15555550100".into(),
+                    program: "promotions".into(),
+                    class: ConsentClass::Marketing,
+                    event,
+                    source: ConsentSource::Keyword {
+                        keyword: text.into(),
+                        message_id: format!("SM{n}"),
+                    },
+                    disclosure: None,
+                    frequency: None,
+                    raw_text: Some(text.into()),
+                    at_ms: 1_767_625_200_000 + i64::try_from(n).unwrap(),
+                })
+                .unwrap();
+        }
+        store.flush_sync().unwrap();
+    }
+    let config = config.to_str().unwrap();
+    let output = smsflow(&["consent", "verify", "--config", config]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(stdout(&output).contains("3 records"));
+    let csv = smsflow(&[
+        "consent",
+        "export",
+        "+15555550100",
+        "--format",
+        "csv",
+        "--config",
+        config,
+    ]);
+    assert!(csv.status.success());
+    assert_eq!(stdout(&csv).lines().count(), 4, "{}", stdout(&csv));
+    assert!(
+        stdout(&csv).contains("\"STOP, please\""),
+        "{}",
+        stdout(&csv)
+    );
+
+    // Someone edits record 2 on disk so the opt-out reads as something else.
+    {
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let tree = db.open_tree("consent_ledger").unwrap();
+        let key = 2u64.to_be_bytes();
+        let mut record: ConsentRecord =
+            smsflow::store::codec::decode(&tree.get(key).unwrap().unwrap()).unwrap();
+        record.raw_text = Some("hello".into());
+        tree.insert(key, smsflow::store::codec::encode(&record).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let output = smsflow(&["consent", "verify", "--config", config]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(stdout(&output).contains("BROKEN"), "{}", stdout(&output));
+    assert!(stdout(&output).contains('2'), "{}", stdout(&output));
+}

@@ -46,6 +46,14 @@ enum Command {
         #[arg(long, default_value = "smsflow.toml")]
         config: PathBuf,
     },
+    /// The consent ledger (run while the server is stopped).
+    Consent {
+        #[command(subcommand)]
+        command: ConsentCommand,
+        /// The configuration file naming the store.
+        #[arg(long, default_value = "smsflow.toml", global = true)]
+        config: PathBuf,
+    },
     /// Sign and post an inbound text to a running server, as Twilio would.
     SendTest {
         /// The contact's number.
@@ -75,6 +83,26 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConsentCommand {
+    /// Check the ledger's hash chain; exits 1 naming the first broken record.
+    Verify,
+    /// Print every consent record of a number.
+    Export {
+        /// The number, E.164.
+        number: String,
+        /// `json` or `csv`.
+        #[arg(long, default_value = "json")]
+        format: ExportFormat,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Json,
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -146,6 +174,7 @@ impl Cli {
                 }
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Consent { command, config } => consent(command, &config),
             Command::SendTest { from, text, config } => send_test(&from, &text, &config).await,
             Command::Check { path, config } => check(&path, config.as_deref()).await,
             Command::Test { path, config } => test(&path, config.as_deref()).await,
@@ -313,11 +342,45 @@ async fn test(path: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The store `config` names, opened while the server is stopped.
+fn offline_store(config: &Path) -> anyhow::Result<Store> {
+    let config = Config::from_file(config)?;
+    Store::open(&config.store.path)
+        .context("is `smsflow serve` running? stop it first: it holds the store")
+}
+
+fn consent(command: ConsentCommand, config: &Path) -> anyhow::Result<ExitCode> {
+    let ledger =
+        crate::compliance::ledger::Ledger::new(offline_store(config)?.trees()?.consent_ledger);
+    match command {
+        ConsentCommand::Verify => match ledger.verify() {
+            Ok(count) => {
+                println!("the consent ledger is intact: {count} records");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(error) => {
+                println!("the consent ledger is BROKEN: {error}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        ConsentCommand::Export { number, format } => {
+            let number = crate::phone::parse_e164(&number)?;
+            let text = match format {
+                ExportFormat::Json => ledger.export_json(&number)?,
+                ExportFormat::Csv => ledger.export_csv(&number)?,
+            };
+            print!("{text}");
+            if !text.ends_with('\n') {
+                println!();
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
 /// The inbox of the store `config` names, opened while the server is stopped.
 fn offline_inbox(config: &Path) -> anyhow::Result<crate::inbox::Inbox> {
-    let config = Config::from_file(config)?;
-    let store = Store::open(&config.store.path)
-        .context("is `smsflow serve` running? stop it first: it holds the store")?;
+    let store = offline_store(config)?;
     crate::inbox::Inbox::new(
         &store,
         Arc::new(SystemClock),
