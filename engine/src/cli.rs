@@ -279,17 +279,8 @@ fn plugins_config(config: Option<&Path>) -> anyhow::Result<PluginsConfig> {
 async fn tool_plugin_host(config: &PluginsConfig) -> anyhow::Result<PluginHost> {
     let store = Store::temporary()?;
     let mut host = PluginHost::new(config, store.plugin_kv()?, Arc::new(SystemClock))?;
-    host.load_dir_with(&config.dir, |manifest| {
-        config
-            .grants
-            .get(&manifest.name)
-            .cloned()
-            .unwrap_or_else(|| Grant {
-                capabilities: manifest.capabilities.clone(),
-                ..Grant::default()
-            })
-    })
-    .await?;
+    host.load_dir_with(&config.dir, |manifest| config.tool_grant(manifest))
+        .await?;
     Ok(host)
 }
 

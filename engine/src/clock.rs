@@ -108,3 +108,11 @@ pub fn from_env() -> anyhow::Result<SharedClock> {
     eprintln!("WARNING: {CLOCK_ENV}={start}: the engine's clock is not the real time (tests only)");
     Ok(Arc::new(ShiftedClock::starting_at(start_ms)))
 }
+
+/// The delay before retry number `attempt` (from 1): `first_ms`, doubling with each attempt,
+/// never more than `max_ms`.
+pub fn backoff_ms(first_ms: i64, attempt: u32, max_ms: i64) -> i64 {
+    first_ms
+        .saturating_mul(1 << attempt.saturating_sub(1).min(20))
+        .min(max_ms)
+}

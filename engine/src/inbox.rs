@@ -357,11 +357,11 @@ impl Inbox {
                     );
                     self.dead_letter(&event)
                 } else {
-                    let backoff = self
-                        .settings
-                        .first_backoff_ms
-                        .saturating_mul(1 << (event.attempts - 1).min(20))
-                        .min(MAX_BACKOFF_MS);
+                    let backoff = crate::clock::backoff_ms(
+                        self.settings.first_backoff_ms,
+                        event.attempts,
+                        MAX_BACKOFF_MS,
+                    );
                     tracing::warn!(
                         seq,
                         attempt = event.attempts,

@@ -266,6 +266,11 @@ pub mod codec {
         (ms.cast_unsigned() ^ (1 << 63)).to_be_bytes()
     }
 
+    /// The time at the start of a key that begins with a [`time_key`].
+    pub fn time_prefix(key: &[u8]) -> Option<i64> {
+        Some(time_from_key(key.get(..8)?.try_into().ok()?))
+    }
+
     /// The time of a key written by [`time_key`].
     pub fn time_from_key(key: [u8; 8]) -> i64 {
         (u64::from_be_bytes(key) ^ (1 << 63)).cast_signed()

@@ -257,10 +257,7 @@ impl Runtime {
             .timers
             .first()
             .context("cannot read the timers")?;
-        Ok(first.and_then(|(key, _)| {
-            let prefix: [u8; 8] = key.get(..8)?.try_into().ok()?;
-            Some(codec::time_from_key(prefix))
-        }))
+        Ok(first.and_then(|(key, _)| codec::time_prefix(&key)))
     }
 
     /// Fires timers as they come due, until the task is dropped.

@@ -214,12 +214,8 @@ async fn run_file_inner(
     host.load_dir_with(&plugins_config.dir, |manifest| {
         grants
             .get(&manifest.name)
-            .or_else(|| plugins_config.grants.get(&manifest.name))
             .cloned()
-            .unwrap_or_else(|| Grant {
-                capabilities: manifest.capabilities.clone(),
-                ..Grant::default()
-            })
+            .unwrap_or_else(|| plugins_config.tool_grant(manifest))
     })
     .await?;
     let host = Arc::new(host);

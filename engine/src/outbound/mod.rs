@@ -134,6 +134,57 @@ pub enum SendError {
     Rejected(String),
 }
 
+/// The HTTP client providers send with: a 15 s timeout and our user agent.
+fn provider_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .user_agent(concat!("smsflow/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// Sends a provider API request and reads the whole answer; a provider that cannot be reached
+/// is worth retrying.
+async fn exchange(
+    request: reqwest::RequestBuilder,
+) -> Result<(reqwest::StatusCode, Vec<u8>), SendError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|error| SendError::Retryable(error.to_string()))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|error| SendError::Retryable(error.to_string()))?;
+    Ok((status, body.to_vec()))
+}
+
+/// What a provider's refusal means: an opt-out when its error code is `opted_out_code`, a retry
+/// on 429 and 5xx, a rejection otherwise. The error names the status, the code and the
+/// provider's own words.
+fn refusal(
+    status: reqwest::StatusCode,
+    code: Option<&str>,
+    detail: Option<&str>,
+    opted_out_code: &str,
+) -> SendError {
+    let text = format!(
+        "HTTP {status}{}{}",
+        code.map(|code| format!(", error {code}"))
+            .unwrap_or_default(),
+        detail
+            .map(|detail| format!(": {detail}"))
+            .unwrap_or_default()
+    );
+    if code == Some(opted_out_code) {
+        SendError::OptedOut(text)
+    } else if status.as_u16() == 429 || status.is_server_error() {
+        SendError::Retryable(text)
+    } else {
+        SendError::Rejected(text)
+    }
+}
+
 /// A boxed future, so providers can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -317,9 +368,11 @@ impl Outbox {
                 Err(SendError::Retryable(reason))
                     if message.attempts < self.settings.max_attempts =>
                 {
-                    let backoff = FIRST_BACKOFF_MS
-                        .saturating_mul(1 << (message.attempts - 1).min(20))
-                        .min(MAX_BACKOFF_MS);
+                    let backoff = crate::clock::backoff_ms(
+                        FIRST_BACKOFF_MS,
+                        message.attempts,
+                        MAX_BACKOFF_MS,
+                    );
                     tracing::warn!(id = %message.id, attempt = message.attempts, "send failed, retrying in {backoff} ms: {reason}");
                     self.reschedule(&key, seq, self.clock.now_ms() + backoff)?;
                 }
@@ -355,7 +408,7 @@ impl Outbox {
             .outbox_due
             .first()
             .context("cannot read the outbox queue")?;
-        Ok(first.and_then(|(key, _)| Some(codec::time_from_key(key.get(..8)?.try_into().ok()?))))
+        Ok(first.and_then(|(key, _)| codec::time_prefix(&key)))
     }
 
     /// Records that texts to `number` must not go out (a provider's opt-out report).

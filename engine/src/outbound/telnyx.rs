@@ -2,7 +2,9 @@
 
 use serde::Deserialize;
 
-use super::{BoxFuture, OutboundMessage, Provider, Receipt, SendError};
+use super::{
+    BoxFuture, OutboundMessage, Provider, Receipt, SendError, exchange, provider_client, refusal,
+};
 
 /// The default API base.
 pub const DEFAULT_API_BASE: &str = "https://api.telnyx.com";
@@ -49,10 +51,7 @@ impl TelnyxProvider {
     ///
     /// When the HTTP client cannot be built.
     pub fn new(api_base: &str, api_key: &str, webhook_url: Option<String>) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(15))
-            .user_agent(concat!("smsflow/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = provider_client()?;
         Ok(Self {
             client,
             api_base: api_base.trim_end_matches('/').to_owned(),
@@ -80,20 +79,13 @@ impl Provider for TelnyxProvider {
             if let Some(url) = &self.webhook_url {
                 request["webhook_url"] = serde_json::Value::String(url.clone());
             }
-            let response = self
+            let request = self
                 .client
                 .post(format!("{}/v2/messages", self.api_base))
                 .bearer_auth(&self.api_key)
                 .header("content-type", "application/json")
-                .body(request.to_string())
-                .send()
-                .await
-                .map_err(|error| SendError::Retryable(error.to_string()))?;
-            let status = response.status();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|error| SendError::Retryable(error.to_string()))?;
+                .body(request.to_string());
+            let (status, body) = exchange(request).await?;
             if status.is_success() {
                 let created: Created = serde_json::from_slice(&body).map_err(|error| {
                     SendError::Retryable(format!("Telnyx answered {status} without an id: {error}"))
@@ -110,23 +102,13 @@ impl Provider for TelnyxProvider {
                 Some(serde_json::Value::Number(code)) => Some(code.to_string()),
                 _ => None,
             });
-            let text = format!(
-                "HTTP {status}{}{}",
-                code.as_ref()
-                    .map(|code| format!(", error {code}"))
-                    .unwrap_or_default(),
-                first
-                    .and_then(|error| error.title)
-                    .map(|title| format!(": {title}"))
-                    .unwrap_or_default()
-            );
-            Err(if code.as_deref() == Some(OPTED_OUT_CODE) {
-                SendError::OptedOut(text)
-            } else if status.as_u16() == 429 || status.is_server_error() {
-                SendError::Retryable(text)
-            } else {
-                SendError::Rejected(text)
-            })
+            let title = first.and_then(|error| error.title);
+            Err(refusal(
+                status,
+                code.as_deref(),
+                title.as_deref(),
+                OPTED_OUT_CODE,
+            ))
         })
     }
 }

@@ -2,10 +2,12 @@
 
 use serde::Deserialize;
 
-use super::{BoxFuture, OutboundMessage, Provider, Receipt, SendError};
+use super::{
+    BoxFuture, OutboundMessage, Provider, Receipt, SendError, exchange, provider_client, refusal,
+};
 
 /// Twilio's error code for a recipient who replied STOP to the carrier.
-pub const OPTED_OUT_CODE: i64 = 21610;
+pub const OPTED_OUT_CODE: &str = "21610";
 
 /// The default API base.
 pub const DEFAULT_API_BASE: &str = "https://api.twilio.com";
@@ -44,10 +46,7 @@ impl TwilioProvider {
         auth_token: &str,
         status_callback: Option<String>,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(15))
-            .user_agent(concat!("smsflow/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+        let client = provider_client()?;
         Ok(Self {
             client,
             api_base: api_base.trim_end_matches('/').to_owned(),
@@ -80,19 +79,12 @@ impl Provider for TwilioProvider {
             if let Some(callback) = &self.status_callback {
                 form.push(("StatusCallback", callback.as_str()));
             }
-            let response = self
+            let request = self
                 .client
                 .post(&url)
                 .basic_auth(&self.account_sid, Some(&self.auth_token))
-                .form(&form)
-                .send()
-                .await
-                .map_err(|error| SendError::Retryable(error.to_string()))?;
-            let status = response.status();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|error| SendError::Retryable(error.to_string()))?;
+                .form(&form);
+            let (status, body) = exchange(request).await?;
             if status.is_success() {
                 let created: Created = serde_json::from_slice(&body).map_err(|error| {
                     SendError::Retryable(format!("Twilio answered {status} without a sid: {error}"))
@@ -102,23 +94,17 @@ impl Provider for TwilioProvider {
                 });
             }
             let detail = serde_json::from_slice::<ApiError>(&body).ok();
-            let code = detail.as_ref().and_then(|detail| detail.code);
-            let text = format!(
-                "HTTP {status}{}{}",
-                code.map(|code| format!(", error {code}"))
-                    .unwrap_or_default(),
-                detail
-                    .and_then(|detail| detail.message)
-                    .map(|message| format!(": {message}"))
-                    .unwrap_or_default()
-            );
-            Err(if code == Some(OPTED_OUT_CODE) {
-                SendError::OptedOut(text)
-            } else if status.as_u16() == 429 || status.is_server_error() {
-                SendError::Retryable(text)
-            } else {
-                SendError::Rejected(text)
-            })
+            let code = detail
+                .as_ref()
+                .and_then(|detail| detail.code)
+                .map(|code| code.to_string());
+            let message = detail.and_then(|detail| detail.message);
+            Err(refusal(
+                status,
+                code.as_deref(),
+                message.as_deref(),
+                OPTED_OUT_CODE,
+            ))
         })
     }
 }

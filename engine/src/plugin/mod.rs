@@ -72,6 +72,21 @@ pub struct PluginsConfig {
     pub grants: BTreeMap<String, Grant>,
 }
 
+impl PluginsConfig {
+    /// What the flow tools (`smsflow check`, `smsflow test`) grant a plugin: the operator's
+    /// grant when there is one, else what its manifest asks for, with no HTTP origins and no
+    /// settings.
+    pub fn tool_grant(&self, manifest: &Manifest) -> Grant {
+        self.grants
+            .get(&manifest.name)
+            .cloned()
+            .unwrap_or_else(|| Grant {
+                capabilities: manifest.capabilities.clone(),
+                ..Grant::default()
+            })
+    }
+}
+
 impl Default for PluginsConfig {
     fn default() -> Self {
         Self {
