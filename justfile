@@ -25,6 +25,11 @@ bench: plugins
     cargo bench -p smsflow --bench plugin_call
     cargo bench -p smsflow --bench flow_turn
     cargo bench -p smsflow --bench ingest_latency
+    cargo bench -p smsflow --bench gate
+
+# The compliance property with a million random cases (release build; about 45 minutes on 2 cores).
+prop-long: plugins
+    PROPTEST_CASES=1000000 cargo test --release -p smsflow --test compliance_engine no_sequence -- --nocapture
 
 # Check the example flows and run their scenarios with the real plugins.
 flows: plugins
@@ -37,14 +42,16 @@ demo: plugins build
     @echo
     @echo "Starting smsflow on http://127.0.0.1:8080 (Ctrl-C stops it). Texts it sends are printed here."
     @echo "In another terminal, text it as a customer would (signed like a Twilio webhook):"
-    @echo "  target/release/smsflow send-test --from +15555550100 'BILLING I was charged twice'"
-    @echo "  target/release/smsflow send-test --from +15555550101 'ORDER'"
+    @echo "  target/release/smsflow send-test --from +12125550100 'BILLING I was charged twice'"
+    @echo "  target/release/smsflow send-test --from +12125550101 'ORDER'"
     @echo "Start an outbound flow through the API, and read a conversation back:"
     @echo "  curl -s -H 'Authorization: Bearer demo-token' -H 'Content-Type: application/json' \\"
-    @echo "    -d '{\"to\": \"+15555550102\", \"fields\": {\"first_name\": \"Ana\", \"date\": \"March 3\", \"time\": \"10:00\"}}' \\"
+    @echo "    -d '{\"to\": \"+12125550102\", \"fields\": {\"first_name\": \"Ana\", \"date\": \"March 3\", \"time\": \"10:00\"}}' \\"
     @echo "    http://127.0.0.1:8080/v1/flows/appointment-confirmation/start"
-    @echo "  target/release/smsflow send-test --from +15555550102 'Yes please!'"
-    @echo "  curl -s -H 'Authorization: Bearer demo-token' http://127.0.0.1:8080/v1/conversations/+15555550102"
+    @echo "  target/release/smsflow send-test --from +12125550102 'Yes please!'"
+    @echo "  curl -s -H 'Authorization: Bearer demo-token' http://127.0.0.1:8080/v1/conversations/+12125550102"
+    @echo "Opt out, and see the gate stop the next text (quiet hours apply in the contact's time zone):"
+    @echo "  target/release/smsflow send-test --from +12125550102 'STOP'"
     @echo
     target/release/smsflow serve --config smsflow.toml
 

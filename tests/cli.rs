@@ -313,7 +313,7 @@ fn consent_verify_fails_on_a_ledger_with_one_record_altered_on_disk() {
         {
             ledger
                 .append(NewConsent {
-                    number: "+15555550100".into(),
+                    number: "+12125550100".into(),
                     program: "promotions".into(),
                     class: ConsentClass::Marketing,
                     event,
@@ -337,7 +337,7 @@ fn consent_verify_fails_on_a_ledger_with_one_record_altered_on_disk() {
     let csv = smsflow(&[
         "consent",
         "export",
-        "+15555550100",
+        "+12125550100",
         "--format",
         "csv",
         "--config",

@@ -6,241 +6,37 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use common::{Server, free_port};
+use common::Server;
+use common::fake_provider::{
+    OURS, PUBLIC_URL, Setup, TELNYX_API_KEY, TRACK_FLOW, base64_encode, conversation, encode,
+    inbound_params, post_inbound, post_signed, twilio_provider, wait_until,
+};
 use smsflow::ingress::twilio;
 
-const PUBLIC_URL: &str = "https://sms.example.com";
-const AUTH_TOKEN: &str = "twilio-auth-token";
-const ACCOUNT: &str = "ACtest";
-const OURS: &str = "+15550001000";
-const API_TOKEN: &str = "api-token";
-
-/// A text the fake Twilio accepted.
-#[derive(Debug, Clone)]
-struct Sent {
-    to: String,
-    from: String,
-    body: String,
-    status_callback: Option<String>,
-}
-
-/// Twilio's Messages API and an order API, on one loopback server.
-#[derive(Default)]
-struct Fake {
-    sent: Mutex<Vec<Sent>>,
-    /// Answer this many sends with a 500 first.
-    fail_next: AtomicU32,
-    /// Numbers Twilio answers with error 21610.
-    opted_out: Mutex<Vec<String>>,
-    /// The order API hangs instead of answering.
-    stall_orders: AtomicBool,
-    /// Event webhooks received: (webhook-id, webhook-timestamp, webhook-signature, body).
-    events: Mutex<Vec<(String, String, String, String)>>,
-}
-
-impl Fake {
-    fn sent(&self) -> Vec<Sent> {
-        self.sent.lock().unwrap().clone()
-    }
-
-    fn sent_to(&self, to: &str) -> Vec<Sent> {
-        self.sent()
-            .into_iter()
-            .filter(|sent| sent.to == to)
-            .collect()
-    }
-}
-
-async fn messages(
-    State(fake): State<Arc<Fake>>,
-    UrlPath(account): UrlPath<String>,
-    headers: HeaderMap,
-    body: String,
-) -> axum::response::Response {
-    let expected_auth = format!(
-        "Basic {}",
-        base64_encode(format!("{ACCOUNT}:{AUTH_TOKEN}").as_bytes())
-    );
-    if account != ACCOUNT
-        || headers.get("authorization").and_then(|v| v.to_str().ok())
-            != Some(expected_auth.as_str())
-    {
-        return (StatusCode::UNAUTHORIZED, r#"{"code": 20003}"#).into_response();
-    }
-    let form: BTreeMap<String, String> = url::form_urlencoded::parse(body.as_bytes())
-        .into_owned()
-        .collect();
-    if fake
-        .fail_next
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-    {
-        return (StatusCode::INTERNAL_SERVER_ERROR, "{}").into_response();
-    }
-    if fake.opted_out.lock().unwrap().contains(&form["To"]) {
-        return (
-            StatusCode::BAD_REQUEST,
-            r#"{"code": 21610, "message": "Attempt to send to unsubscribed recipient"}"#,
-        )
-            .into_response();
-    }
-    let mut sent = fake.sent.lock().unwrap();
-    sent.push(Sent {
-        to: form["To"].clone(),
-        from: form["From"].clone(),
-        body: form["Body"].clone(),
-        status_callback: form.get("StatusCallback").cloned(),
-    });
-    let sid = format!("SM{:032}", sent.len());
-    (
-        StatusCode::CREATED,
-        format!(r#"{{"sid": "{sid}", "status": "queued"}}"#),
-    )
-        .into_response()
-}
-
-async fn telnyx_messages(
-    State(fake): State<Arc<Fake>>,
-    headers: HeaderMap,
-    body: String,
-) -> axum::response::Response {
-    if headers.get("authorization").and_then(|v| v.to_str().ok())
-        != Some(&format!("Bearer {TELNYX_API_KEY}"))
-    {
-        return (StatusCode::UNAUTHORIZED, "{}").into_response();
-    }
-    let request: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let mut sent = fake.sent.lock().unwrap();
-    sent.push(Sent {
-        to: request["to"].as_str().unwrap().to_owned(),
-        from: request["from"].as_str().unwrap().to_owned(),
-        body: request["text"].as_str().unwrap().to_owned(),
-        status_callback: request["webhook_url"].as_str().map(str::to_owned),
-    });
-    let id = format!("40317{:08}", sent.len());
-    (StatusCode::OK, format!(r#"{{"data": {{"id": "{id}"}}}}"#)).into_response()
-}
-
-async fn order(
-    State(fake): State<Arc<Fake>>,
-    UrlPath(id): UrlPath<String>,
-) -> axum::response::Response {
-    if fake.stall_orders.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_secs(60)).await;
-    }
-    (
-        StatusCode::OK,
-        format!(r#"{{"id": "{id}", "status": "shipped", "eta": "Friday"}}"#),
-    )
-        .into_response()
-}
-
-async fn event(State(fake): State<Arc<Fake>>, headers: HeaderMap, body: String) -> StatusCode {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    fake.events.lock().unwrap().push((
-        header("webhook-id"),
-        header("webhook-timestamp"),
-        header("webhook-signature"),
-        body,
-    ));
-    StatusCode::NO_CONTENT
-}
-
 const WEBHOOK_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-
-fn base64_encode(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-async fn start_fake(fake: Arc<Fake>) -> String {
-    let app = axum::Router::new()
-        .route(
-            "/2010-04-01/Accounts/{account}/Messages.json",
-            axum::routing::post(messages),
-        )
-        .route("/orders/{id}", axum::routing::get(order))
-        .route("/events", axum::routing::post(event))
-        .route("/v2/messages", axum::routing::post(telnyx_messages))
-        .with_state(fake);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{address}")
-}
-
-/// A flow that looks order A100 up when a contact texts TRACK and replies with its status.
-const TRACK_FLOW: &str = r#"
-id = "track"
-program = "orders"
-kind = "transactional"
-start = "lookup"
-
-[triggers]
-keywords = ["TRACK"]
-
-[steps.lookup]
-type = "connector"
-plugin = "order-status"
-operation = "lookup"
-entity = "order"
-key = "A100"
-outputs = ["order_status_text"]
-next = "answer"
-
-[steps.answer]
-type = "end"
-text = "Your order {{order_status_text}}."
-"#;
-
-struct Setup {
-    dir: tempfile::TempDir,
-    port: u16,
-    fake: Arc<Fake>,
-}
-
-const TELNYX_API_KEY: &str = "KEYtest";
 
 /// The Telnyx signing key of the tests; its public half goes in the config.
 fn telnyx_key() -> ed25519_dalek::SigningKey {
     ed25519_dalek::SigningKey::from_bytes(&[7; 32])
 }
 
+/// The ingress tests' setup: two example flows and TRACK, the operator's event webhook, and
+/// the server on the real clock.
 impl Setup {
     async fn new() -> Self {
         Self::with_provider(false).await
     }
 
     async fn with_provider(telnyx: bool) -> Self {
-        let fake = Arc::new(Fake::default());
-        let fake_url = start_fake(Arc::clone(&fake)).await;
-        let dir = tempfile::tempdir().unwrap();
-        let flows = dir.path().join("flows");
-        std::fs::create_dir(&flows).unwrap();
-        for flow in ["billing-issue.toml", "appointment-confirmation.toml"] {
-            std::fs::copy(
-                common::repository().join("flows").join(flow),
-                flows.join(flow),
-            )
-            .unwrap();
-        }
-        std::fs::write(flows.join("track.toml"), TRACK_FLOW).unwrap();
-        let port = free_port();
+        let setup = Self::with_fake(
+            &["billing-issue.toml", "appointment-confirmation.toml"],
+            &[("track.toml", TRACK_FLOW)],
+        )
+        .await;
         let provider = if telnyx {
             format!(
                 r#"kind = "telnyx"
@@ -249,139 +45,46 @@ telnyx_public_key = "{}""#,
                 base64_encode(telnyx_key().verifying_key().as_bytes())
             )
         } else {
-            format!(
-                r#"kind = "twilio"
-account_sid = "{ACCOUNT}"
-auth_token = "{AUTH_TOKEN}""#
-            )
+            twilio_provider()
         };
-        let config = format!(
+        let rest = format!(
             r#"
-[server]
-listen = "127.0.0.1:{port}"
-public_url = "{PUBLIC_URL}"
-api_token = "{API_TOKEN}"
-
-[store]
-path = "data/smsflow.db"
-
-[flows]
-dir = "flows"
-
-[provider]
-{provider}
-from = "{OURS}"
-api_base = "{fake_url}"
-messages_per_second = 1000
-
-[inbox]
-workers = 4
-
 [[webhooks]]
 url = "{fake_url}/events"
 secret = "{WEBHOOK_SECRET}"
 events = ["message.received", "conversation.handoff", "message.status"]
+
+# These tests are about ingress and delivery, not the hour: the server runs on the real clock
+# (Telnyx and event signatures carry real timestamps) and its programs are exempt from quiet
+# hours. tests/compliance.rs tests quiet hours.
+[programs.orders]
+quiet_hours_exempt = true
+
+[programs.account-service]
+quiet_hours_exempt = true
+
+[programs.clinic-reminders]
+quiet_hours_exempt = true
 {plugins}
 "#,
-            plugins = common::plugins_section(&fake_url),
+            fake_url = setup.fake_url,
+            plugins = common::plugins_section(&setup.fake_url),
         );
-        std::fs::write(dir.path().join("smsflow.toml"), config).unwrap();
-        Self { dir, port, fake }
+        setup.write_config(&provider, 4, &rest);
+        setup
     }
 
-    fn config(&self) -> std::path::PathBuf {
-        self.dir.path().join("smsflow.toml")
-    }
-
+    /// The server on the real clock: Telnyx and event signatures carry real timestamps.
     fn serve(&self) -> Server {
-        Server::start(&self.config(), self.port)
+        Server::start_with_env(&self.config(), self.port, &[("SMSFLOW_CLOCK", "")])
     }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-fn inbound_params(sid: &str, from: &str, body: &str) -> Vec<(String, String)> {
-    [
-        ("MessageSid", sid),
-        ("AccountSid", ACCOUNT),
-        ("From", from),
-        ("To", OURS),
-        ("Body", body),
-        ("NumMedia", "0"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
-}
-
-fn encode(params: &[(String, String)]) -> String {
-    url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(params)
-        .finish()
-}
-
-/// Posts `body` to `path` with a signature computed for `signed_url` (none when `None`).
-async fn post_signed(
-    setup: &Setup,
-    path: &str,
-    params: &[(String, String)],
-    body: Vec<u8>,
-    signed_url: Option<&str>,
-) -> (u16, String) {
-    let mut request = reqwest::Client::new()
-        .post(setup.url(path))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body);
-    if let Some(url) = signed_url {
-        request = request.header(
-            "x-twilio-signature",
-            twilio::signature(url, params, AUTH_TOKEN),
-        );
-    }
-    let response = request.send().await.unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
-}
-
-async fn post_inbound(setup: &Setup, sid: &str, from: &str, text: &str) -> (u16, String) {
-    let params = inbound_params(sid, from, text);
-    let url = format!("{PUBLIC_URL}/webhooks/twilio");
-    post_signed(
-        setup,
-        "/webhooks/twilio",
-        &params,
-        encode(&params).into_bytes(),
-        Some(&url),
-    )
-    .await
-}
-
-async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn conversation(setup: &Setup, phone: &str) -> (u16, serde_json::Value) {
-    let response = reqwest::Client::new()
-        .get(setup.url(&format!("/v1/conversations/{phone}")))
-        .bearer_auth(API_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let body = response.bytes().await.unwrap();
-    (status, serde_json::from_slice(&body).unwrap_or_default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_inbound_text_gets_exactly_one_reply_through_twilio() {
     let setup = Setup::new().await;
     let _server = setup.serve();
-    let contact = "+15555550111";
+    let contact = "+12125550111";
     let (status, body) =
         post_inbound(&setup, "SM0001", contact, "BILLING I was charged twice").await;
     assert_eq!(status, 200, "{body}");
@@ -464,7 +167,7 @@ async fn a_signed_inbound_text_gets_exactly_one_reply_through_twilio() {
 async fn the_same_message_sid_at_once_is_stored_and_answered_once() {
     let setup = Setup::new().await;
     let _server = setup.serve();
-    let contact = "+15555550112";
+    let contact = "+12125550112";
     let posts = (0..10).map(|_| post_inbound(&setup, "SMdup", contact, "BILLING help"));
     for (status, body) in futures_util::future::join_all(posts).await {
         assert_eq!(status, 200, "{body}");
@@ -487,7 +190,7 @@ async fn bad_webhooks_are_refused_change_nothing_and_the_server_keeps_serving() 
     let setup = Setup::new().await;
     let _server = setup.serve();
     let url = format!("{PUBLIC_URL}/webhooks/twilio");
-    let good = inbound_params("SMbad1", "+15555550113", "BILLING");
+    let good = inbound_params("SMbad1", "+12125550113", "BILLING");
     let good_body = encode(&good).into_bytes();
     let path = "/webhooks/twilio";
 
@@ -512,7 +215,7 @@ async fn bad_webhooks_are_refused_change_nothing_and_the_server_keeps_serving() 
     let other_url = "https://evil.example.com/webhooks/twilio";
     let (status, text) = post_signed(&setup, path, &good, good_body.clone(), Some(other_url)).await;
     assert_eq!(status, 403, "a signature for another URL: {text}");
-    let tampered = encode(&inbound_params("SMbad1", "+15555550113", "BILLING now")).into_bytes();
+    let tampered = encode(&inbound_params("SMbad1", "+12125550113", "BILLING now")).into_bytes();
     let (status, _) = post_signed(&setup, path, &good, tampered, Some(&url)).await;
     assert_eq!(status, 403, "a body changed after signing");
 
@@ -532,9 +235,9 @@ async fn bad_webhooks_are_refused_change_nothing_and_the_server_keeps_serving() 
     }
     for (from, to) in [
         ("+999999999999999999", OURS),
-        ("tel:+15555550113", OURS),
+        ("tel:+12125550113", OURS),
         ("+1555CALLNOW", OURS),
-        ("+15555550113", "+15550009999"),
+        ("+12125550113", "+12120009999"),
     ] {
         let mut params = inbound_params("SMbad2", from, "BILLING");
         params[3].1 = to.to_owned();
@@ -551,7 +254,7 @@ async fn bad_webhooks_are_refused_change_nothing_and_the_server_keeps_serving() 
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(setup.fake.sent().is_empty(), "nothing was sent");
-    for phone in ["+15555550113", "+15550009999"] {
+    for phone in ["+12125550113", "+12120009999"] {
         assert_eq!(
             conversation(&setup, phone).await.0,
             404,
@@ -559,7 +262,7 @@ async fn bad_webhooks_are_refused_change_nothing_and_the_server_keeps_serving() 
         );
     }
     // Still serving: a good text now goes through.
-    let (status, _) = post_inbound(&setup, "SMgood", "+15555550113", "BILLING").await;
+    let (status, _) = post_inbound(&setup, "SMgood", "+12125550113", "BILLING").await;
     assert_eq!(status, 200);
     wait_until("the reply", || setup.fake.sent().len() == 1).await;
 }
@@ -569,7 +272,7 @@ async fn acknowledged_texts_survive_a_sigkill_before_processing_and_are_answered
     let setup = Setup::new().await;
     setup.fake.stall_orders.store(true, Ordering::SeqCst);
     let server = setup.serve();
-    let contacts: Vec<String> = (0..20).map(|n| format!("+1555666{n:04}")).collect();
+    let contacts: Vec<String> = (0..20).map(|n| format!("+1212666{n:04}")).collect();
     let posts = contacts.iter().enumerate().map(|(n, contact)| {
         post_inbound(
             &setup,
@@ -600,7 +303,11 @@ async fn acknowledged_texts_survive_a_sigkill_before_processing_and_are_answered
     for contact in &contacts {
         let sent = setup.fake.sent_to(contact);
         assert_eq!(sent.len(), 1, "{contact}: {sent:?}");
-        assert_eq!(sent[0].body, "Your order has shipped.");
+        // The program's first text to the contact: the gate adds the opt-out wording.
+        assert_eq!(
+            sent[0].body,
+            "Your order has shipped. Reply STOP to opt out."
+        );
     }
     assert_eq!(setup.fake.sent().len(), 20);
 }
@@ -627,7 +334,7 @@ async fn sigterm_finishes_the_text_being_processed_before_exiting() {
     let setup = Setup::new().await;
     setup.fake.stall_orders.store(true, Ordering::SeqCst);
     let server = setup.serve();
-    let (status, _) = post_inbound(&setup, "SMterm", "+15555550130", "TRACK").await;
+    let (status, _) = post_inbound(&setup, "SMterm", "+12125550130", "TRACK").await;
     assert_eq!(status, 200);
     // The lookup is in flight (the order API hangs) when the stop comes.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -641,11 +348,7 @@ async fn sigterm_finishes_the_text_being_processed_before_exiting() {
 }
 
 fn inbox_listing(config: &Path) -> Vec<serde_json::Value> {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_smsflow"))
-        .args(["inbox", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
+    let output = common::cli(config, &["inbox"]);
     assert!(
         output.status.success(),
         "{}",
@@ -667,26 +370,26 @@ async fn provider_errors_are_retried_and_error_21610_suppresses_the_number() {
         .opted_out
         .lock()
         .unwrap()
-        .push("+15555550115".to_owned());
+        .push("+12125550115".to_owned());
     let _server = setup.serve();
 
     // Two 500s, then accepted: one text arrives.
-    let (status, _) = post_inbound(&setup, "SMretry", "+15555550114", "BILLING").await;
+    let (status, _) = post_inbound(&setup, "SMretry", "+12125550114", "BILLING").await;
     assert_eq!(status, 200);
     wait_until("the retried reply", || {
-        !setup.fake.sent_to("+15555550114").is_empty()
+        !setup.fake.sent_to("+12125550114").is_empty()
     })
     .await;
-    let (_, state) = conversation(&setup, "+15555550114").await;
+    let (_, state) = conversation(&setup, "+12125550114").await;
     assert_eq!(state["messages"][0]["attempts"], 3, "{state:#}");
     assert_eq!(setup.fake.fail_next.load(Ordering::SeqCst), 0);
 
     // 21610: the text fails and the number is suppressed.
-    let (status, _) = post_inbound(&setup, "SMstop", "+15555550115", "BILLING").await;
+    let (status, _) = post_inbound(&setup, "SMstop", "+12125550115", "BILLING").await;
     assert_eq!(status, 200);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (_, state) = conversation(&setup, "+15555550115").await;
+        let (_, state) = conversation(&setup, "+12125550115").await;
         if state["messages"][0]["status"]["state"] == "failed" {
             let reason = state["messages"][0]["status"]["reason"].as_str().unwrap();
             assert!(reason.contains("21610"), "{reason}");
@@ -695,7 +398,7 @@ async fn provider_errors_are_retried_and_error_21610_suppresses_the_number() {
         assert!(Instant::now() < deadline, "{state:#}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(setup.fake.sent_to("+15555550115").is_empty());
+    assert!(setup.fake.sent_to("+12125550115").is_empty());
 }
 
 fn telnyx_inbound(id: &str, from: &str, text: &str) -> String {
@@ -740,7 +443,7 @@ async fn telnyx_through_the_same_provider_trait_and_replays_are_refused() {
         .unwrap()
         .as_secs()
         .cast_signed();
-    let contact = "+15555550120";
+    let contact = "+12125550120";
 
     let stale = telnyx_inbound("msg-old", contact, "BILLING");
     assert_eq!(

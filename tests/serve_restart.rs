@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{Server, free_port};
 
 const TOKEN: &str = "test-token";
-const CONTACT: &str = "+15555550142";
+const CONTACT: &str = "+12125550142";
 
 /// A flow that greets, waits `timeout` for a reply and sends one reminder when none comes.
 fn reminder_flow(greeting: &str, timeout: &str) -> String {
@@ -235,14 +235,14 @@ fn flows_reload_without_a_restart_and_conversations_keep_their_version() {
     )
     .unwrap();
     std::thread::sleep(Duration::from_millis(600));
-    let started = start_for(&server, "+15555550198", "Cy");
+    let started = start_for(&server, "+12125550198", "Cy");
     assert_eq!(started["sent"][0], "Hi Cy, reply YES to confirm.");
 
     // A good edit is picked up without a restart, for new conversations only.
     let edited = reminder_flow("Hello", "3s").replace("Reminder:", "Edited reminder:");
     std::fs::write(&flow_file, edited).unwrap();
     std::thread::sleep(Duration::from_millis(600));
-    let started = start_for(&server, "+15555550199", "Bo");
+    let started = start_for(&server, "+12125550199", "Bo");
     assert_eq!(started["sent"][0], "Hello Bo, reply YES to confirm.");
     assert_ne!(started["conversation"]["flow"]["version"], version);
 
@@ -264,13 +264,13 @@ fn bad_api_requests_are_refused_and_change_nothing() {
     let cases = [
         (
             format!("{}/v1/flows/nope/start", server.base),
-            r#"{"to": "+15555550142", "fields": {"first_name": "A"}}"#,
+            r#"{"to": "+12125550142", "fields": {"first_name": "A"}}"#,
             404,
             "no flow `nope`",
         ),
         (
             url.clone(),
-            r#"{"to": "tel:+15555550142", "fields": {"first_name": "A"}}"#,
+            r#"{"to": "tel:+12125550142", "fields": {"first_name": "A"}}"#,
             422,
             "E.164",
         ),
@@ -282,13 +282,13 @@ fn bad_api_requests_are_refused_and_change_nothing() {
         ),
         (
             url.clone(),
-            r#"{"to": "+15555550142", "fields": {}}"#,
+            r#"{"to": "+12125550142", "fields": {}}"#,
             422,
             "`first_name`",
         ),
         (
             url.clone(),
-            r#"{"to": "+15555550142", "#,
+            r#"{"to": "+12125550142", "#,
             400,
             "not a start request",
         ),
@@ -297,7 +297,7 @@ fn bad_api_requests_are_refused_and_change_nothing() {
         "wrong-token",
         "POST",
         &url,
-        Some(r#"{"to": "+15555550142", "fields": {"first_name": "A"}}"#),
+        Some(r#"{"to": "+12125550142", "fields": {"first_name": "A"}}"#),
     )
     .unwrap();
     assert_eq!(status, 401, "{text}");
@@ -320,7 +320,7 @@ fn bad_api_requests_are_refused_and_change_nothing() {
     let (status, text) = reqwest::request(
         "POST",
         &url,
-        Some(r#"{"to": "+15555550142", "fields": {"first_name": "A"}}"#),
+        Some(r#"{"to": "+12125550142", "fields": {"first_name": "A"}}"#),
     )
     .unwrap();
     assert_eq!(status, 409, "{text}");

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use smsflow::clock::{SharedClock, SystemClock};
+use smsflow::compliance::gate::Gate;
 use smsflow::flow::compile::compile;
 use smsflow::flow::runtime::{Inbound, Runtime, StartRequest};
 use smsflow::outbound::{ConsoleProvider, Outbox, OutboxSettings};
@@ -73,9 +74,12 @@ fn runtime_on_disk(dir: &Path, tokio: &tokio::runtime::Runtime) -> Runtime {
             .unwrap();
         host
     });
+    let trees = store.trees().unwrap();
+    let gate = Gate::with_defaults(&trees).unwrap();
     let outbox = Arc::new(Outbox::new(
-        store.trees().unwrap(),
+        trees,
         Arc::new(ConsoleProvider),
+        gate,
         clock.clone(),
         OutboxSettings::default(),
     ));
@@ -86,7 +90,7 @@ fn runtime_on_disk(dir: &Path, tokio: &tokio::runtime::Runtime) -> Runtime {
 }
 
 fn contact(n: u64) -> String {
-    format!("+1555{n:07}")
+    format!("+1212{n:07}")
 }
 
 fn start(n: u64) -> StartRequest {
@@ -135,6 +139,7 @@ fn flow_turns(criterion: &mut Criterion) {
                         from: contact(n),
                         to: OURS.into(),
                         text: "Yes please!".into(),
+                        screening: Default::default(),
                     };
                     runtime.inbound(reply).await.unwrap();
                 }

@@ -169,7 +169,7 @@ capabilities = ["config"]
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / PER_SECOND));
     for n in 0..TEXTS {
         ticker.tick().await;
-        let contact = format!("+1555{n:07}");
+        let contact = format!("+1212{n:07}");
         let params: Vec<(String, String)> = [
             ("MessageSid", format!("SM{n:032}")),
             ("From", contact.clone()),

@@ -32,6 +32,12 @@ pub struct Config {
     /// Endpoints of the operator's systems that receive event webhooks.
     #[serde(default)]
     pub webhooks: Vec<crate::events::WebhookEndpoint>,
+    /// The compliance gate's policy: opt-out scope, quiet hours, caps, content rules.
+    #[serde(default)]
+    pub compliance: crate::compliance::ComplianceConfig,
+    /// Messaging programs by id (the `program` of flows): brand, help text, exemptions.
+    #[serde(default)]
+    pub programs: std::collections::BTreeMap<String, crate::compliance::ProgramConfig>,
 }
 
 /// The `[inbox]` section.
@@ -232,6 +238,10 @@ impl Config {
         config.plugins.dir = base.join(&config.plugins.dir);
         config.flows.dir = base.join(&config.flows.dir);
         config.plugins.cache_dir = config.plugins.cache_dir.map(|dir| base.join(dir));
+        config.compliance.quiet_hours_pack = config
+            .compliance
+            .quiet_hours_pack
+            .map(|pack| base.join(pack));
         Ok(config)
     }
 }

@@ -21,6 +21,7 @@ use sled::transaction::ConflictableTransactionError;
 use tokio::sync::{Notify, mpsc};
 
 use crate::clock::SharedClock;
+use crate::compliance::Screening;
 use crate::ingress::InboundText;
 use crate::outbound::BoxFuture;
 use crate::store::{Store, Trees, codec};
@@ -50,6 +51,9 @@ pub struct InboxEvent {
     pub next_attempt_ms: i64,
     /// Why the last attempt failed.
     pub last_error: Option<String>,
+    /// What ingress decided the text means for consent.
+    #[serde(default)]
+    pub screening: Screening,
 }
 
 impl InboxEvent {
@@ -146,7 +150,32 @@ impl Inbox {
     /// When the store cannot be written or flushed: the webhook must then fail, so the
     /// provider retries.
     pub async fn accept(&self, text: InboundText) -> anyhow::Result<Accepted> {
-        let seen_key = format!("{}\0{}", text.provider, text.message_id).into_bytes();
+        self.accept_screened(text, Screening::Pass).await
+    }
+
+    /// Whether a text with this provider id was already accepted.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn seen(&self, text: &InboundText) -> anyhow::Result<bool> {
+        self.trees
+            .inbox_seen
+            .contains_key(seen_key(text))
+            .context("cannot read the inbox")
+    }
+
+    /// [`Inbox::accept`] for a text compliance screened first: the screening travels with it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Inbox::accept`].
+    pub async fn accept_screened(
+        &self,
+        text: InboundText,
+        screening: Screening,
+    ) -> anyhow::Result<Accepted> {
+        let seen_key = seen_key(&text);
         if self.trees.inbox_seen.contains_key(&seen_key)? {
             return Ok(Accepted::Duplicate);
         }
@@ -164,6 +193,7 @@ impl Inbox {
             attempts: 0,
             next_attempt_ms: now,
             last_error: None,
+            screening,
         };
         let encoded = codec::encode(&event)?;
         let stored = (&self.trees.inbox_seen, &self.trees.inbox).transaction(|(seen, inbox)| {
@@ -404,6 +434,10 @@ fn read_all(tree: &sled::Tree) -> anyhow::Result<Vec<InboxEvent>> {
         .collect()
 }
 
+fn seen_key(text: &InboundText) -> Vec<u8> {
+    format!("{}\0{}", text.provider, text.message_id).into_bytes()
+}
+
 impl InboxHandler for crate::flow::runtime::Runtime {
     fn handle<'a>(&'a self, event: &'a InboxEvent) -> BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async move {
@@ -412,6 +446,7 @@ impl InboxHandler for crate::flow::runtime::Runtime {
                 from: event.from.clone(),
                 to: event.to.clone(),
                 text: event.body.clone(),
+                screening: event.screening.clone(),
             };
             self.inbound(inbound)
                 .await

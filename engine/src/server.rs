@@ -9,10 +9,15 @@
 //!   `[provider] telnyx_public_key`);
 //! - `GET /healthz`;
 //! - `POST /v1/flows/{flow_id}/start` with `{"to": "+1...", "fields": {...}, "locale": "es"}`;
-//! - `GET /v1/conversations/{phone}`: state, fields, transcript and outbound texts.
+//! - `GET /v1/conversations/{phone}`: state, fields, transcript and outbound texts, each with
+//!   its compliance gate decision;
+//! - `POST /v1/conversations/{phone}/reply` with `{"agent": "ana", "text": "..."}`: an agent's
+//!   reply, through the same gate as every text;
+//! - `POST /v1/consent`: an opt-in with its evidence, into the consent ledger.
 //!
 //! `/v1` requires `Authorization: Bearer <server.api_token>`. Every body is limited to 64 KiB
-//! before it is read. An inbound text is acknowledged only once it is on disk.
+//! before it is read. An inbound text is acknowledged only once it is on disk, and only after
+//! compliance has screened it: a STOP is in the ledger before the provider hears 2xx.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +33,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::clock::SharedClock;
+use crate::compliance::Screening;
+use crate::compliance::gate::Gate;
+use crate::compliance::ledger::{ConsentClass, ConsentEvent, ConsentSource, NewConsent};
 use crate::config::{Config, ProviderKind};
 use crate::events::Events;
 use crate::flow::conversation::Event;
@@ -124,10 +132,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     let events = Arc::new(Events::new(&store, config.webhooks.clone(), clock.clone())?);
+    let trees = store.trees()?;
+    let gate = Gate::from_config(&config.compliance, &config.programs, &trees)?;
     let outbox = Arc::new(
         Outbox::new(
-            store.trees()?,
+            trees,
             provider,
+            gate,
             clock.clone(),
             OutboxSettings {
                 max_attempts: config.provider.max_attempts,
@@ -196,6 +207,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .route("/webhooks/telnyx", post(telnyx_webhook))
         .route("/v1/flows/{flow_id}/start", post(start_flow))
         .route("/v1/conversations/{phone}", get(conversation))
+        .route("/v1/conversations/{phone}/reply", post(agent_reply))
+        .route("/v1/consent", post(record_consent))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(refuse_oversized))
         .layer(tower_http::trace::TraceLayer::new_for_http())
@@ -277,6 +290,16 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
+/// Parses a JSON request body, or the 400 that says why it is not `what`.
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|problem| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not {what}: {problem}"),
+        ))
+    })
+}
+
 /// The refusal for a request without the API token, or `None` when it has it.
 fn refuse_unauthorized(state: &AppState, headers: &HeaderMap) -> Option<Response> {
     let Some(expected) = &state.api_token else {
@@ -320,14 +343,9 @@ async fn start_flow(
     if let Some(response) = refuse_unauthorized(&state, &headers) {
         return response;
     }
-    let body: StartBody = match serde_json::from_slice(&body) {
+    let body: StartBody = match json_body(&body, "a start request") {
         Ok(body) => body,
-        Err(problem) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("the body is not a start request: {problem}"),
-            );
-        }
+        Err(response) => return *response,
     };
     let to = match parse_e164(&body.to) {
         Ok(to) => to,
@@ -404,6 +422,196 @@ async fn conversation(
         Err(problem) => {
             tracing::error!("conversation read failed: {problem:#}");
             error(StatusCode::INTERNAL_SERVER_ERROR, "the store failed")
+        }
+    }
+}
+
+/// `POST /v1/consent`: an opt-in collected elsewhere (a web form, a signed paper, an import),
+/// with its evidence.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsentBody {
+    phone: Option<String>,
+    program: Option<String>,
+    class: Option<String>,
+    source: Option<String>,
+    disclosure: Option<String>,
+    #[serde(default)]
+    frequency: Option<String>,
+    /// For a web form: the page, and the visitor's IP address and user agent.
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    ip: Option<String>,
+    #[serde(default)]
+    user_agent: Option<String>,
+}
+
+async fn record_consent(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(response) = refuse_unauthorized(&state, &headers) {
+        return response;
+    }
+    let body: ConsentBody = match json_body(&body, "a consent record") {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    let present = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+            .map(str::to_owned)
+    };
+    let fields = [
+        ("phone", present(&body.phone)),
+        ("program", present(&body.program)),
+        ("class", present(&body.class)),
+        ("source", present(&body.source)),
+        ("disclosure", present(&body.disclosure)),
+    ];
+    let missing: Vec<&str> = fields
+        .iter()
+        .filter(|(_, value)| value.is_none())
+        .map(|(name, _)| *name)
+        .collect();
+    let [
+        (_, Some(phone)),
+        (_, Some(program)),
+        (_, Some(class)),
+        (_, Some(source)),
+        (_, Some(disclosure)),
+    ] = fields
+    else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "a consent record needs {}: the evidence is incomplete",
+                missing.join(", ")
+            ),
+        );
+    };
+    let phone = match parse_e164(&phone) {
+        Ok(phone) => phone,
+        Err(problem) => return error(StatusCode::UNPROCESSABLE_ENTITY, problem.to_string()),
+    };
+    let class = match class.as_str() {
+        "marketing" => ConsentClass::Marketing,
+        "transactional" => ConsentClass::Transactional,
+        other => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("class is `{other}`: write \"marketing\" or \"transactional\""),
+            );
+        }
+    };
+    let known_program = state.runtime.compliance().program(&program).is_some()
+        || state
+            .runtime
+            .registry()
+            .current()
+            .by_id
+            .values()
+            .any(|flow| flow.program == program);
+    if !known_program {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("no flow or [programs] entry has program `{program}`"),
+        );
+    }
+    let source = match (body.url, body.ip, body.user_agent) {
+        (Some(url), Some(ip), Some(user_agent)) => ConsentSource::WebForm {
+            url,
+            ip,
+            user_agent,
+        },
+        (None, None, None) => ConsentSource::Api {
+            actor: Some(source),
+        },
+        _ => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "web form evidence needs url, ip and user_agent together",
+            );
+        }
+    };
+    let record = state.runtime.compliance().ledger().append(NewConsent {
+        number: phone,
+        program,
+        class,
+        event: ConsentEvent::OptIn,
+        source,
+        disclosure: Some(disclosure),
+        frequency: present(&body.frequency),
+        raw_text: None,
+        at_ms: state.clock.now_ms(),
+    });
+    let flushed = match record {
+        Ok(record) => state.runtime.store().flush().await.map(|()| record),
+        Err(problem) => Err(problem),
+    };
+    match flushed {
+        Ok(record) => (StatusCode::CREATED, Json(json!({ "recorded": record }))).into_response(),
+        Err(problem) => {
+            tracing::error!("consent not recorded: {problem:#}");
+            error(StatusCode::SERVICE_UNAVAILABLE, "the store failed; retry")
+        }
+    }
+}
+
+/// `POST /v1/conversations/{phone}/reply`: a person's reply from the agent inbox.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentReplyBody {
+    agent: String,
+    text: String,
+}
+
+async fn agent_reply(
+    State(state): State<Arc<AppState>>,
+    Path(phone): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(response) = refuse_unauthorized(&state, &headers) {
+        return response;
+    }
+    let phone = match parse_e164(&phone) {
+        Ok(phone) => phone,
+        Err(problem) => return error(StatusCode::UNPROCESSABLE_ENTITY, problem.to_string()),
+    };
+    let body: AgentReplyBody = match json_body(&body, "a reply") {
+        Ok(body) => body,
+        Err(response) => return *response,
+    };
+    if body.text.trim().is_empty() || body.agent.trim().is_empty() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a reply needs an agent and a text",
+        );
+    }
+    match state
+        .runtime
+        .agent_reply(&state.our_number, &phone, &body.agent, &body.text)
+        .await
+    {
+        Ok(outcome) => (
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "queued": outcome.queued_ids(),
+                "note": "queued: the compliance gate decides when it is sent; see GET /v1/conversations",
+            })),
+        )
+            .into_response(),
+        Err(RuntimeError::NoConversation(contact)) => {
+            error(StatusCode::NOT_FOUND, format!("no conversation with {contact}"))
+        }
+        Err(problem) => {
+            tracing::error!("agent reply failed: {problem:#}");
+            error(StatusCode::SERVICE_UNAVAILABLE, "the store failed; retry")
         }
     }
 }
@@ -530,8 +738,26 @@ async fn accept(state: &AppState, text: crate::ingress::InboundText) -> anyhow::
         "to": text.to,
         "body": text.body,
     });
-    if let Accepted::Stored(_) = state.inbox.accept(text).await? {
-        state.events.emit("message.received", data)?;
+    if state.inbox.seen(&text)? {
+        return Ok(());
+    }
+    // Before the acknowledgement: a STOP is in the ledger, and on disk with the text, before
+    // the provider hears 2xx.
+    let screening = state.runtime.screen_inbound(
+        &format!("{}:{}", text.provider, text.message_id),
+        &text.from,
+        &text.to,
+        &text.body,
+    )?;
+    let opted_out = matches!(screening, Screening::OptedOut { .. });
+    if let Accepted::Stored(_) = state.inbox.accept_screened(text, screening).await? {
+        state.events.emit("message.received", data.clone())?;
+        if opted_out {
+            state.events.emit(
+                "contact.opted_out",
+                json!({ "phone": data["from"], "source": "keyword", "text": data["body"] }),
+            )?;
+        }
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use anyhow::Context as _;
 const PLUGIN_KV_TREE: &str = "plugin_kv";
 
 /// The trees of the flow runtime and the outbox; see [`Trees`] for their keys.
-const RUNTIME_TREES: [&str; 16] = [
+const RUNTIME_TREES: [&str; 18] = [
     "conversations",
     "transcript",
     "timers",
@@ -30,6 +30,8 @@ const RUNTIME_TREES: [&str; 16] = [
     "events",
     "event_dead_letters",
     "consent_ledger",
+    "send_log",
+    "program_contacts",
 ];
 
 /// The trees conversations live in. Writes that belong to one event go in one transaction
@@ -69,6 +71,11 @@ pub struct Trees {
     /// `<seq u64 BE>` → a consent record, hash-chained to the one before (see
     /// [`crate::compliance::ledger`]).
     pub consent_ledger: sled::Tree,
+    /// `<contact> 0x00 <time key> <seq u64 BE>` → [`crate::compliance::caps::SentText`]: what
+    /// went to each number recently, for frequency caps and the loop guard.
+    pub send_log: sled::Tree,
+    /// `<contact> 0x00 <program>` → the time key of the program's first text to the contact.
+    pub program_contacts: sled::Tree,
 }
 
 /// The engine's database.
@@ -76,6 +83,8 @@ pub struct Trees {
 pub struct Store {
     db: sled::Db,
     group_commit: Arc<GroupCommit>,
+    /// False for a temporary store: it is deleted when dropped, so an fsync buys nothing.
+    durable: bool,
 }
 
 /// Flushes shared between concurrent writers: each flush covers every write made before it
@@ -99,11 +108,12 @@ impl Store {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
         let db = sled::open(path)
             .with_context(|| format!("cannot open the store at {}", path.display()))?;
-        Ok(Self::from_db(db))
+        Ok(Self::from_db(db, true))
     }
 
     /// A database that lives in a temporary directory and is removed when dropped: for
-    /// one-off commands such as `smsflow plugin call`, and tests.
+    /// one-off commands such as `smsflow plugin call`, and tests. [`Store::flush`] does not
+    /// sync it to disk.
     ///
     /// # Errors
     ///
@@ -113,13 +123,14 @@ impl Store {
             .temporary(true)
             .open()
             .context("cannot create a temporary store")?;
-        Ok(Self::from_db(db))
+        Ok(Self::from_db(db, false))
     }
 
-    fn from_db(db: sled::Db) -> Self {
+    fn from_db(db: sled::Db, durable: bool) -> Self {
         Self {
             db,
             group_commit: Arc::default(),
+            durable,
         }
     }
 
@@ -146,6 +157,8 @@ impl Store {
             events,
             event_dead_letters,
             consent_ledger,
+            send_log,
+            program_contacts,
         ] = RUNTIME_TREES.map(|name| {
             self.db
                 .open_tree(name)
@@ -168,6 +181,8 @@ impl Store {
             events: events?,
             event_dead_letters: event_dead_letters?,
             consent_ledger: consent_ledger?,
+            send_log: send_log?,
+            program_contacts: program_contacts?,
         })
     }
 
@@ -187,6 +202,9 @@ impl Store {
     ///
     /// When the disk write fails.
     pub async fn flush(&self) -> anyhow::Result<()> {
+        if !self.durable {
+            return Ok(());
+        }
         let commit = &self.group_commit;
         let ticket = commit.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let _leader = commit.leader.lock().await;
@@ -200,6 +218,23 @@ impl Store {
             .await
             .context("cannot flush the store to disk")?;
         commit.flushed.fetch_max(covered, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Erases every tree of a temporary store, so a simulation can reuse it instead of
+    /// creating a new database per run.
+    ///
+    /// # Errors
+    ///
+    /// When the store is not temporary (this never erases a real database), or sled fails.
+    pub fn erase_temporary(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.durable, "only a temporary store can be erased");
+        for name in RUNTIME_TREES.iter().copied().chain([PLUGIN_KV_TREE]) {
+            self.db
+                .open_tree(name)
+                .and_then(|tree| tree.clear())
+                .with_context(|| format!("cannot erase tree `{name}`"))?;
+        }
         Ok(())
     }
 

@@ -14,8 +14,8 @@ use smsflow::compliance::ledger::{
 };
 use smsflow::store::{Store, codec};
 
-const ALICE: &str = "+15550001111";
-const BOB: &str = "+15550002222";
+const ALICE: &str = "+12120001111";
+const BOB: &str = "+12120002222";
 
 fn open(dir: &Path) -> (Store, Ledger) {
     let store = Store::open(&dir.join("db")).unwrap();
@@ -129,7 +129,7 @@ fn appends_form_a_chain() {
             .collect::<Vec<_>>(),
         [2, 4]
     );
-    assert!(ledger.records_for("+15559999999").unwrap().is_empty());
+    assert!(ledger.records_for("+12129999999").unwrap().is_empty());
 
     // Stored exactly as returned.
     let tree = open_tree(&store);
@@ -520,7 +520,7 @@ fn exports() {
     );
     assert!(json.contains("\n  {"), "pretty-printed");
     assert!(json.contains(r#""kind": "web_form""#), "{json}");
-    assert_eq!(ledger.export_json("+15559999999").unwrap(), "[]");
+    assert_eq!(ledger.export_json("+12129999999").unwrap(), "[]");
 
     let csv = ledger.export_csv(ALICE).unwrap();
     assert!(csv.starts_with(
@@ -560,7 +560,7 @@ fn exports() {
     assert_eq!(rows[1][column("frequency")], "up to 4 msgs/month");
     assert_eq!(rows[1][column("disclosure_sha256")].len(), 64);
     assert_eq!(
-        ledger.export_csv("+15559999999").unwrap().lines().count(),
+        ledger.export_csv("+12129999999").unwrap().lines().count(),
         1,
         "header only"
     );
@@ -584,7 +584,7 @@ fn concurrent_appends_form_one_chain() {
             };
             scope.spawn(move || {
                 for i in 0..EACH {
-                    let number = format!("+1555000{thread:04}");
+                    let number = format!("+1212000{thread:04}");
                     let at_ms = i64::try_from(thread * 1_000 + i).unwrap();
                     ledger
                         .append(keyword(
@@ -607,7 +607,7 @@ fn concurrent_appends_form_one_chain() {
         (1..=total).collect::<Vec<_>>()
     );
     for thread in 0..THREADS {
-        let records = ledger.records_for(&format!("+1555000{thread:04}")).unwrap();
+        let records = ledger.records_for(&format!("+1212000{thread:04}")).unwrap();
         let times: Vec<i64> = records.iter().map(|record| record.at_ms).collect();
         let expected: Vec<i64> = (0..EACH)
             .map(|i| i64::try_from(thread * 1_000 + i).unwrap())

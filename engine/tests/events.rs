@@ -150,12 +150,12 @@ async fn wait_until(what: &str, ready: impl Fn() -> bool) {
 fn body_is_type_timestamp_data() {
     let event = Event {
         kind: "conversion".to_owned(),
-        data: json!({"contact": "+15555550100", "value": 3}),
+        data: json!({"contact": "+12125550100", "value": 3}),
         at_ms: 1_700_000_000_123,
     };
     assert_eq!(
         event.to_body().unwrap(),
-        r#"{"type":"conversion","timestamp":"2023-11-14T22:13:20.123Z","data":{"contact":"+15555550100","value":3}}"#
+        r#"{"type":"conversion","timestamp":"2023-11-14T22:13:20.123Z","data":{"contact":"+12125550100","value":3}}"#
     );
     let far = Event {
         at_ms: i64::MAX,
@@ -178,7 +178,7 @@ async fn one_event_is_posted_once_and_signed() {
         .unwrap(),
     );
     let data =
-        json!({"contact": "+15555550100", "queue": "support", "reason": "asked for a human"});
+        json!({"contact": "+12125550100", "queue": "support", "reason": "asked for a human"});
     events.emit("conversation.handoff", data.clone()).unwrap();
     store.flush().await.unwrap();
     let queued = events.pending().unwrap();
@@ -231,7 +231,7 @@ async fn endpoints_get_only_the_kinds_they_subscribe_to() {
     events
         .emit(
             "message.received",
-            json!({"from": "+15555550100", "body": "hi"}),
+            json!({"from": "+12125550100", "body": "hi"}),
         )
         .unwrap();
     let queued = events.pending().unwrap();
@@ -242,7 +242,7 @@ async fn endpoints_get_only_the_kinds_they_subscribe_to() {
     assert_eq!(paths, ["/everything"]);
 
     events
-        .emit("contact.opted_out", json!({"contact": "+15555550100"}))
+        .emit("contact.opted_out", json!({"contact": "+12125550100"}))
         .unwrap();
     assert_eq!(events.pending().unwrap().len(), 2);
     assert_eq!(events.deliver_due().await.unwrap(), 2);
@@ -291,7 +291,7 @@ async fn retries_keep_the_webhook_id() {
     );
     let worker = tokio::spawn(Arc::clone(&events).run());
     events
-        .emit("message.received", json!({"from": "+15555550100"}))
+        .emit("message.received", json!({"from": "+12125550100"}))
         .unwrap();
     wait_until("three attempts", || {
         receiver.requests().len() >= 3 && events.pending().unwrap().is_empty()
@@ -330,7 +330,7 @@ async fn exhausted_schedule_dead_letters_then_replay() {
     .unwrap()
     .with_retry_schedule(vec![0, 1_000, 2_000]);
     events
-        .emit("conversion", json!({"contact": "+15555550100"}))
+        .emit("conversion", json!({"contact": "+12125550100"}))
         .unwrap();
 
     assert_eq!(events.deliver_due().await.unwrap(), 0);
@@ -443,7 +443,7 @@ async fn queued_events_survive_a_reopen() {
         let store = Store::open(&path).unwrap();
         let events = Events::new(&store, endpoints.clone(), system_clock()).unwrap();
         events
-            .emit("contact.opted_out", json!({"contact": "+15555550100"}))
+            .emit("contact.opted_out", json!({"contact": "+12125550100"}))
             .unwrap();
         store.flush().await.unwrap();
         events.pending().unwrap()[0].msg_id.clone()

@@ -272,7 +272,7 @@ fn hubspot(log: Arc<Mutex<CrmLog>>) -> axum::Router {
                             .to_owned(),
                     );
                     let phone = body["filterGroups"][0]["filters"][0]["value"].as_str().unwrap_or_default();
-                    if phone == "+15551230001" {
+                    if phone == "+12121230001" {
                         Json(json!({"total": 1, "results": [{"id": "501", "properties": {"firstname": "Ana", "lastname": "Diaz", "email": null, "phone": phone}}]}))
                     } else {
                         Json(json!({"total": 0, "results": []}))
@@ -308,7 +308,7 @@ async fn crm_notes_finds_a_contact_and_writes_a_note_with_host_added_credentials
     .await;
 
     let fields = host
-        .connect("crm-notes", &lookup("contact", "+15551230001"))
+        .connect("crm-notes", &lookup("contact", "+12121230001"))
         .await
         .unwrap();
     assert_eq!(fields["contact_found"], "true");
@@ -320,7 +320,7 @@ async fn crm_notes_finds_a_contact_and_writes_a_note_with_host_added_credentials
         entity: "note".into(),
         fields: BTreeMap::from([("body".into(), "Customer said \"call me\"\nafter 5pm".into())]),
         context: Context {
-            contact: "+15551230001".into(),
+            contact: "+12121230001".into(),
             ..Context::default()
         },
     };

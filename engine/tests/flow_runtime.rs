@@ -10,17 +10,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use smsflow::clock::{ManualClock, SharedClock};
+use smsflow::compliance::gate::Gate;
 use smsflow::flow::compile::compile;
 use smsflow::flow::conversation::Status;
 use smsflow::flow::runtime::{Inbound, Runtime, StartRequest};
-use smsflow::outbound::{
-    BoxFuture, OutboundMessage, Outbox, OutboxSettings, Provider, Receipt, SendError,
-};
+use smsflow::outbound::{BoxFuture, Cleared, Outbox, OutboxSettings, Provider, Receipt, SendError};
 use smsflow::plugin::{Grant, Manifest, PluginHost, PluginsConfig, World};
 use smsflow::store::Store;
 
 const OURS: &str = "+15550001000";
-const CONTACT: &str = "+15555550100";
+const CONTACT: &str = "+12125550100";
 const HOUR_MS: i64 = 3_600_000;
 
 const FLOW: &str = r#"
@@ -76,10 +75,7 @@ impl Provider for Recorder {
         "recorder"
     }
 
-    fn send<'a>(
-        &'a self,
-        message: &'a OutboundMessage,
-    ) -> BoxFuture<'a, Result<Receipt, SendError>> {
+    fn send<'a>(&'a self, message: &'a Cleared<'a>) -> BoxFuture<'a, Result<Receipt, SendError>> {
         self.sent.lock().unwrap().push(message.body.clone());
         Box::pin(async move {
             Ok(Receipt {
@@ -127,9 +123,12 @@ async fn engine(db: &Path, flow_source: &str, classifier: Option<&Path>) -> Engi
         }
     }
     let recorder = Arc::new(Recorder::default());
+    let trees = store.trees().unwrap();
+    let gate = Gate::with_defaults(&trees).unwrap();
     let outbox = Arc::new(Outbox::new(
-        store.trees().unwrap(),
+        trees,
         recorder.clone(),
+        gate,
         shared.clone(),
         OutboxSettings {
             messages_per_second: 1000.0,
@@ -162,6 +161,7 @@ fn reply(id: &str, text: &str) -> Inbound {
         from: CONTACT.into(),
         to: OURS.into(),
         text: text.into(),
+        screening: Default::default(),
     }
 }
 
@@ -251,9 +251,10 @@ async fn a_restart_between_the_reply_and_the_send_sends_each_text_once() {
     let engine = engine(&db, FLOW, None).await;
     assert_eq!(engine.runtime.outbox().deliver_due().await.unwrap(), 2);
     assert_eq!(engine.runtime.outbox().deliver_due().await.unwrap(), 0);
+    // The gate adds the opt-out wording to the program's first text.
     assert_eq!(
         *engine.recorder.sent.lock().unwrap(),
-        ["Reply YES to confirm.", "Thanks!"]
+        ["Reply YES to confirm. Reply STOP to opt out.", "Thanks!"]
     );
     // The conversation state survived too, and a replay of the reply is recognised.
     let replay = engine.runtime.inbound(reply("SM1", "Yes")).await.unwrap();

@@ -76,7 +76,7 @@ async fn concurrent_duplicates_are_stored_once() {
     let inbox = inbox(&store, 3);
     let accepts = (0..50).map(|_| {
         let inbox = Arc::clone(&inbox);
-        tokio::spawn(async move { inbox.accept(text("SM1", "+15555550100")).await.unwrap() })
+        tokio::spawn(async move { inbox.accept(text("SM1", "+12125550100")).await.unwrap() })
     });
     let results: Vec<Accepted> = futures_util::future::join_all(accepts)
         .await
@@ -90,7 +90,7 @@ async fn concurrent_duplicates_are_stored_once() {
     assert_eq!(stored, 1, "{results:?}");
     assert_eq!(inbox.pending().unwrap().len(), 1);
     // The same id from another provider is another text.
-    let mut other = text("SM1", "+15555550100");
+    let mut other = text("SM1", "+12125550100");
     other.provider = "telnyx";
     assert!(matches!(
         inbox.accept(other).await.unwrap(),
@@ -107,7 +107,7 @@ async fn failures_are_retried_with_growing_backoff_then_succeed() {
         failures: 2,
         ..Flaky::default()
     });
-    inbox.accept(text("SM1", "+15555550100")).await.unwrap();
+    inbox.accept(text("SM1", "+12125550100")).await.unwrap();
     let worker = tokio::spawn(Arc::clone(&inbox).run(handler.clone()));
     wait_until("processing", || inbox.pending().unwrap().is_empty()).await;
     worker.abort();
@@ -129,7 +129,7 @@ async fn an_event_failing_every_attempt_is_dead_lettered_and_can_be_replayed() {
         failures: u32::MAX,
         ..Flaky::default()
     });
-    inbox.accept(text("SM1", "+15555550100")).await.unwrap();
+    inbox.accept(text("SM1", "+12125550100")).await.unwrap();
     let worker = tokio::spawn(Arc::clone(&inbox).run(always_failing.clone()));
     wait_until("the dead letter", || {
         inbox.dead_letters().unwrap().len() == 1
@@ -165,7 +165,7 @@ async fn accepted_events_survive_a_reopen() {
         let inbox = inbox(&store, 3);
         for n in 0..5 {
             inbox
-                .accept(text(&format!("SM{n}"), "+15555550100"))
+                .accept(text(&format!("SM{n}"), "+12125550100"))
                 .await
                 .unwrap();
         }
@@ -180,7 +180,7 @@ async fn accepted_events_survive_a_reopen() {
         (0..5).map(|n| format!("twilio:SM{n}")).collect::<Vec<_>>()
     );
     assert_eq!(
-        inbox.accept(text("SM3", "+15555550100")).await.unwrap(),
+        inbox.accept(text("SM3", "+12125550100")).await.unwrap(),
         Accepted::Duplicate,
         "dedup survives the reopen"
     );

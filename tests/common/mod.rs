@@ -1,11 +1,14 @@
-//! What the end-to-end tests share: the real `smsflow serve` process and its configuration.
+//! What the end-to-end tests share: the real `smsflow serve` process and its configuration;
+//! [`fake_provider`] for the tests that drive it through a fake SMS provider.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod fake_provider;
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The repository's root.
@@ -54,18 +57,33 @@ pub struct Server {
     pub base: String,
 }
 
+/// A Tuesday, noon in New York and 9:00 in California: inside every quiet-hours window of the
+/// test contacts' numbers (area code 212, New York).
+pub const DAYTIME: &str = "2026-03-03T17:00:00Z";
+
 impl Server {
     /// Starts `smsflow serve --config <config>` and waits until `/healthz` answers on `port`.
     pub fn start(config: &Path, port: u16) -> Self {
         Self::start_with_env(config, port, &[])
     }
 
-    /// As [`Server::start`], with extra environment variables.
+    /// As [`Server::start`], with extra environment variables. Unless they set
+    /// `SMSFLOW_CLOCK`, the server's clock starts at [`DAYTIME`], so quiet hours do not hold
+    /// texts back whatever the hour the tests run at; `("SMSFLOW_CLOCK", "")` runs it on the
+    /// real clock.
     pub fn start_with_env(config: &Path, port: u16, env: &[(&str, &str)]) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_smsflow"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_smsflow"));
+        command.env("SMSFLOW_CLOCK", DAYTIME);
+        for (name, value) in env {
+            if *name == "SMSFLOW_CLOCK" && value.is_empty() {
+                command.env_remove(name);
+            } else {
+                command.env(name, value);
+            }
+        }
+        let child = command
             .args(["serve", "--config"])
             .arg(config)
-            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -106,6 +124,16 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs `smsflow <args> --config <config>` to its end.
+pub fn cli(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_smsflow"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
 }
 
 fn healthy(port: u16) -> bool {

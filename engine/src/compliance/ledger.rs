@@ -40,6 +40,7 @@
 //! Anchor the ledger by keeping [`Ledger::head`] somewhere else (a log line, a signed daily
 //! digest) and comparing it later.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -432,7 +433,14 @@ pub struct Ledger {
     tree: sled::Tree,
     /// Serialises appends in this process, so writers do not race for the same sequence number.
     append_lock: Arc<Mutex<()>>,
+    /// Each number's record seqs, built by one scan on first use and kept up to date by
+    /// [`Ledger::append`]: the send gate asks for a number's consent on every text, and must
+    /// not scan the whole ledger to answer.
+    by_number: Arc<Mutex<Option<SeqsByNumber>>>,
 }
+
+/// Each number's record seqs, oldest first.
+type SeqsByNumber = HashMap<String, Vec<u64>>;
 
 impl Ledger {
     /// A ledger over `tree` (normally [`crate::store::Trees::consent_ledger`]).
@@ -440,6 +448,7 @@ impl Ledger {
         Self {
             tree,
             append_lock: Arc::default(),
+            by_number: Arc::default(),
         }
     }
 
@@ -496,6 +505,14 @@ impl Ledger {
                 .compare_and_swap(seq.to_be_bytes(), None::<&[u8]>, Some(bytes))
                 .with_context(|| format!("cannot append consent record {seq}"))?;
             if swapped.is_ok() {
+                if let Some(index) = self
+                    .by_number
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .as_mut()
+                {
+                    index.entry(record.number.clone()).or_default().push(seq);
+                }
                 return Ok(record);
             }
             // Another ledger over this tree took the seq first: chain onto its record instead.
@@ -534,19 +551,38 @@ impl Ledger {
         Ok((seq > 0).then_some((seq, hash)))
     }
 
-    /// Every record for `number` (exact match), oldest first. Scans the whole ledger.
+    /// Every record for `number` (exact match), oldest first. The first call scans the whole
+    /// ledger to index it by number; later calls read only the number's records.
     ///
     /// # Errors
     ///
     /// When the tree cannot be read or a record does not decode.
     pub fn records_for(&self, number: &str) -> anyhow::Result<Vec<ConsentRecord>> {
-        let mut records = Vec::new();
-        self.scan(|record| {
-            if record.number == number {
-                records.push(record);
+        let seqs = {
+            let mut index = self
+                .by_number
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if index.is_none() {
+                let mut built = SeqsByNumber::new();
+                self.scan(|record| built.entry(record.number).or_default().push(record.seq))?;
+                *index = Some(built);
             }
-        })?;
-        Ok(records)
+            index
+                .as_ref()
+                .and_then(|index| index.get(number).cloned())
+                .unwrap_or_default()
+        };
+        seqs.into_iter()
+            .map(|seq| {
+                let value = self
+                    .tree
+                    .get(seq.to_be_bytes())
+                    .context("cannot read the consent ledger")?
+                    .with_context(|| format!("consent record {seq} is missing"))?;
+                codec::decode(&value).with_context(|| format!("cannot decode consent record {seq}"))
+            })
+            .collect()
     }
 
     /// Every record, oldest first.
@@ -639,7 +675,7 @@ impl Ledger {
     ///
     /// "Latest" is by `at_ms`, then by seq for changes in the same millisecond: a back-dated
     /// record (an import of consent collected earlier) does not override a newer change that
-    /// was recorded before it. Scans the whole ledger.
+    /// was recorded before it. Reads only the number's records.
     ///
     /// # Errors
     ///
@@ -651,10 +687,7 @@ impl Ledger {
         class: ConsentClass,
     ) -> anyhow::Result<ConsentState> {
         let mut latest: Option<(i64, u64, ConsentEvent)> = None;
-        self.scan(|record| {
-            if record.number != number {
-                return;
-            }
+        for record in self.records_for(number)? {
             let applies = match record.event {
                 ConsentEvent::OptOut => record.program == program || record.program == ALL_PROGRAMS,
                 ConsentEvent::OptIn => record.program == program && record.class == class,
@@ -665,7 +698,7 @@ impl Ledger {
             if applies && newer {
                 latest = Some((record.at_ms, record.seq, record.event));
             }
-        })?;
+        }
         Ok(match latest {
             None => ConsentState::Unknown,
             Some((since_ms, _, ConsentEvent::OptOut)) => ConsentState::OptedOut { since_ms },

@@ -1,5 +1,411 @@
-//! Compliance in the host: inbound keywords (STOP, HELP, START) and the consent ledger. The
-//! send-path gate (quiet hours, caps, content rules) builds on these.
+//! Compliance in the host: inbound keywords (STOP, HELP, START), the consent ledger, and the
+//! gate every outbound text passes on its one way to a provider (consent, quiet hours,
+//! frequency caps, content rules).
+//!
+//! Two moments matter:
+//!
+//! - **Ingress.** [`Compliance::screen`] reads every inbound text before any flow or plugin
+//!   sees it, and records opt-outs and opt-ins in the ledger before the webhook is
+//!   acknowledged. Its [`Screening`] travels with the text through the inbox, so the runtime
+//!   answers a STOP with one confirmation and never hands it to a flow.
+//! - **Send.** [`gate::Gate::decide`] runs inside `outbound`'s delivery loop, right before the
+//!   provider call, for every text whatever produced it (flow, plugin draft, agent, compliance
+//!   reply). See [`crate::outbound`] for why nothing can go around it.
 
+pub mod caps;
+pub mod gate;
 pub mod keywords;
 pub mod ledger;
+pub mod quiet_hours;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use self::keywords::{Confidence, KeywordAction, OptOutScope};
+use self::ledger::{
+    ALL_PROGRAMS, ConsentClass, ConsentEvent, ConsentSource, ConsentState, Ledger, NewConsent,
+};
+
+/// The `[compliance]` section of `smsflow.toml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComplianceConfig {
+    /// What a plain STOP covers: the program of the conversation (`program`, the default) or
+    /// every program on every number (`all`). STOPALL always covers every program.
+    #[serde(default)]
+    pub opt_out_scope: OptOutScopeSetting,
+    /// What a text that may be a revocation ("Stop signs at the intersection?") does: `ask`
+    /// once whether the contact wants to opt out (the default; a second such text within a day
+    /// opts out), or `opt_out` at once.
+    #[serde(default)]
+    pub uncertain_revocation: UncertainPolicy,
+    /// What to do with a number whose time zone is unknown: `block` (fail closed, the default)
+    /// or `send` (treat it as inside the window).
+    #[serde(default)]
+    pub unknown_time_zone: UnknownZonePolicy,
+    /// A quiet-hours policy pack (TOML) to use instead of the built-in one.
+    #[serde(default)]
+    pub quiet_hours_pack: Option<PathBuf>,
+    /// How long a deferred text may wait for its window before it is dropped.
+    #[serde(default = "default_deferred_expiry", with = "duration_serde")]
+    pub deferred_expiry: Duration,
+    /// The most segments one text may take.
+    #[serde(default = "default_max_segments")]
+    pub max_segments: u32,
+    /// Frequency caps and the loop guard.
+    #[serde(default)]
+    pub caps: caps::CapsConfig,
+    /// The confirmation sent once after an opt-out. `{brand}` is the program's brand.
+    #[serde(default = "default_opt_out_confirmation")]
+    pub opt_out_confirmation: String,
+    /// The confirmation sent after START.
+    #[serde(default = "default_opt_in_confirmation")]
+    pub opt_in_confirmation: String,
+    /// The question asked once when a text may be a revocation.
+    #[serde(default = "default_revocation_question")]
+    pub revocation_question: String,
+    /// The answer to HELP from a number no program has texted.
+    #[serde(default = "default_help")]
+    pub help: String,
+}
+
+impl Default for ComplianceConfig {
+    fn default() -> Self {
+        Self {
+            opt_out_scope: OptOutScopeSetting::default(),
+            uncertain_revocation: UncertainPolicy::default(),
+            unknown_time_zone: UnknownZonePolicy::default(),
+            quiet_hours_pack: None,
+            deferred_expiry: default_deferred_expiry(),
+            max_segments: default_max_segments(),
+            caps: caps::CapsConfig::default(),
+            opt_out_confirmation: default_opt_out_confirmation(),
+            opt_in_confirmation: default_opt_in_confirmation(),
+            revocation_question: default_revocation_question(),
+            help: default_help(),
+        }
+    }
+}
+
+fn default_deferred_expiry() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+fn default_max_segments() -> u32 {
+    6
+}
+
+fn default_opt_out_confirmation() -> String {
+    "{brand}: You are unsubscribed and will receive no more messages. Reply START to resubscribe."
+        .to_owned()
+}
+
+fn default_opt_in_confirmation() -> String {
+    "{brand}: You are resubscribed. Reply HELP for help, STOP to opt out.".to_owned()
+}
+
+fn default_revocation_question() -> String {
+    "{brand}: Do you want to stop receiving texts from us? Reply STOP to opt out.".to_owned()
+}
+
+fn default_help() -> String {
+    "Reply STOP to stop receiving texts from this number. Msg & data rates may apply.".to_owned()
+}
+
+/// `humantime` durations (`"24h"`, `"90m"`) in the config.
+pub(crate) mod duration_serde {
+    use std::time::Duration;
+
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        value: &Duration,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&humantime::format_duration(*value).to_string())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a plain STOP covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptOutScopeSetting {
+    /// The program of the conversation the STOP answers.
+    #[default]
+    Program,
+    /// Every program.
+    All,
+}
+
+/// What a possible revocation does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UncertainPolicy {
+    /// Ask once; a second possible revocation within a day opts out.
+    #[default]
+    Ask,
+    /// Opt out at once.
+    OptOut,
+}
+
+/// What to do when a number's time zone is unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownZonePolicy {
+    /// Do not send (fail closed).
+    #[default]
+    Block,
+    /// Send as if inside the window.
+    Send,
+}
+
+/// A messaging program's `[programs.<id>]` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgramConfig {
+    /// The brand its texts identify (defaults to the flows' `brand`).
+    #[serde(default)]
+    pub brand: Option<String>,
+    /// The answer to HELP: brand, how to reach a person, how to opt out.
+    #[serde(default)]
+    pub help: Option<String>,
+    /// Sends at any hour. Only for texts the law does not restrict (a fraud alert, a
+    /// one-time code); say why in a comment next to it.
+    #[serde(default)]
+    pub quiet_hours_exempt: bool,
+    /// The message frequency promised at opt-in, recorded in the ledger.
+    #[serde(default)]
+    pub frequency: Option<String>,
+}
+
+/// What ingress decided about an inbound text, carried with it through the inbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Screening {
+    /// Nothing to do with consent: the flows handle it.
+    #[default]
+    Pass,
+    /// The contact opted out of `program` ([`ALL_PROGRAMS`] for all); `confirm` is false when
+    /// they already were, so a repeated STOP gets no second confirmation.
+    OptedOut {
+        /// The program, or `*`.
+        program: String,
+        /// The keyword or phrase that did it.
+        keyword: String,
+        /// Whether to send the one confirmation.
+        confirm: bool,
+    },
+    /// HELP: answer with the program's help text.
+    Help {
+        /// The conversation's program, when there is one.
+        program: Option<String>,
+    },
+    /// An opted-out contact opted back in to `program`.
+    OptedIn {
+        /// The program.
+        program: String,
+    },
+    /// The text may be a revocation: ask once.
+    AskRevocation {
+        /// The conversation's program, when there is one.
+        program: Option<String>,
+    },
+}
+
+/// What [`Compliance::screen`] needs to know about an inbound text.
+#[derive(Debug, Clone)]
+pub struct InboundFacts<'a> {
+    /// The provider's message id (`<provider>:<id>`).
+    pub message_id: &'a str,
+    /// The contact.
+    pub from: &'a str,
+    /// The text.
+    pub text: &'a str,
+    /// The program of the contact's conversation, when there is one.
+    pub program: Option<&'a str>,
+    /// That program's consent class.
+    pub class: ConsentClass,
+    /// When we last asked whether a text was a revocation.
+    pub revocation_asked_at_ms: Option<i64>,
+    /// Now.
+    pub now_ms: i64,
+}
+
+/// Ingress screening and the texts compliance sends.
+#[derive(Debug, Clone)]
+pub struct Compliance {
+    config: ComplianceConfig,
+    programs: BTreeMap<String, ProgramConfig>,
+    ledger: Ledger,
+}
+
+const ASK_AGAIN_AFTER_MS: i64 = 24 * 3600 * 1000;
+
+impl Compliance {
+    /// Compliance over `ledger` with the operator's policy.
+    pub fn new(
+        config: ComplianceConfig,
+        programs: BTreeMap<String, ProgramConfig>,
+        ledger: Ledger,
+    ) -> Self {
+        Self {
+            config,
+            programs,
+            ledger,
+        }
+    }
+
+    /// The policy.
+    pub fn config(&self) -> &ComplianceConfig {
+        &self.config
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// A program's configuration, when it has one.
+    pub fn program(&self, program: &str) -> Option<&ProgramConfig> {
+        self.programs.get(program)
+    }
+
+    /// Decides what an inbound text means for consent and records opt-outs and opt-ins in the
+    /// ledger. The caller flushes the store before acknowledging the webhook. Screening the
+    /// same message id twice (a provider's retry) records nothing new.
+    ///
+    /// # Errors
+    ///
+    /// When the ledger cannot be read or written: the webhook must then fail.
+    pub fn screen(&self, facts: &InboundFacts<'_>) -> anyhow::Result<Screening> {
+        let scope_program = facts.program.unwrap_or(ALL_PROGRAMS);
+        let opted_out = matches!(
+            self.ledger.state(facts.from, scope_program, facts.class)?,
+            ConsentState::OptedOut { .. }
+        );
+        let action = keywords::classify(facts.text, opted_out);
+        let (scope, keyword) = match action {
+            KeywordAction::None => return Ok(Screening::Pass),
+            KeywordAction::Help { keyword } => {
+                self.record(facts, scope_program, ConsentEvent::Help, &keyword)?;
+                return Ok(Screening::Help {
+                    program: facts.program.map(str::to_owned),
+                });
+            }
+            KeywordAction::OptIn { keyword } => {
+                // An opt-in restores the program the contact left (all of them after STOPALL
+                // from a number with no conversation is still only that program: we ask no
+                // more than was given).
+                let program = facts.program.unwrap_or(ALL_PROGRAMS).to_owned();
+                if program == ALL_PROGRAMS {
+                    // No program to opt back in to: the text goes to the flows, which cannot
+                    // send until a program has consent.
+                    return Ok(Screening::Pass);
+                }
+                self.record(facts, &program, ConsentEvent::OptIn, &keyword)?;
+                return Ok(Screening::OptedIn { program });
+            }
+            KeywordAction::OptOut { scope, keyword } => (scope, keyword),
+            KeywordAction::Revocation {
+                confidence: Confidence::Certain,
+                ..
+            } => (OptOutScope::Program, "REVOCATION".to_owned()),
+            KeywordAction::Revocation {
+                confidence: Confidence::Uncertain,
+                ..
+            } => {
+                let asked_recently = facts
+                    .revocation_asked_at_ms
+                    .is_some_and(|at| facts.now_ms - at < ASK_AGAIN_AFTER_MS);
+                if self.config.uncertain_revocation == UncertainPolicy::Ask && !asked_recently {
+                    return Ok(Screening::AskRevocation {
+                        program: facts.program.map(str::to_owned),
+                    });
+                }
+                (OptOutScope::Program, "REVOCATION".to_owned())
+            }
+        };
+        let program = match (scope, self.config.opt_out_scope, facts.program) {
+            (OptOutScope::Program, OptOutScopeSetting::Program, Some(program)) => program,
+            _ => ALL_PROGRAMS,
+        };
+        self.record(facts, program, ConsentEvent::OptOut, &keyword)?;
+        Ok(Screening::OptedOut {
+            program: program.to_owned(),
+            keyword,
+            confirm: !opted_out,
+        })
+    }
+
+    /// Appends a keyword record unless this message id already has one.
+    fn record(
+        &self,
+        facts: &InboundFacts<'_>,
+        program: &str,
+        event: ConsentEvent,
+        keyword: &str,
+    ) -> anyhow::Result<()> {
+        let already = self.ledger.records_for(facts.from)?.iter().any(|record| {
+            matches!(&record.source, ConsentSource::Keyword { message_id, .. } if message_id == facts.message_id)
+        });
+        if already {
+            return Ok(());
+        }
+        self.ledger.append(NewConsent {
+            number: facts.from.to_owned(),
+            program: program.to_owned(),
+            class: facts.class,
+            event,
+            source: ConsentSource::Keyword {
+                keyword: keyword.to_owned(),
+                message_id: facts.message_id.to_owned(),
+            },
+            disclosure: None,
+            frequency: self
+                .programs
+                .get(program)
+                .and_then(|config| config.frequency.clone()),
+            raw_text: Some(facts.text.to_owned()),
+            at_ms: facts.now_ms,
+        })?;
+        Ok(())
+    }
+
+    /// The brand to name for `program`: its configured brand, else `fallback` (the flow's).
+    pub fn brand(&self, program: Option<&str>, fallback: Option<&str>) -> Option<String> {
+        program
+            .and_then(|program| self.programs.get(program))
+            .and_then(|config| config.brand.clone())
+            .or_else(|| fallback.map(str::to_owned))
+    }
+
+    /// The text that answers `screening`, if it needs one.
+    pub fn reply_text(&self, screening: &Screening, brand: &str) -> Option<String> {
+        let template = match screening {
+            Screening::Pass | Screening::OptedOut { confirm: false, .. } => return None,
+            Screening::OptedOut { .. } => &self.config.opt_out_confirmation,
+            Screening::OptedIn { .. } => &self.config.opt_in_confirmation,
+            Screening::AskRevocation { .. } => &self.config.revocation_question,
+            Screening::Help { program } => {
+                return Some(
+                    program
+                        .as_deref()
+                        .and_then(|program| self.programs.get(program))
+                        .and_then(|config| config.help.clone())
+                        .unwrap_or_else(|| format!("{brand}: {}", self.config.help)),
+                );
+            }
+        };
+        Some(template.replace("{brand}", brand))
+    }
+}

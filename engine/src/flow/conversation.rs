@@ -43,6 +43,18 @@ pub struct Conversation {
     /// The key (hex) of the current run's resolution deadline.
     #[serde(default)]
     pub deadline_timer: Option<String>,
+    /// The messaging program of the latest run: what a STOP from the contact opts out of.
+    #[serde(default)]
+    pub program: Option<String>,
+    /// Whether the latest run's flow is marketing.
+    #[serde(default)]
+    pub marketing: bool,
+    /// The brand of the latest run's flow.
+    #[serde(default)]
+    pub brand: Option<String>,
+    /// When the contact was last asked whether a text meant "stop".
+    #[serde(default)]
+    pub revocation_asked_at_ms: Option<i64>,
 }
 
 /// How many past intents a conversation keeps for plugins' context.
@@ -67,6 +79,10 @@ impl Conversation {
             timers_set: 0,
             wait_timer: None,
             deadline_timer: None,
+            program: None,
+            marketing: false,
+            brand: None,
+            revocation_asked_at_ms: None,
         }
     }
 

@@ -18,6 +18,7 @@ use sha2::{Digest as _, Sha256};
 use sled::Transactional as _;
 use tokio::sync::{Notify, OwnedMutexGuard};
 
+use super::FlowKind;
 use super::conversation::{
     Conversation, Entry, Event, FlowRef, HandoffRecord, MAX_INTENTS, Status, Timer,
     conversation_key, transcript_key, transcript_prefix,
@@ -26,8 +27,13 @@ use super::registry::Registry;
 use super::template::{RenderError, segments};
 use super::{Action, Case, Condition, ConnectorAction, Flow, LocalizedTemplate, Step, words};
 use crate::clock::SharedClock;
+use crate::compliance::gate::Origin;
+use crate::compliance::ledger::{
+    ALL_PROGRAMS, ConsentClass, ConsentEvent, ConsentSource, ConsentState, NewConsent,
+};
+use crate::compliance::{Compliance, InboundFacts, Screening};
 use crate::events::Events;
-use crate::outbound::{DeliveryStatus, OutboundMessage, Outbox, message_id, queue_in_transaction};
+use crate::outbound::{OutboundMessage, Outbox, message_id, queue_in_transaction};
 use crate::plugin::{ConnectorCall, Context, PluginHost};
 use crate::store::{Store, Trees, codec};
 
@@ -50,6 +56,8 @@ pub struct Inbound {
     pub to: String,
     /// The text.
     pub text: String,
+    /// What ingress decided it means for consent.
+    pub screening: Screening,
 }
 
 /// A request to start a flow for a contact.
@@ -89,6 +97,17 @@ impl Outcome {
             })
             .collect()
     }
+
+    /// The outbox ids of the texts the turn queued.
+    pub fn queued_ids(&self) -> Vec<&str> {
+        self.entries
+            .iter()
+            .filter_map(|entry| match &entry.event {
+                Event::Outbound { message_id, .. } => Some(message_id.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 /// Why a request was refused. Nothing was written.
@@ -116,6 +135,9 @@ pub enum RuntimeError {
         /// The flow of the active run.
         flow: String,
     },
+    /// An agent replied where there is no conversation.
+    #[error("no conversation with {0}")]
+    NoConversation(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] anyhow::Error),
@@ -124,6 +146,7 @@ pub enum RuntimeError {
 enum TurnEvent {
     Start(StartRequest),
     Inbound(Inbound),
+    AgentReply { agent: String, text: String },
     Timer { key: Vec<u8>, timer: Timer },
 }
 
@@ -192,9 +215,69 @@ impl Runtime {
         &self.plugins
     }
 
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// The outbox turns queue texts in.
     pub fn outbox(&self) -> &Arc<Outbox> {
         &self.outbox
+    }
+
+    /// Compliance: the ledger and the policy (shared with the outbox's gate).
+    pub fn compliance(&self) -> &Arc<Compliance> {
+        self.outbox.gate().compliance()
+    }
+
+    /// Screens an inbound text before it is acknowledged: opt-outs and opt-ins are in the
+    /// ledger when this returns (flush before the 2xx). See [`Compliance::screen`].
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or the ledger written.
+    pub fn screen_inbound(
+        &self,
+        message_id: &str,
+        from: &str,
+        to: &str,
+        text: &str,
+    ) -> anyhow::Result<Screening> {
+        let conversation = self.load(&conversation_key(to, from))?;
+        let conversation = conversation.as_ref();
+        self.compliance().screen(&InboundFacts {
+            message_id,
+            from,
+            text,
+            program: conversation.and_then(|c| c.program.as_deref()),
+            class: if conversation.is_some_and(|c| c.marketing) {
+                ConsentClass::Marketing
+            } else {
+                ConsentClass::Transactional
+            },
+            revocation_asked_at_ms: conversation.and_then(|c| c.revocation_asked_at_ms),
+            now_ms: self.clock.now_ms(),
+        })
+    }
+
+    /// Queues an agent's reply to `contact` in its conversation. It goes through the same gate
+    /// as every text: an opted-out contact does not get it.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::NoConversation`] when there is none, or a store failure.
+    pub async fn agent_reply(
+        &self,
+        our_number: &str,
+        contact: &str,
+        agent: &str,
+        text: &str,
+    ) -> Result<Outcome, RuntimeError> {
+        let event = TurnEvent::AgentReply {
+            agent: agent.to_owned(),
+            text: text.to_owned(),
+        };
+        self.turn(our_number, contact, event).await
     }
 
     /// Starts `request.flow` for `request.to`.
@@ -337,8 +420,11 @@ impl Runtime {
                 .timers
                 .contains_key(key)
                 .context("cannot read the timers")?,
-            TurnEvent::Start(_) => false,
+            TurnEvent::Start(_) | TurnEvent::AgentReply { .. } => false,
         };
+        if stored.is_none() && matches!(event, TurnEvent::AgentReply { .. }) {
+            return Err(RuntimeError::NoConversation(contact.to_owned()));
+        }
         let conversation = stored.unwrap_or_else(|| Conversation::new(our_number, contact, now));
         if replayed {
             return Ok(Outcome {
@@ -360,6 +446,11 @@ impl Runtime {
             TurnEvent::Timer { key, timer } => {
                 turn.timer_ops.push(TimerOp::Remove(key));
                 turn.timer(timer).await?;
+                None
+            }
+            TurnEvent::AgentReply { agent, text } => {
+                let step = format!("agent:{agent}");
+                turn.queue(Origin::Agent, &step, text);
                 None
             }
         };
@@ -465,6 +556,10 @@ impl<'r> Turn<'r> {
             message_id: inbound.id.clone(),
             text: inbound.text.clone(),
         });
+        if inbound.screening != Screening::Pass {
+            self.answer_screening(&inbound.screening);
+            return Ok(());
+        }
         self.conversation
             .fields
             .insert("reply".to_owned(), inbound.text.clone());
@@ -505,8 +600,85 @@ impl<'r> Turn<'r> {
                     },
                 };
                 self.begin_run(&flow, trigger, BTreeMap::new())?;
+                if trigger == "keyword" && flow.kind == FlowKind::Marketing {
+                    self.record_keyword_opt_in(&flow, inbound)?;
+                }
                 self.run_from(&flow, &flow.start).await
             }
+        }
+    }
+
+    /// Texting a marketing flow's advertised keyword is the contact's request for that
+    /// program's texts: a keyword opt-in, in the ledger. It never undoes an opt-out: only
+    /// START does that.
+    fn record_keyword_opt_in(&self, flow: &Flow, inbound: &Inbound) -> anyhow::Result<()> {
+        let ledger = self.runtime.compliance().ledger();
+        let contact = &self.conversation.contact;
+        if let ConsentState::OptedOut { .. } =
+            ledger.state(contact, &flow.program, ConsentClass::Marketing)?
+        {
+            return Ok(());
+        }
+        ledger.append(NewConsent {
+            number: contact.clone(),
+            program: flow.program.clone(),
+            class: ConsentClass::Marketing,
+            event: ConsentEvent::OptIn,
+            source: ConsentSource::Keyword {
+                keyword: words::words(&inbound.text)
+                    .into_iter()
+                    .next()
+                    .unwrap_or_default()
+                    .to_uppercase(),
+                message_id: inbound.id.clone(),
+            },
+            disclosure: None,
+            frequency: self
+                .runtime
+                .compliance()
+                .program(&flow.program)
+                .and_then(|program| program.frequency.clone()),
+            raw_text: Some(inbound.text.clone()),
+            at_ms: self.now,
+        })?;
+        Ok(())
+    }
+
+    /// Answers a compliance keyword; no flow or plugin sees the text. An opt-out ends the run
+    /// (a handed-off conversation stays with its agent, whose replies the gate now blocks).
+    fn answer_screening(&mut self, screening: &Screening) {
+        let origin = match screening {
+            Screening::Pass => return,
+            Screening::OptedOut { .. } => {
+                if !matches!(self.conversation.status, Status::HandedOff { .. }) {
+                    self.end(Some("opted_out".to_owned()));
+                }
+                Origin::OptOutConfirmation
+            }
+            Screening::Help { .. } => Origin::Help,
+            Screening::OptedIn { .. } => Origin::OptInConfirmation,
+            Screening::AskRevocation { .. } => {
+                self.conversation.revocation_asked_at_ms = Some(self.now);
+                Origin::RevocationQuestion
+            }
+        };
+        let compliance = Arc::clone(self.runtime.compliance());
+        let program = match screening {
+            Screening::OptedOut { program, .. } | Screening::OptedIn { program } => {
+                Some(program.as_str()).filter(|program| *program != ALL_PROGRAMS)
+            }
+            Screening::Help { program } | Screening::AskRevocation { program } => {
+                program.as_deref()
+            }
+            Screening::Pass => None,
+        };
+        // Without a brand, the number the contact texted is the best name we have.
+        let brand = compliance
+            .brand(program, self.conversation.brand.as_deref())
+            .unwrap_or_else(|| self.conversation.our_number.clone());
+        if let Some(text) = compliance.reply_text(screening, &brand) {
+            let step = format!("compliance:{}", origin.as_str());
+            self.queue(origin, &step, text);
         }
     }
 
@@ -569,6 +741,9 @@ impl<'r> Turn<'r> {
             id: flow.id.clone(),
             version: flow.version.clone(),
         });
+        conversation.program = Some(flow.program.clone());
+        conversation.marketing = flow.kind == FlowKind::Marketing;
+        conversation.brand.clone_from(&flow.brand);
         conversation.fields.extend(fields);
         let builtins = [
             ("contact", conversation.contact.clone()),
@@ -773,7 +948,7 @@ impl<'r> Turn<'r> {
                             self.hand_off(&escalation_queue(flow), &reason);
                             return None;
                         }
-                        self.send(flow, step, draft.text);
+                        self.send_as(Origin::Draft, flow, step, draft.text);
                         Some(next.clone())
                     }
                     Err(error) => self.fail(flow, step, on_error.as_deref(), &error.to_string()),
@@ -872,42 +1047,59 @@ impl<'r> Turn<'r> {
         }
     }
 
-    /// Queues a text in the outbox, recorded in the transcript.
+    /// Queues a flow's text in the outbox, recorded in the transcript.
     fn send(&mut self, flow: &Flow, step: &Step, body: String) {
+        self.send_as(Origin::Flow, flow, step, body);
+    }
+
+    /// Queues a text `origin` asked for in a flow step.
+    fn send_as(&mut self, origin: Origin, flow: &Flow, step: &Step, body: String) {
+        if let Some(message) = self.queue(origin, &step.name, body) {
+            message.flow = Some(flow.id.clone());
+        }
+    }
+
+    /// Queues a text to the conversation's contact, recorded in the transcript; the program,
+    /// class and brand are the conversation's. Returns the queued text, or `None` when no id
+    /// could be allocated (the error is in the transcript).
+    fn queue(&mut self, origin: Origin, step: &str, body: String) -> Option<&mut OutboundMessage> {
         let seq = match self.runtime.store.generate_id() {
             Ok(seq) => seq,
             Err(error) => {
                 self.record(Event::Error {
-                    step: step.name.clone(),
+                    step: step.to_owned(),
                     message: format!("{error:#}"),
                 });
-                return;
+                return None;
             }
         };
         let id = message_id(seq);
         self.record(Event::Outbound {
             message_id: id.clone(),
             text: body.clone(),
-            step: step.name.clone(),
+            step: step.to_owned(),
             segments: segments(&body).segments,
         });
-        self.outgoing.push((
-            seq,
-            OutboundMessage {
-                id,
-                from: self.conversation.our_number.clone(),
-                to: self.conversation.contact.clone(),
-                body,
-                flow: Some(flow.id.clone()),
-                step: Some(step.name.clone()),
-                queued_at_ms: self.now,
-                status: DeliveryStatus::Queued,
-                provider_id: None,
-                delivery: None,
-                attempts: 0,
-                sent_at_ms: None,
-            },
-        ));
+        let conversation = &self.conversation;
+        let mut message = OutboundMessage::new(
+            id,
+            conversation.our_number.clone(),
+            conversation.contact.clone(),
+            body,
+            self.now,
+        );
+        message.step = Some(step.to_owned());
+        message.origin = origin;
+        message.program.clone_from(&conversation.program);
+        message.class = if conversation.marketing && !origin.is_compliance_reply() {
+            ConsentClass::Marketing
+        } else {
+            ConsentClass::Transactional
+        };
+        message.brand.clone_from(&conversation.brand);
+        message.address_state = conversation.fields.get("state").cloned();
+        self.outgoing.push((seq, message));
+        self.outgoing.last_mut().map(|(_, message)| message)
     }
 
     /// A step failed: its `on_error`, else the flow's, else a handoff.

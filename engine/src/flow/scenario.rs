@@ -17,6 +17,7 @@ use super::conversation::{Event, Status};
 use super::runtime::{Inbound, Outcome, Runtime, RuntimeError, StartRequest};
 use super::{Flow, check};
 use crate::clock::{ManualClock, SharedClock};
+use crate::compliance::gate::Gate;
 use crate::outbound::{ConsoleProvider, Outbox, OutboxSettings};
 use crate::plugin::{Grant, PluginHost, PluginsConfig};
 use crate::store::Store;
@@ -263,9 +264,12 @@ async fn run_scenario(
 ) -> Vec<String> {
     let setup = async {
         let store = Store::temporary()?;
+        let trees = store.trees()?;
+        let gate = Gate::with_defaults(&trees)?;
         let outbox = Arc::new(Outbox::new(
-            store.trees()?,
+            trees,
             Arc::new(ConsoleProvider),
+            gate,
             shared_clock.clone(),
             OutboxSettings::default(),
         ));
@@ -354,11 +358,14 @@ async fn run_step(
             (Ok(Outcome { .. }), None) => {}
         }
     } else if let Some(text) = &step.inbound {
+        let id = format!("scenario-{}-{index}", scenario.name);
+        let screening = runtime.screen_inbound(&id, contact, SCENARIO_OUR_NUMBER, text)?;
         let inbound = Inbound {
-            id: format!("scenario-{}-{index}", scenario.name),
+            id,
             from: contact.to_owned(),
             to: SCENARIO_OUR_NUMBER.to_owned(),
             text: text.clone(),
+            screening,
         };
         runtime.inbound(inbound).await?;
     } else if let Some(duration) = &step.advance {

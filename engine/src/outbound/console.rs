@@ -3,7 +3,7 @@
 
 use std::io::Write as _;
 
-use super::{BoxFuture, OutboundMessage, Provider, Receipt, SendError};
+use super::{BoxFuture, Cleared, Provider, Receipt, SendError};
 
 /// Prints each text to standard output as one line.
 #[derive(Debug, Default)]
@@ -14,10 +14,7 @@ impl Provider for ConsoleProvider {
         "console"
     }
 
-    fn send<'a>(
-        &'a self,
-        message: &'a OutboundMessage,
-    ) -> BoxFuture<'a, Result<Receipt, SendError>> {
+    fn send<'a>(&'a self, message: &'a Cleared<'a>) -> BoxFuture<'a, Result<Receipt, SendError>> {
         Box::pin(async move {
             let line = format!(
                 "[console] {} -> {}: {}\n",

@@ -3,8 +3,21 @@
 //! sender number, retried with backoff when the provider is busy or down, and recorded with the
 //! provider's id and the delivery reports that follow.
 //!
-//! The provider handle is a private field of [`Outbox`], and the only code that calls it is
-//! [`Outbox::deliver_due`]: nothing else in the engine can reach a provider.
+//! # One send path
+//!
+//! Every text reaches a provider through [`send`], which asks the compliance gate
+//! ([`crate::compliance::gate::Gate`]) first. Two things make that the only way:
+//!
+//! - The provider handle is a private field of [`Outbox`]; no accessor hands it out, and the
+//!   engine builds it only to move it into [`Outbox::new`].
+//! - [`Provider::send`] takes a [`Cleared`] text, not an [`OutboundMessage`]. `Cleared` has
+//!   private fields and no public constructor, so outside this module no code (no flow, no
+//!   plugin host, no API handler, no test) can make one; inside it, only [`send`] does, and
+//!   only with a [`Decision::Send`] from the gate in hand. Calling a provider without the gate
+//!   does not compile.
+//!
+//! Plugins never hold a provider or an outbox: a draft comes back to the runtime as text, and
+//! the runtime queues it to the conversation's own contact.
 
 mod console;
 mod rate;
@@ -25,6 +38,8 @@ use tokio::sync::Notify;
 pub use self::console::ConsoleProvider;
 use self::rate::RateLimiter;
 use crate::clock::SharedClock;
+use crate::compliance::gate::{Candidate, Decision, Gate, GateRecord, Origin};
+use crate::compliance::ledger::ConsentClass;
 use crate::events::Events;
 use crate::ingress::{DeliveryState, StatusUpdate};
 use crate::store::{Trees, codec};
@@ -58,6 +73,87 @@ pub struct OutboundMessage {
     /// When it was handed to the provider.
     #[serde(default)]
     pub sent_at_ms: Option<i64>,
+    /// Its messaging program.
+    #[serde(default)]
+    pub program: Option<String>,
+    /// Marketing or transactional.
+    #[serde(default = "transactional")]
+    pub class: ConsentClass,
+    /// Who asked for it.
+    #[serde(default)]
+    pub origin: Origin,
+    /// The brand it speaks for.
+    #[serde(default)]
+    pub brand: Option<String>,
+    /// The contact's US state from their address, when known.
+    #[serde(default)]
+    pub address_state: Option<String>,
+    /// The gate's latest decision.
+    #[serde(default)]
+    pub gate: Option<GateRecord>,
+    /// Every gate decision, oldest first: the audit trail.
+    #[serde(default)]
+    pub gate_log: Vec<GateRecord>,
+}
+
+fn transactional() -> ConsentClass {
+    ConsentClass::Transactional
+}
+
+impl OutboundMessage {
+    /// A text to queue: the runtime fills in where it came from.
+    pub fn new(id: String, from: String, to: String, body: String, queued_at_ms: i64) -> Self {
+        Self {
+            id,
+            from,
+            to,
+            body,
+            flow: None,
+            step: None,
+            queued_at_ms,
+            status: DeliveryStatus::Queued,
+            provider_id: None,
+            delivery: None,
+            attempts: 0,
+            sent_at_ms: None,
+            program: None,
+            class: ConsentClass::Transactional,
+            origin: Origin::Flow,
+            brand: None,
+            address_state: None,
+            gate: None,
+            gate_log: Vec::new(),
+        }
+    }
+
+    fn candidate(&self) -> Candidate<'_> {
+        Candidate {
+            to: &self.to,
+            body: &self.body,
+            program: self.program.as_deref(),
+            class: self.class,
+            origin: self.origin,
+            subject: self.flow.as_deref(),
+            brand: self.brand.as_deref(),
+            address_state: self.address_state.as_deref(),
+            queued_at_ms: self.queued_at_ms,
+        }
+    }
+}
+
+/// A text the gate cleared, the only thing a [`Provider`] accepts. Its fields are private and
+/// only [`send`] makes one: see the module documentation.
+#[derive(Debug)]
+pub struct Cleared<'a> {
+    message: &'a OutboundMessage,
+}
+
+impl std::ops::Deref for Cleared<'_> {
+    type Target = OutboundMessage;
+
+    fn deref(&self) -> &OutboundMessage {
+        self.message
+    }
 }
 
 /// Where an outbound text is on our side.
@@ -70,6 +166,11 @@ pub enum DeliveryStatus {
     Sent,
     /// Given up on.
     Failed {
+        /// Why.
+        reason: String,
+    },
+    /// Stopped by the compliance gate; `gate` says why.
+    Blocked {
         /// Why.
         reason: String,
     },
@@ -198,10 +299,7 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// # Errors
     ///
     /// A [`SendError`] saying whether to retry.
-    fn send<'a>(
-        &'a self,
-        message: &'a OutboundMessage,
-    ) -> BoxFuture<'a, Result<Receipt, SendError>>;
+    fn send<'a>(&'a self, message: &'a Cleared<'a>) -> BoxFuture<'a, Result<Receipt, SendError>>;
 }
 
 /// How the outbox retries and paces.
@@ -227,6 +325,7 @@ impl Default for OutboxSettings {
 pub struct Outbox {
     trees: Trees,
     provider: Arc<dyn Provider>,
+    gate: Gate,
     clock: SharedClock,
     settings: OutboxSettings,
     limiter: Mutex<RateLimiter>,
@@ -242,16 +341,18 @@ const FIRST_BACKOFF_MS: i64 = 1_000;
 const MAX_BACKOFF_MS: i64 = 5 * 60_000;
 
 impl Outbox {
-    /// An outbox over `trees` delivering through `provider`.
+    /// An outbox over `trees` delivering through `provider`, every text past `gate`.
     pub fn new(
         trees: Trees,
         provider: Arc<dyn Provider>,
+        gate: Gate,
         clock: SharedClock,
         settings: OutboxSettings,
     ) -> Self {
         Self {
             trees,
             provider,
+            gate,
             clock,
             settings,
             limiter: Mutex::new(RateLimiter::new(settings.messages_per_second)),
@@ -274,6 +375,11 @@ impl Outbox {
     pub fn with_events(mut self, events: Arc<Events>) -> Self {
         self.events = Some(events);
         self
+    }
+
+    /// The compliance gate every text passes.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
     }
 
     /// Tells the worker there is something to deliver.
@@ -341,17 +447,15 @@ impl Outbox {
                 self.reschedule(&key, seq, self.clock.now_ms() + wait_ms)?;
                 continue;
             }
-            if self.is_suppressed(&message.to)? {
-                message.status = DeliveryStatus::Failed {
-                    reason: "the recipient has opted out with the provider".to_owned(),
-                };
-                self.save(seq, &message)?;
-                self.trees.outbox_due.remove(&key)?;
-                continue;
-            }
-            message.attempts += 1;
-            match self.provider.send(&message).await {
-                Ok(receipt) => {
+            let outcome = send(
+                &self.gate,
+                self.provider.as_ref(),
+                &mut message,
+                self.clock.now_ms(),
+            )
+            .await?;
+            match outcome {
+                SendOutcome::Accepted(receipt) => {
                     message.status = DeliveryStatus::Sent;
                     message.sent_at_ms = Some(self.clock.now_ms());
                     self.trees
@@ -362,10 +466,24 @@ impl Outbox {
                         )
                         .context("cannot index a provider id")?;
                     message.provider_id = Some(receipt.provider_id);
+                    self.gate.record_sent(
+                        seq,
+                        &message.candidate(),
+                        &message.id,
+                        self.clock.now_ms(),
+                    )?;
                     self.trees.outbox_due.remove(&key)?;
                     sent += 1;
                 }
-                Err(SendError::Retryable(reason))
+                SendOutcome::Deferred { until_ms } => {
+                    self.reschedule(&key, seq, until_ms)?;
+                }
+                SendOutcome::Blocked { reason } => {
+                    tracing::info!(id = %message.id, "text blocked by the compliance gate: {reason}");
+                    message.status = DeliveryStatus::Blocked { reason };
+                    self.trees.outbox_due.remove(&key)?;
+                }
+                SendOutcome::Refused(SendError::Retryable(reason))
                     if message.attempts < self.settings.max_attempts =>
                 {
                     let backoff = crate::clock::backoff_ms(
@@ -376,10 +494,10 @@ impl Outbox {
                     tracing::warn!(id = %message.id, attempt = message.attempts, "send failed, retrying in {backoff} ms: {reason}");
                     self.reschedule(&key, seq, self.clock.now_ms() + backoff)?;
                 }
-                Err(error) => {
+                SendOutcome::Refused(error) => {
                     tracing::error!(id = %message.id, "text not sent: {error}");
                     if let SendError::OptedOut(reason) = &error {
-                        self.suppress(&message.to, reason)?;
+                        self.record_carrier_opt_out(&message.to, reason)?;
                     }
                     message.status = DeliveryStatus::Failed {
                         reason: error.to_string(),
@@ -411,16 +529,15 @@ impl Outbox {
         Ok(first.and_then(|(key, _)| codec::time_prefix(&key)))
     }
 
-    /// Records that texts to `number` must not go out (a provider's opt-out report).
-    ///
-    /// # Errors
-    ///
-    /// When the store cannot be written.
-    pub fn suppress(&self, number: &str, reason: &str) -> anyhow::Result<()> {
-        self.trees
-            .suppressions
-            .insert(number.as_bytes(), reason.as_bytes())
-            .context("cannot record a suppression")?;
+    /// Records a provider's report that `number` opted out with the carrier: the gate stops
+    /// every text to it, the ledger records the opt-out, and the operator hears of it.
+    fn record_carrier_opt_out(&self, number: &str, reason: &str) -> anyhow::Result<()> {
+        self.gate.record_carrier_opt_out(
+            number,
+            self.provider.name(),
+            reason,
+            self.clock.now_ms(),
+        )?;
         if let Some(events) = &self.events {
             events.emit(
                 "contact.opted_out",
@@ -428,18 +545,6 @@ impl Outbox {
             )?;
         }
         Ok(())
-    }
-
-    /// Whether texts to `number` are suppressed.
-    ///
-    /// # Errors
-    ///
-    /// When the store cannot be read.
-    pub fn is_suppressed(&self, number: &str) -> anyhow::Result<bool> {
-        self.trees
-            .suppressions
-            .contains_key(number.as_bytes())
-            .context("cannot read suppressions")
     }
 
     /// Applies a provider's delivery report. States only move forward: a late `sent` after
@@ -499,6 +604,46 @@ impl Outbox {
             Some(seq) => self.load(seq),
             None => Ok(None),
         }
+    }
+}
+
+/// What [`send`] did with a text.
+enum SendOutcome {
+    /// The provider took it.
+    Accepted(Receipt),
+    /// The gate holds it until `until_ms`.
+    Deferred { until_ms: i64 },
+    /// The gate stopped it for good.
+    Blocked { reason: String },
+    /// The gate cleared it and the provider refused it.
+    Refused(SendError),
+}
+
+/// The one send path: asks the gate about `message`, records the decision on it, and hands it
+/// to `provider` only when the gate says send (with the content rules' wording added).
+async fn send(
+    gate: &Gate,
+    provider: &dyn Provider,
+    message: &mut OutboundMessage,
+    now_ms: i64,
+) -> anyhow::Result<SendOutcome> {
+    let decision = gate.decide(&message.candidate(), now_ms)?;
+    let amended = matches!(&decision, Decision::Send { body } if *body != message.body);
+    let record = GateRecord::of(&decision, amended, now_ms);
+    message.gate = Some(record.clone());
+    message.gate_log.push(record);
+    match decision {
+        Decision::Send { body } => {
+            message.body = body;
+            message.attempts += 1;
+            let cleared = Cleared { message };
+            Ok(match provider.send(&cleared).await {
+                Ok(receipt) => SendOutcome::Accepted(receipt),
+                Err(error) => SendOutcome::Refused(error),
+            })
+        }
+        Decision::Defer { until_ms, .. } => Ok(SendOutcome::Deferred { until_ms }),
+        Decision::Block { reason } => Ok(SendOutcome::Blocked { reason }),
     }
 }
 

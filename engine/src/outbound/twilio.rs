@@ -2,9 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{
-    BoxFuture, OutboundMessage, Provider, Receipt, SendError, exchange, provider_client, refusal,
-};
+use super::{BoxFuture, Cleared, Provider, Receipt, SendError, exchange, provider_client, refusal};
 
 /// Twilio's error code for a recipient who replied STOP to the carrier.
 pub const OPTED_OUT_CODE: &str = "21610";
@@ -62,10 +60,7 @@ impl Provider for TwilioProvider {
         "twilio"
     }
 
-    fn send<'a>(
-        &'a self,
-        message: &'a OutboundMessage,
-    ) -> BoxFuture<'a, Result<Receipt, SendError>> {
+    fn send<'a>(&'a self, message: &'a Cleared<'a>) -> BoxFuture<'a, Result<Receipt, SendError>> {
         Box::pin(async move {
             let url = format!(
                 "{}/2010-04-01/Accounts/{}/Messages.json",

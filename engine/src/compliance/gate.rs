@@ -1,0 +1,529 @@
+//! The send gate: the last word on every outbound text, asked by `outbound` right before the
+//! provider call.
+//!
+//! In order, the first rule that says no decides:
+//!
+//! 1. **Consent.** Nothing goes to a number the provider reports as opted out, or whose ledger
+//!    shows an opt-out of the text's program (or of all programs). Marketing needs a marketing
+//!    opt-in for its program. Compliance replies have their own rules: the opt-out
+//!    confirmation goes once, within 5 minutes of the opt-out; a HELP answer always goes.
+//! 2. **Loop guard** and **content**: the first text of a program to a number names the brand
+//!    and says how to opt out (added when the flow's text lacks them); no text may exceed the
+//!    segment limit.
+//! 3. **Quiet hours** in every time zone the number may be in, unless the program is exempt.
+//!    An unknown zone fails closed unless configured otherwise. Compliance replies answer the
+//!    contact's own text and go at any hour.
+//! 4. **Frequency caps.**
+//!
+//! A text held by quiet hours or a full cap is deferred to the instant it may go, unless that
+//! is past its expiry (queued time + `deferred_expiry`), when it is blocked instead.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use super::caps::{CapCheck, SendLog, SentText};
+use super::keywords;
+use super::ledger::{ALL_PROGRAMS, ConsentClass, ConsentEvent, ConsentState, Ledger};
+use super::quiet_hours::{self, QuietHours, WindowCheck};
+use super::{Compliance, UnknownZonePolicy};
+use crate::flow::template::segments;
+use crate::store::codec;
+
+/// How long after an opt-out its confirmation may still go.
+pub const CONFIRMATION_WINDOW_MS: i64 = 5 * 60 * 1000;
+
+/// The wording added to a program's first text when it lacks one.
+pub const OPT_OUT_WORDING: &str = "Reply STOP to opt out.";
+
+/// Who asked for a text: the gate's exemptions depend on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// A flow's `send` step.
+    #[default]
+    Flow,
+    /// A reply-generator plugin's draft.
+    Draft,
+    /// A person in the agent inbox.
+    Agent,
+    /// The one confirmation of an opt-out.
+    OptOutConfirmation,
+    /// The confirmation of an opt-in (START).
+    OptInConfirmation,
+    /// The answer to HELP.
+    Help,
+    /// The question asked once about a possible revocation.
+    RevocationQuestion,
+}
+
+impl Origin {
+    /// The origin's name, as the API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Flow => "flow",
+            Self::Draft => "draft",
+            Self::Agent => "agent",
+            Self::OptOutConfirmation => "opt_out_confirmation",
+            Self::OptInConfirmation => "opt_in_confirmation",
+            Self::Help => "help",
+            Self::RevocationQuestion => "revocation_question",
+        }
+    }
+
+    /// Whether the text answers the contact's own compliance keyword.
+    pub fn is_compliance_reply(self) -> bool {
+        matches!(
+            self,
+            Self::OptOutConfirmation
+                | Self::OptInConfirmation
+                | Self::Help
+                | Self::RevocationQuestion
+        )
+    }
+}
+
+/// What the gate needs to know about a text.
+#[derive(Debug, Clone, Copy)]
+pub struct Candidate<'a> {
+    /// The recipient.
+    pub to: &'a str,
+    /// The text.
+    pub body: &'a str,
+    /// Its program.
+    pub program: Option<&'a str>,
+    /// Marketing or transactional.
+    pub class: ConsentClass,
+    /// Who asked for it.
+    pub origin: Origin,
+    /// Its subject (the flow).
+    pub subject: Option<&'a str>,
+    /// The brand it speaks for.
+    pub brand: Option<&'a str>,
+    /// The contact's US state from their address, when known.
+    pub address_state: Option<&'a str>,
+    /// When it was queued.
+    pub queued_at_ms: i64,
+}
+
+/// The gate's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Send `body` (the text, with any wording the content rules add).
+    Send {
+        /// What to send.
+        body: String,
+    },
+    /// Not now: try again at `until_ms`.
+    Defer {
+        /// When.
+        until_ms: i64,
+        /// Why.
+        reason: String,
+    },
+    /// Never.
+    Block {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A gate decision as the audit trail and the conversation API show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRecord {
+    /// `sent`, `deferred` or `blocked`.
+    pub decision: String,
+    /// Why (absent for a plain send).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// For a deferral, when the text may go (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// When the gate decided (RFC 3339, UTC).
+    pub at: String,
+}
+
+impl GateRecord {
+    /// The record of `decision`, taken at `now_ms`. `amended` says the content rules changed
+    /// the text.
+    pub fn of(decision: &Decision, amended: bool, now_ms: i64) -> Self {
+        let (name, reason, until) = match decision {
+            Decision::Send { .. } => (
+                "sent",
+                amended.then(|| {
+                    "first text of the program: brand and opt-out wording added".to_owned()
+                }),
+                None,
+            ),
+            Decision::Defer { until_ms, reason } => {
+                ("deferred", Some(reason.clone()), Some(rfc3339(*until_ms)))
+            }
+            Decision::Block { reason } => ("blocked", Some(reason.clone()), None),
+        };
+        Self {
+            decision: name.to_owned(),
+            reason,
+            until,
+            at: rfc3339(now_ms),
+        }
+    }
+}
+
+/// `ms` as RFC 3339 UTC, to the second.
+pub fn rfc3339(ms: i64) -> String {
+    let seconds = u64::try_from(ms.div_euclid(1000)).unwrap_or(0);
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds),
+    )
+    .to_string()
+}
+
+/// The gate.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    compliance: Arc<Compliance>,
+    quiet_hours: Arc<QuietHours>,
+    send_log: SendLog,
+    program_contacts: sled::Tree,
+    suppressions: sled::Tree,
+}
+
+impl Gate {
+    /// A gate over the store's compliance trees.
+    pub fn new(
+        compliance: Arc<Compliance>,
+        quiet_hours: Arc<QuietHours>,
+        trees: &crate::store::Trees,
+    ) -> Self {
+        Self {
+            compliance,
+            quiet_hours,
+            send_log: SendLog::new(trees.send_log.clone()),
+            program_contacts: trees.program_contacts.clone(),
+            suppressions: trees.suppressions.clone(),
+        }
+    }
+
+    /// The gate the operator configured: `config`'s policy (and its quiet-hours pack, if it
+    /// names one) for `programs`, over the store's trees.
+    ///
+    /// # Errors
+    ///
+    /// When the quiet-hours pack cannot be read or is invalid.
+    pub fn from_config(
+        config: &super::ComplianceConfig,
+        programs: &std::collections::BTreeMap<String, super::ProgramConfig>,
+        trees: &crate::store::Trees,
+    ) -> anyhow::Result<Self> {
+        let quiet_hours = match &config.quiet_hours_pack {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                QuietHours::from_toml(&text, &path.display().to_string())?
+            }
+            None => QuietHours::builtin(),
+        };
+        let compliance = Compliance::new(
+            config.clone(),
+            programs.clone(),
+            Ledger::new(trees.consent_ledger.clone()),
+        );
+        Ok(Self::new(
+            Arc::new(compliance),
+            Arc::new(quiet_hours),
+            trees,
+        ))
+    }
+
+    /// The gate with the default policy and the built-in quiet hours.
+    ///
+    /// # Errors
+    ///
+    /// Never in practice: the built-in policy is valid.
+    pub fn with_defaults(trees: &crate::store::Trees) -> anyhow::Result<Self> {
+        Self::from_config(
+            &super::ComplianceConfig::default(),
+            &std::collections::BTreeMap::new(),
+            trees,
+        )
+    }
+
+    /// The ledger and policy the gate applies.
+    pub fn compliance(&self) -> &Arc<Compliance> {
+        &self.compliance
+    }
+
+    fn ledger(&self) -> &Ledger {
+        self.compliance.ledger()
+    }
+
+    /// Decides whether `text` may go now.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read: the caller must not send.
+    pub fn decide(&self, text: &Candidate<'_>, now_ms: i64) -> anyhow::Result<Decision> {
+        let block = |reason: String| Ok(Decision::Block { reason });
+        if self.is_suppressed(text.to)? && text.origin != Origin::OptOutConfirmation {
+            return block("the recipient opted out with the carrier (provider error 21610)".into());
+        }
+        let program = text.program.unwrap_or(ALL_PROGRAMS);
+        let consent = self.ledger().state(text.to, program, text.class)?;
+        match text.origin {
+            Origin::OptOutConfirmation => return self.decide_confirmation(text, now_ms),
+            Origin::Help => {}
+            _ => {
+                if let ConsentState::OptedOut { since_ms } = consent {
+                    return block(format!(
+                        "the recipient opted out of {} at {}",
+                        describe_program(text.program),
+                        rfc3339(since_ms)
+                    ));
+                }
+                if text.class == ConsentClass::Marketing
+                    && !matches!(consent, ConsentState::OptedIn { .. })
+                {
+                    return block(format!(
+                        "marketing without marketing consent for {}",
+                        describe_program(text.program)
+                    ));
+                }
+            }
+        }
+
+        let body = self.apply_content_rules(text)?;
+        let segment_count = segments(&body).segments;
+        let max_segments = self.compliance.config().max_segments;
+        if segment_count > max_segments as usize {
+            return block(format!(
+                "too long: {segment_count} segments, the limit is {max_segments}"
+            ));
+        }
+
+        let config = self.compliance.config();
+        let area_state = quiet_hours::us_state_for(text.to);
+        let address_state = text.address_state.and_then(quiet_hours::normalize_us_state);
+        let sent = SentText::new(
+            now_ms,
+            text.program,
+            text.subject,
+            text.class == ConsentClass::Marketing,
+            &body,
+        );
+        let states: Vec<&str> = area_state.into_iter().chain(address_state).collect();
+        let caps = self.send_log.check(&config.caps, text.to, &sent, &states)?;
+        if let CapCheck::Loop { reason } = caps {
+            return block(reason);
+        }
+        if text.origin.is_compliance_reply() {
+            return Ok(Decision::Send { body });
+        }
+
+        let expires_at = text
+            .queued_at_ms
+            .saturating_add(i64::try_from(config.deferred_expiry.as_millis()).unwrap_or(i64::MAX));
+        let exempt = text
+            .program
+            .and_then(|program| self.compliance.program(program))
+            .is_some_and(|program| program.quiet_hours_exempt);
+        if !exempt {
+            match self.quiet_hours.check(text.to, address_state, now_ms) {
+                WindowCheck::Open => {}
+                WindowCheck::ClosedUntil {
+                    opens_at_ms,
+                    reason,
+                } => {
+                    return Ok(defer_or_expire(opens_at_ms, reason, expires_at));
+                }
+                WindowCheck::UnknownZone => {
+                    if config.unknown_time_zone == UnknownZonePolicy::Block {
+                        return block(
+                            "quiet hours: the recipient's time zone is unknown (fails closed)"
+                                .into(),
+                        );
+                    }
+                }
+                WindowCheck::NeverOpens { reason } => return block(reason),
+            }
+        }
+        match caps {
+            CapCheck::FullUntil { until_ms, reason } => {
+                Ok(defer_or_expire(until_ms, reason, expires_at))
+            }
+            CapCheck::Under | CapCheck::Loop { .. } => Ok(Decision::Send { body }),
+        }
+    }
+
+    /// The opt-out confirmation: once, within [`CONFIRMATION_WINDOW_MS`] of the opt-out.
+    fn decide_confirmation(&self, text: &Candidate<'_>, now_ms: i64) -> anyhow::Result<Decision> {
+        let latest_opt_out = self
+            .ledger()
+            .records_for(text.to)?
+            .into_iter()
+            .filter(|record| record.event == ConsentEvent::OptOut)
+            .map(|record| record.at_ms)
+            .max();
+        let Some(opted_out_at) = latest_opt_out else {
+            return Ok(Decision::Block {
+                reason: "an opt-out confirmation with no opt-out".into(),
+            });
+        };
+        if now_ms - opted_out_at > CONFIRMATION_WINDOW_MS {
+            return Ok(Decision::Block {
+                reason: "the opt-out confirmation is more than 5 minutes late".into(),
+            });
+        }
+        let already = self.ledger().records_for(text.to)?.iter().any(|record| {
+            record.event == ConsentEvent::ConfirmationSent && record.at_ms >= opted_out_at
+        });
+        if already {
+            return Ok(Decision::Block {
+                reason: "the opt-out was already confirmed".into(),
+            });
+        }
+        Ok(Decision::Send {
+            body: text.body.to_owned(),
+        })
+    }
+
+    /// The text with the brand and opt-out wording the first text of a program must have.
+    fn apply_content_rules(&self, text: &Candidate<'_>) -> anyhow::Result<String> {
+        let Some(program) = text.program else {
+            return Ok(text.body.to_owned());
+        };
+        if text.origin.is_compliance_reply()
+            || self
+                .program_contacts
+                .contains_key(program_contact_key(text.to, program))
+                .context("cannot read program contacts")?
+        {
+            return Ok(text.body.to_owned());
+        }
+        let mut body = text.body.to_owned();
+        let normalized = keywords::normalize(&body);
+        // A flow with no brand anywhere cannot be helped here; `smsflow check` asks marketing
+        // flows for one.
+        if let Some(brand) = self.compliance.brand(Some(program), text.brand)
+            && !normalized.contains(&keywords::normalize(&brand))
+        {
+            body = format!("{brand}: {body}");
+        }
+        if !normalized.split(' ').any(|word| word == "stop") {
+            body = format!("{} {OPT_OUT_WORDING}", body.trim_end());
+        }
+        Ok(body)
+    }
+
+    /// Records a text the provider took: the send log for caps, the program's first contact,
+    /// and the ledger's record of an opt-out confirmation.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be written.
+    pub fn record_sent(
+        &self,
+        seq: u64,
+        text: &Candidate<'_>,
+        message_id: &str,
+        now_ms: i64,
+    ) -> anyhow::Result<()> {
+        let sent = SentText::new(
+            now_ms,
+            text.program,
+            text.subject,
+            text.class == ConsentClass::Marketing,
+            text.body,
+        );
+        self.send_log.record(text.to, seq, &sent)?;
+        if let Some(program) = text.program {
+            self.program_contacts
+                .insert(
+                    program_contact_key(text.to, program),
+                    &codec::time_key(now_ms),
+                )
+                .context("cannot record a program's first text")?;
+        }
+        if text.origin == Origin::OptOutConfirmation {
+            self.ledger().append(super::ledger::NewConsent {
+                number: text.to.to_owned(),
+                program: text.program.unwrap_or(ALL_PROGRAMS).to_owned(),
+                class: text.class,
+                event: ConsentEvent::ConfirmationSent,
+                source: super::ledger::ConsentSource::Keyword {
+                    keyword: "CONFIRMATION".to_owned(),
+                    message_id: message_id.to_owned(),
+                },
+                disclosure: None,
+                frequency: None,
+                raw_text: Some(text.body.to_owned()),
+                at_ms: now_ms,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whether the provider reported `number` as opted out.
+    fn is_suppressed(&self, number: &str) -> anyhow::Result<bool> {
+        self.suppressions
+            .contains_key(number.as_bytes())
+            .context("cannot read suppressions")
+    }
+
+    /// Records a carrier-level opt-out (Twilio 21610): suppression and a ledger opt-out of
+    /// every program.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be written.
+    pub fn record_carrier_opt_out(
+        &self,
+        number: &str,
+        provider: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> anyhow::Result<()> {
+        self.suppressions
+            .insert(number.as_bytes(), reason.as_bytes())
+            .context("cannot record a suppression")?;
+        self.ledger().append(super::ledger::NewConsent {
+            number: number.to_owned(),
+            program: ALL_PROGRAMS.to_owned(),
+            class: ConsentClass::Transactional,
+            event: ConsentEvent::OptOut,
+            source: super::ledger::ConsentSource::Provider {
+                provider: provider.to_owned(),
+                detail: reason.to_owned(),
+            },
+            disclosure: None,
+            frequency: None,
+            raw_text: None,
+            at_ms: now_ms,
+        })?;
+        Ok(())
+    }
+}
+
+fn defer_or_expire(until_ms: i64, reason: String, expires_at_ms: i64) -> Decision {
+    if until_ms > expires_at_ms {
+        Decision::Block {
+            reason: format!(
+                "{reason}; the text would wait past its expiry at {}",
+                rfc3339(expires_at_ms)
+            ),
+        }
+    } else {
+        Decision::Defer { until_ms, reason }
+    }
+}
+
+fn describe_program(program: Option<&str>) -> String {
+    match program {
+        Some(program) => format!("program `{program}`"),
+        None => "every program".to_owned(),
+    }
+}
+
+fn program_contact_key(number: &str, program: &str) -> Vec<u8> {
+    format!("{number}\0{program}").into_bytes()
+}
