@@ -132,6 +132,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     let events = Arc::new(Events::new(&store, config.webhooks.clone(), clock.clone())?);
+    if let Some(name) = &config.compliance.revocation_classifier {
+        let world = plugins.get(name).map(|plugin| plugin.manifest.world);
+        anyhow::ensure!(
+            world == Some(crate::plugin::World::Classifier),
+            "[compliance] revocation_classifier = \"{name}\" must name a loaded classifier plugin"
+        );
+    }
     let trees = store.trees()?;
     let gate = Gate::from_config(&config.compliance, &config.programs, &trees)?;
     let outbox = Arc::new(
@@ -743,12 +750,15 @@ async fn accept(state: &AppState, text: crate::ingress::InboundText) -> anyhow::
     }
     // Before the acknowledgement: a STOP is in the ledger, and on disk with the text, before
     // the provider hears 2xx.
-    let screening = state.runtime.screen_inbound(
-        &format!("{}:{}", text.provider, text.message_id),
-        &text.from,
-        &text.to,
-        &text.body,
-    )?;
+    let screening = state
+        .runtime
+        .screen_inbound(
+            &format!("{}:{}", text.provider, text.message_id),
+            &text.from,
+            &text.to,
+            &text.body,
+        )
+        .await?;
     let opted_out = matches!(screening, Screening::OptedOut { .. });
     if let Accepted::Stored(_) = state.inbox.accept_screened(text, screening).await? {
         state.events.emit("message.received", data.clone())?;

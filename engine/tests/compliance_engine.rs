@@ -26,6 +26,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use smsflow::clock::{ManualClock, SharedClock};
+use smsflow::compliance::ComplianceConfig;
 use smsflow::compliance::gate::{Gate, Origin};
 use smsflow::compliance::ledger::{
     ALL_PROGRAMS, ConsentClass, ConsentEvent, ConsentRecord, ConsentSource, Ledger, NewConsent,
@@ -35,8 +36,10 @@ use smsflow::flow::runtime::{Inbound, Runtime, StartRequest};
 use smsflow::outbound::{
     BoxFuture, Cleared, OutboundMessage, Outbox, OutboxSettings, Provider, Receipt, SendError,
 };
-use smsflow::plugin::{Grant, Manifest, PluginHost, PluginsConfig};
+use smsflow::plugin::{Grant, Manifest, PluginHost, PluginsConfig, World};
 use smsflow::store::Store;
+
+mod support;
 
 const OURS: &str = "+12125550000";
 const MINUTE: i64 = 60_000;
@@ -305,6 +308,28 @@ static SHARED: LazyLock<Shared> = LazyLock::new(|| {
                 }
                 host.load(&path, manifest, &grant).await.unwrap();
             }
+            // Two revocation classifiers written in WAT: one hears "stop" in every text, one
+            // traps on every call.
+            let dir = tempfile::tempdir().unwrap().keep();
+            let always_stop = support::classifier_module("(i32.const 200)").replace(
+                r#"(data (i32.const 100) "confirm")"#,
+                r#"(data (i32.const 100) "opt_out")"#,
+            );
+            for (name, module) in [
+                ("always-stop", always_stop),
+                ("trapping", support::classifier_module("(unreachable)")),
+            ] {
+                let path = dir.join(format!("{name}.wasm"));
+                std::fs::write(&path, support::component("classifier", &module)).unwrap();
+                let manifest = Manifest {
+                    name: name.into(),
+                    version: "0.1.0".into(),
+                    world: World::Classifier,
+                    description: String::new(),
+                    capabilities: vec![],
+                };
+                host.load(&path, manifest, &Grant::default()).await.unwrap();
+            }
             host
         });
         let flows = [
@@ -359,10 +384,15 @@ fn engine(start_ms: i64) -> Engine {
 
 /// An engine on `store`, which must be empty.
 fn engine_on(store: Store, start_ms: i64) -> Engine {
+    engine_with(store, start_ms, &ComplianceConfig::default())
+}
+
+/// An engine on `store` (empty) with the compliance policy `config`.
+fn engine_with(store: Store, start_ms: i64, config: &ComplianceConfig) -> Engine {
     let shared = &*SHARED;
     let clock = Arc::new(ManualClock::new(start_ms));
     let trees = store.trees().unwrap();
-    let gate = Gate::with_defaults(&trees).unwrap();
+    let gate = Gate::from_config(config, &BTreeMap::new(), &trees).unwrap();
     let recorder = Arc::new(Recorder {
         clock: Arc::clone(&clock),
         ledger: std::sync::OnceLock::new(),
@@ -404,7 +434,7 @@ async fn apply(engine: &Engine, step: usize, action: &Action) {
             let from = CONTACTS[*contact];
             let (text, _) = TEXTS[*text];
             let id = format!("recorder:SM{step}");
-            let screening = runtime.screen_inbound(&id, from, OURS, text).unwrap();
+            let screening = runtime.screen_inbound(&id, from, OURS, text).await.unwrap();
             let inbound = Inbound {
                 id,
                 from: from.to_owned(),
@@ -764,6 +794,7 @@ impl Engine {
         let screening = self
             .runtime
             .screen_inbound(id, contact, OURS, text)
+            .await
             .unwrap();
         let inbound = Inbound {
             id: id.to_owned(),
@@ -1045,4 +1076,51 @@ async fn the_loop_guard_stops_a_text_repeated_in_minutes() {
     let gate = engine.last_message().gate.unwrap();
     assert_eq!(gate.decision, "blocked");
     assert!(gate.reason.unwrap().contains("loop guard"));
+}
+
+#[tokio::test]
+async fn a_revocation_classifier_can_only_make_the_host_more_careful() {
+    let config = |plugin: &str| ComplianceConfig {
+        revocation_classifier: Some(plugin.to_owned()),
+        ..ComplianceConfig::default()
+    };
+    let now = at("2026-03-03T17:00:00Z");
+    let engine = engine_with(Store::temporary().unwrap(), now, &config("always-stop"));
+    // The rules were unsure; with the plugin agreeing it is an opt-out.
+    engine.start("+12125550100", "visit").await;
+    engine
+        .text(
+            "+12125550100",
+            "recorder:SM1",
+            "Stop signs at the intersection?",
+        )
+        .await;
+    let origins: Vec<Origin> = engine
+        .sent_to("+12125550100")
+        .iter()
+        .map(|text| text.origin)
+        .collect();
+    assert_eq!(origins, [Origin::Flow, Origin::OptOutConfirmation]);
+    // The rules saw nothing; with the plugin, it is worth one question.
+    engine.start("+14155550104", "visit").await;
+    engine.text("+14155550104", "recorder:SM2", "hello").await;
+    assert_eq!(
+        engine.sent_to("+14155550104").last().unwrap().origin,
+        Origin::RevocationQuestion
+    );
+
+    // A plugin that traps changes nothing: the text goes to the flow, STOP still works.
+    let engine = engine_with(Store::temporary().unwrap(), now, &config("trapping"));
+    engine.start("+12125550100", "visit").await;
+    engine.text("+12125550100", "recorder:SM1", "YES").await;
+    assert_eq!(
+        engine.sent_to("+12125550100").last().unwrap().body,
+        "Thanks, see you then!"
+    );
+    engine.start("+14155550104", "visit").await;
+    engine.text("+14155550104", "recorder:SM2", "STOP").await;
+    assert_eq!(
+        engine.sent_to("+14155550104").last().unwrap().origin,
+        Origin::OptOutConfirmation
+    );
 }

@@ -114,6 +114,8 @@ pub enum Decision {
     Send {
         /// What to send.
         body: String,
+        /// What the content rules added, if anything.
+        note: Option<String>,
     },
     /// Not now: try again at `until_ms`.
     Defer {
@@ -145,17 +147,10 @@ pub struct GateRecord {
 }
 
 impl GateRecord {
-    /// The record of `decision`, taken at `now_ms`. `amended` says the content rules changed
-    /// the text.
-    pub fn of(decision: &Decision, amended: bool, now_ms: i64) -> Self {
+    /// The record of `decision`, taken at `now_ms`.
+    pub fn of(decision: &Decision, now_ms: i64) -> Self {
         let (name, reason, until) = match decision {
-            Decision::Send { .. } => (
-                "sent",
-                amended.then(|| {
-                    "first text of the program: brand and opt-out wording added".to_owned()
-                }),
-                None,
-            ),
+            Decision::Send { note, .. } => ("sent", note.clone(), None),
             Decision::Defer { until_ms, reason } => {
                 ("deferred", Some(reason.clone()), Some(rfc3339(*until_ms)))
             }
@@ -292,7 +287,7 @@ impl Gate {
             }
         }
 
-        let body = self.apply_content_rules(text)?;
+        let (body, note) = self.apply_content_rules(text)?;
         let segment_count = segments(&body).segments;
         let max_segments = self.compliance.config().max_segments;
         if segment_count > max_segments as usize {
@@ -317,7 +312,7 @@ impl Gate {
             return block(reason);
         }
         if text.origin.is_compliance_reply() {
-            return Ok(Decision::Send { body });
+            return Ok(Decision::Send { body, note });
         }
 
         let expires_at = text
@@ -351,7 +346,7 @@ impl Gate {
             CapCheck::FullUntil { until_ms, reason } => {
                 Ok(defer_or_expire(until_ms, reason, expires_at))
             }
-            CapCheck::Under | CapCheck::Loop { .. } => Ok(Decision::Send { body }),
+            CapCheck::Under | CapCheck::Loop { .. } => Ok(Decision::Send { body, note }),
         }
     }
 
@@ -384,13 +379,19 @@ impl Gate {
         }
         Ok(Decision::Send {
             body: text.body.to_owned(),
+            note: None,
         })
     }
 
-    /// The text with the brand and opt-out wording the first text of a program must have.
-    fn apply_content_rules(&self, text: &Candidate<'_>) -> anyhow::Result<String> {
+    /// The text with the brand and opt-out wording the first text of a program must have, and
+    /// a note of what was added.
+    fn apply_content_rules(
+        &self,
+        text: &Candidate<'_>,
+    ) -> anyhow::Result<(String, Option<String>)> {
+        let unchanged = || Ok((text.body.to_owned(), None));
         let Some(program) = text.program else {
-            return Ok(text.body.to_owned());
+            return unchanged();
         };
         if text.origin.is_compliance_reply()
             || self
@@ -398,9 +399,10 @@ impl Gate {
                 .contains_key(program_contact_key(text.to, program))
                 .context("cannot read program contacts")?
         {
-            return Ok(text.body.to_owned());
+            return unchanged();
         }
         let mut body = text.body.to_owned();
+        let mut added = Vec::new();
         let normalized = keywords::normalize(&body);
         // A flow with no brand anywhere cannot be helped here; `smsflow check` asks marketing
         // flows for one.
@@ -408,11 +410,15 @@ impl Gate {
             && !normalized.contains(&keywords::normalize(&brand))
         {
             body = format!("{brand}: {body}");
+            added.push("the brand");
         }
         if !normalized.split(' ').any(|word| word == "stop") {
             body = format!("{} {OPT_OUT_WORDING}", body.trim_end());
+            added.push("the opt-out wording");
         }
-        Ok(body)
+        let note = (!added.is_empty())
+            .then(|| format!("first text of the program: added {}", added.join(" and ")));
+        Ok((body, note))
     }
 
     /// Records a text the provider took: the send log for caps, the program's first contact,

@@ -42,6 +42,19 @@ pub struct ComplianceConfig {
     /// opts out), or `opt_out` at once.
     #[serde(default)]
     pub uncertain_revocation: UncertainPolicy,
+    /// A classifier plugin consulted on every inbound text, besides the built-in rules. When
+    /// it answers one of `revocation_intents` with at least `revocation_min_confidence`, a text
+    /// the rules pass becomes a possible revocation and a possible one a certain one. It can
+    /// only make the host more careful: it never undoes what the rules found, and a failing
+    /// plugin changes nothing.
+    #[serde(default)]
+    pub revocation_classifier: Option<String>,
+    /// The intents of `revocation_classifier` that mean "stop texting me".
+    #[serde(default = "default_revocation_intents")]
+    pub revocation_intents: Vec<String>,
+    /// The confidence `revocation_classifier` needs.
+    #[serde(default = "default_revocation_min_confidence")]
+    pub revocation_min_confidence: f32,
     /// What to do with a number whose time zone is unknown: `block` (fail closed, the default)
     /// or `send` (treat it as inside the window).
     #[serde(default)]
@@ -77,6 +90,9 @@ impl Default for ComplianceConfig {
         Self {
             opt_out_scope: OptOutScopeSetting::default(),
             uncertain_revocation: UncertainPolicy::default(),
+            revocation_classifier: None,
+            revocation_intents: default_revocation_intents(),
+            revocation_min_confidence: default_revocation_min_confidence(),
             unknown_time_zone: UnknownZonePolicy::default(),
             quiet_hours_pack: None,
             deferred_expiry: default_deferred_expiry(),
@@ -88,6 +104,18 @@ impl Default for ComplianceConfig {
             help: default_help(),
         }
     }
+}
+
+fn default_revocation_intents() -> Vec<String> {
+    vec![
+        "opt_out".to_owned(),
+        "stop".to_owned(),
+        "unsubscribe".to_owned(),
+    ]
+}
+
+fn default_revocation_min_confidence() -> f32 {
+    0.8
 }
 
 fn default_deferred_expiry() -> Duration {
@@ -237,6 +265,8 @@ pub struct InboundFacts<'a> {
     pub class: ConsentClass,
     /// When we last asked whether a text was a revocation.
     pub revocation_asked_at_ms: Option<i64>,
+    /// Whether the revocation classifier plugin heard "stop texting me".
+    pub classifier_says_stop: bool,
     /// Now.
     pub now_ms: i64,
 }
@@ -293,7 +323,20 @@ impl Compliance {
             self.ledger.state(facts.from, scope_program, facts.class)?,
             ConsentState::OptedOut { .. }
         );
-        let action = keywords::classify(facts.text, opted_out);
+        let action = match keywords::classify(facts.text, opted_out) {
+            KeywordAction::None if facts.classifier_says_stop => KeywordAction::Revocation {
+                confidence: Confidence::Uncertain,
+                phrase: keywords::normalize(facts.text),
+            },
+            KeywordAction::Revocation {
+                confidence: Confidence::Uncertain,
+                phrase,
+            } if facts.classifier_says_stop => KeywordAction::Revocation {
+                confidence: Confidence::Certain,
+                phrase,
+            },
+            action => action,
+        };
         let (scope, keyword) = match action {
             KeywordAction::None => return Ok(Screening::Pass),
             KeywordAction::Help { keyword } => {

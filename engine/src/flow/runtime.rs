@@ -236,13 +236,14 @@ impl Runtime {
     /// # Errors
     ///
     /// When the store cannot be read or the ledger written.
-    pub fn screen_inbound(
+    pub async fn screen_inbound(
         &self,
         message_id: &str,
         from: &str,
         to: &str,
         text: &str,
     ) -> anyhow::Result<Screening> {
+        let classifier_says_stop = self.classifier_says_stop(text).await;
         let conversation = self.load(&conversation_key(to, from))?;
         let conversation = conversation.as_ref();
         self.compliance().screen(&InboundFacts {
@@ -256,8 +257,32 @@ impl Runtime {
                 ConsentClass::Transactional
             },
             revocation_asked_at_ms: conversation.and_then(|c| c.revocation_asked_at_ms),
+            classifier_says_stop,
             now_ms: self.clock.now_ms(),
         })
+    }
+
+    /// Whether the configured revocation classifier hears "stop texting me" in `text`. A
+    /// failing plugin is logged and heard as no: the built-in rules still apply.
+    async fn classifier_says_stop(&self, text: &str) -> bool {
+        let config = self.compliance().config();
+        let Some(plugin) = &config.revocation_classifier else {
+            return false;
+        };
+        match self
+            .plugins
+            .classify(plugin, text, &Context::default())
+            .await
+        {
+            Ok(intent) => {
+                config.revocation_intents.contains(&intent.name)
+                    && intent.confidence >= config.revocation_min_confidence
+            }
+            Err(error) => {
+                tracing::warn!("revocation classifier `{plugin}` failed: {error}");
+                false
+            }
+        }
     }
 
     /// Queues an agent's reply to `contact` in its conversation. It goes through the same gate

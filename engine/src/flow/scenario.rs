@@ -359,7 +359,9 @@ async fn run_step(
         }
     } else if let Some(text) = &step.inbound {
         let id = format!("scenario-{}-{index}", scenario.name);
-        let screening = runtime.screen_inbound(&id, contact, SCENARIO_OUR_NUMBER, text)?;
+        let screening = runtime
+            .screen_inbound(&id, contact, SCENARIO_OUR_NUMBER, text)
+            .await?;
         let inbound = Inbound {
             id,
             from: contact.to_owned(),

@@ -628,12 +628,11 @@ async fn send(
     now_ms: i64,
 ) -> anyhow::Result<SendOutcome> {
     let decision = gate.decide(&message.candidate(), now_ms)?;
-    let amended = matches!(&decision, Decision::Send { body } if *body != message.body);
-    let record = GateRecord::of(&decision, amended, now_ms);
+    let record = GateRecord::of(&decision, now_ms);
     message.gate = Some(record.clone());
     message.gate_log.push(record);
     match decision {
-        Decision::Send { body } => {
+        Decision::Send { body, .. } => {
             message.body = body;
             message.attempts += 1;
             let cleared = Cleared { message };
