@@ -404,9 +404,10 @@ impl Outbox {
         Ok(())
     }
 
-    /// Hands every text that is due to the provider, in order, as the rate limit allows;
-    /// returns how many the provider accepted. A text the limit holds back is due again when
-    /// its sender has capacity.
+    /// Takes every text that is due through [`send`] (the gate, then the provider), in order,
+    /// as the rate limit allows; returns how many the provider accepted. A text the limit
+    /// holds back is due again when its sender has capacity; one the gate defers, when the gate
+    /// said.
     ///
     /// # Errors
     ///
