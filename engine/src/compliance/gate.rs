@@ -263,10 +263,12 @@ impl Gate {
         if self.is_suppressed(text.to)? && text.origin != Origin::OptOutConfirmation {
             return block("the recipient opted out with the carrier (provider error 21610)".into());
         }
+        if text.origin == Origin::OptOutConfirmation {
+            return self.decide_confirmation(text, now_ms);
+        }
         let program = text.program.unwrap_or(ALL_PROGRAMS);
         let consent = self.ledger().state(text.to, program, text.class)?;
         match text.origin {
-            Origin::OptOutConfirmation => return self.decide_confirmation(text, now_ms),
             Origin::Help => {}
             _ => {
                 if let ConsentState::OptedOut { since_ms } = consent {
@@ -352,10 +354,9 @@ impl Gate {
 
     /// The opt-out confirmation: once, within [`CONFIRMATION_WINDOW_MS`] of the opt-out.
     fn decide_confirmation(&self, text: &Candidate<'_>, now_ms: i64) -> anyhow::Result<Decision> {
-        let latest_opt_out = self
-            .ledger()
-            .records_for(text.to)?
-            .into_iter()
+        let records = self.ledger().records_for(text.to)?;
+        let latest_opt_out = records
+            .iter()
             .filter(|record| record.event == ConsentEvent::OptOut)
             .map(|record| record.at_ms)
             .max();
@@ -369,7 +370,7 @@ impl Gate {
                 reason: "the opt-out confirmation is more than 5 minutes late".into(),
             });
         }
-        let already = self.ledger().records_for(text.to)?.iter().any(|record| {
+        let already = records.iter().any(|record| {
             record.event == ConsentEvent::ConfirmationSent && record.at_ms >= opted_out_at
         });
         if already {

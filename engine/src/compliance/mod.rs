@@ -250,6 +250,20 @@ pub enum Screening {
     },
 }
 
+impl Screening {
+    /// The program the answer speaks for: the one opted out of or into, or the
+    /// conversation's; `None` for all programs or none.
+    pub fn program(&self) -> Option<&str> {
+        match self {
+            Self::OptedOut { program, .. } | Self::OptedIn { program } => {
+                Some(program.as_str()).filter(|program| *program != ALL_PROGRAMS)
+            }
+            Self::Help { program } | Self::AskRevocation { program } => program.as_deref(),
+            Self::Pass => None,
+        }
+    }
+}
+
 /// What [`Compliance::screen`] needs to know about an inbound text.
 #[derive(Debug, Clone)]
 pub struct InboundFacts<'a> {

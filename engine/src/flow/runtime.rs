@@ -29,7 +29,7 @@ use super::{Action, Case, Condition, ConnectorAction, Flow, LocalizedTemplate, S
 use crate::clock::SharedClock;
 use crate::compliance::gate::Origin;
 use crate::compliance::ledger::{
-    ALL_PROGRAMS, ConsentClass, ConsentEvent, ConsentSource, ConsentState, NewConsent,
+    ConsentClass, ConsentEvent, ConsentSource, ConsentState, NewConsent,
 };
 use crate::compliance::{Compliance, InboundFacts, Screening};
 use crate::events::Events;
@@ -688,18 +688,9 @@ impl<'r> Turn<'r> {
             }
         };
         let compliance = Arc::clone(self.runtime.compliance());
-        let program = match screening {
-            Screening::OptedOut { program, .. } | Screening::OptedIn { program } => {
-                Some(program.as_str()).filter(|program| *program != ALL_PROGRAMS)
-            }
-            Screening::Help { program } | Screening::AskRevocation { program } => {
-                program.as_deref()
-            }
-            Screening::Pass => None,
-        };
         // Without a brand, the number the contact texted is the best name we have.
         let brand = compliance
-            .brand(program, self.conversation.brand.as_deref())
+            .brand(screening.program(), self.conversation.brand.as_deref())
             .unwrap_or_else(|| self.conversation.our_number.clone());
         if let Some(text) = compliance.reply_text(screening, &brand) {
             let step = format!("compliance:{}", origin.as_str());
