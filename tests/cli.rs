@@ -302,7 +302,7 @@ fn consent_verify_fails_on_a_ledger_with_one_record_altered_on_disk() {
     std::fs::write(&config, "[store]\npath = \"db\"\n").unwrap();
     {
         let store = smsflow::store::Store::open(&dir.path().join("db")).unwrap();
-        let ledger = Ledger::new(store.trees().unwrap().consent_ledger);
+        let ledger = Ledger::new(store.tables().consent);
         for (n, (event, text)) in [
             (ConsentEvent::OptIn, "START"),
             (ConsentEvent::OptOut, "STOP, please"),
@@ -353,18 +353,79 @@ fn consent_verify_fails_on_a_ledger_with_one_record_altered_on_disk() {
 
     // Someone edits record 2 on disk so the opt-out reads as something else.
     {
-        let db = sled::open(dir.path().join("db")).unwrap();
-        let tree = db.open_tree("consent_ledger").unwrap();
-        let key = 2u64.to_be_bytes();
-        let mut record: ConsentRecord =
-            smsflow::store::codec::decode(&tree.get(key).unwrap().unwrap()).unwrap();
+        let store = smsflow::store::Store::open(&dir.path().join("db")).unwrap();
+        let ledger = store.tables().consent;
+        let mut record: ConsentRecord = ledger.get(2).unwrap().unwrap();
         record.raw_text = Some("hello".into());
-        tree.insert(key, smsflow::store::codec::encode(&record).unwrap())
-            .unwrap();
-        db.flush().unwrap();
+        ledger.overwrite_for_tests(2, &record).unwrap();
+        store.flush_sync().unwrap();
     }
     let output = smsflow(&["consent", "verify", "--config", config]);
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
     assert!(stdout(&output).contains("BROKEN"), "{}", stdout(&output));
     assert!(stdout(&output).contains('2'), "{}", stdout(&output));
+}
+
+#[test]
+fn a_scenario_that_needs_a_quiet_hours_exemption_passes_only_under_the_config_that_grants_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir(&flows).unwrap();
+    std::fs::write(
+        flows.join("alert.toml"),
+        r#"
+id = "alert"
+program = "alerts"
+kind = "transactional"
+brand = "Northwind Bank"
+start = "alert"
+
+[triggers]
+api = true
+
+[steps.alert]
+type = "end"
+text = "Northwind Bank: a card payment of $900 was declined. Reply STOP to opt out."
+"#,
+    )
+    .unwrap();
+    // 02:00 in New York: no text goes out unless the program is exempt from quiet hours.
+    std::fs::write(
+        flows.join("alert.test.toml"),
+        r#"
+flow = "alert"
+start_at = "2026-03-04T07:00:00Z"
+
+[[scenarios]]
+name = "a fraud alert at night"
+contact = "+12125550123"
+steps = [{ start = {}, expect_gate = ["sent"] }]
+"#,
+    )
+    .unwrap();
+    let flows = flows.to_str().unwrap();
+    let without = smsflow(&["test", flows]);
+    assert_eq!(without.status.code(), Some(1), "{}", stdout(&without));
+    assert!(
+        stdout(&without).contains("deferred"),
+        "{}",
+        stdout(&without)
+    );
+
+    let config = dir.path().join("smsflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[plugins]\ndir = \"{}\"\n\n[programs.alerts]\n# Fraud alerts are the account holder's own security.\nquiet_hours_exempt = true\n",
+            repository().join("target/plugins").display()
+        ),
+    )
+    .unwrap();
+    let with = smsflow(&["test", flows, "--config", config.to_str().unwrap()]);
+    assert!(with.status.success(), "{}", stdout(&with));
+    assert!(
+        stdout(&with).contains("1 scenario: 1 passed"),
+        "{}",
+        stdout(&with)
+    );
 }

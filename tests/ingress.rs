@@ -476,3 +476,50 @@ async fn telnyx_through_the_same_provider_trait_and_replays_are_refused() {
         Some("https://sms.example.com/webhooks/telnyx")
     );
 }
+
+/// The outbox killed in the middle of its provider calls: each text is marked `sending` on disk
+/// before its call and recorded before the next text to that number, and after the restart the
+/// interrupted ones are looked up in Twilio's message list instead of being sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkill_while_texts_are_being_sent_sends_none_of_them_twice() {
+    let setup = Setup::new().await;
+    // Twilio takes the first 60 texts at once; it records the next ones but holds its answers,
+    // so the server is killed with texts Twilio has and the server does not know it sent.
+    setup.fake.hold_answers_after.store(60, Ordering::SeqCst);
+    setup.fake.hold_answers.store(true, Ordering::SeqCst);
+    let server = setup.serve();
+    let contacts: Vec<String> = (0..300).map(|n| format!("+1212777{n:04}")).collect();
+    for chunk in contacts.chunks(50) {
+        let posts = chunk.iter().map(|contact| {
+            let sid: &'static str = Box::leak(format!("SMhelp{contact}").into_boxed_str());
+            post_inbound(&setup, sid, contact, "HELP")
+        });
+        for (status, body) in futures_util::future::join_all(posts).await {
+            assert_eq!(status, 200, "{body}");
+        }
+    }
+    wait_until("answers held at Twilio", || setup.fake.sent().len() >= 100).await;
+    server.kill();
+    setup.fake.hold_answers.store(false, Ordering::SeqCst);
+
+    let _server = setup.serve();
+    wait_until("an answer to every HELP", || {
+        let sent = setup.fake.sent();
+        contacts
+            .iter()
+            .all(|contact| sent.iter().any(|text| &text.to == contact))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = setup.fake.sent();
+    let doubled: Vec<&String> = contacts
+        .iter()
+        .filter(|contact| sent.iter().filter(|text| &text.to == *contact).count() > 1)
+        .collect();
+    assert!(doubled.is_empty(), "{} numbers got two texts: {doubled:?}", doubled.len());
+    assert_eq!(sent.len(), 300);
+    assert!(
+        setup.fake.list_requests.load(Ordering::SeqCst) > 0,
+        "the interrupted sends were looked up"
+    );
+}

@@ -7,19 +7,20 @@
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use smsflow::clock::{SharedClock, SystemClock};
-use smsflow::compliance::gate::Gate;
+use smsflow::engine::EngineBuilder;
 use smsflow::flow::compile::compile;
 use smsflow::flow::runtime::{Inbound, Runtime, StartRequest};
-use smsflow::outbound::{ConsoleProvider, Outbox, OutboxSettings};
-use smsflow::plugin::{Grant, Manifest, PluginHost, PluginsConfig};
+use smsflow::outbound::ConsoleProvider;
+use smsflow::plugin::{Grant, Manifest, PluginHost};
 use smsflow::store::Store;
+use smsflow::testing;
 
 const OURS: &str = "+15550001000";
 const CONCURRENT: u64 = 1000;
@@ -56,37 +57,30 @@ type = "end"
 text = "Thanks, see you then!"
 "#;
 
-fn runtime_on_disk(dir: &Path, tokio: &tokio::runtime::Runtime) -> Runtime {
-    let repository = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let config = PluginsConfig {
-        dir: repository.join("target/plugins"),
-        cache_dir: Some(repository.join("target/plugin-cache")),
-        ..PluginsConfig::default()
-    };
+fn runtime_on_disk(dir: &Path, tokio: &tokio::runtime::Runtime) -> Arc<Runtime> {
+    let config = testing::config();
     let store = Store::open(&dir.join("db")).unwrap();
     let clock: SharedClock = Arc::new(SystemClock);
-    let host = tokio.block_on(async {
-        let mut host = PluginHost::new(&config, store.plugin_kv().unwrap(), clock.clone()).unwrap();
-        let component = config.dir.join("keyword-intents.wasm");
+    tokio.block_on(async {
+        let mut host =
+            PluginHost::new(&config.plugins, store.tables().plugin_kv, clock.clone()).unwrap();
+        let component = config.plugins.dir.join("keyword-intents.wasm");
         let manifest = Manifest::from_file(&Manifest::path_for(&component)).unwrap();
         host.load(&component, manifest, &Grant::default())
             .await
             .unwrap();
-        host
-    });
-    let trees = store.trees().unwrap();
-    let gate = Gate::with_defaults(&trees).unwrap();
-    let outbox = Arc::new(Outbox::new(
-        trees,
-        Arc::new(ConsoleProvider),
-        gate,
-        clock.clone(),
-        OutboxSettings::default(),
-    ));
-    let runtime = Runtime::new(&store, Arc::new(host), clock, outbox).unwrap();
-    let flow = compile(Path::new("confirm.toml"), FLOW).unwrap();
-    runtime.registry().install(vec![flow]).unwrap();
-    runtime
+        let flow = compile(Path::new("confirm.toml"), FLOW).unwrap();
+        let engine = EngineBuilder::from_config(&config)
+            .store(store)
+            .clock(clock)
+            .provider(Arc::new(ConsoleProvider))
+            .plugins(Arc::new(host))
+            .flows(vec![flow])
+            .build()
+            .await
+            .unwrap();
+        Arc::clone(engine.runtime())
+    })
 }
 
 fn contact(n: u64) -> String {
@@ -109,7 +103,7 @@ fn flow_turns(criterion: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let runtime = Arc::new(runtime_on_disk(dir.path(), &tokio));
+    let runtime = runtime_on_disk(dir.path(), &tokio);
     let next_contact = AtomicU64::new(0);
 
     let mut group = criterion.benchmark_group("flow turn");
@@ -140,6 +134,7 @@ fn flow_turns(criterion: &mut Criterion) {
                         to: OURS.into(),
                         text: "Yes please!".into(),
                         screening: Default::default(),
+                        inbox_seq: None,
                     };
                     runtime.inbound(reply).await.unwrap();
                 }

@@ -11,7 +11,7 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use smsflow::compliance::gate::{Candidate, Gate, Origin};
 use smsflow::compliance::ledger::{ConsentClass, ConsentEvent, ConsentSource, NewConsent};
-use smsflow::store::Store;
+use smsflow::store::{Batch, Store};
 
 const NOON_NEW_YORK: i64 = 1_772_557_200_000; // 2026-03-03T17:00:00Z
 const MIDNIGHT_NEW_YORK: i64 = 1_772_600_400_000; // 2026-03-04T05:00:00Z
@@ -32,8 +32,7 @@ fn candidate(to: &str) -> Candidate<'_> {
 
 fn gate(criterion: &mut Criterion) {
     let store = Store::temporary().unwrap();
-    let trees = store.trees().unwrap();
-    let gate = Gate::with_defaults(&trees).unwrap();
+    let gate = Gate::with_defaults(&store.tables()).unwrap();
     let ledger = gate.compliance().ledger();
     // A ledger of 1000 other numbers, and one opt-out.
     for n in 0..1000 {
@@ -71,8 +70,19 @@ fn gate(criterion: &mut Criterion) {
         .iter()
         .enumerate()
     {
-        gate.record_sent(seq as u64, &candidate(to), "out-1", NOON_NEW_YORK - 60_000)
-            .unwrap();
+        let mut batch = Batch::new();
+        let mut appending = ledger.appending();
+        gate.record_sent_in(
+            &mut batch,
+            &mut appending,
+            seq as u64,
+            &candidate(to),
+            "out-1",
+            NOON_NEW_YORK - 60_000,
+        )
+        .unwrap();
+        store.apply(batch).unwrap();
+        appending.committed();
     }
     let mut group = criterion.benchmark_group("gate decide");
     for (name, to, now) in [

@@ -40,7 +40,7 @@ fn plugin_call(criterion: &mut Criterion) {
     let store = Store::temporary().unwrap();
     let host = runtime.block_on(async {
         let mut host =
-            PluginHost::new(&config, store.plugin_kv().unwrap(), Arc::new(SystemClock)).unwrap();
+            PluginHost::new(&config, store.tables().plugin_kv, Arc::new(SystemClock)).unwrap();
         let component = config.dir.join("keyword-intents.wasm");
         let manifest = Manifest::from_file(&Manifest::path_for(&component)).unwrap();
         host.load(&component, manifest, &Grant::default())

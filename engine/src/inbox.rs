@@ -2,66 +2,35 @@
 //! then processed by workers, retried with exponential backoff when processing fails, and moved
 //! to the dead letters after its last attempt.
 //!
-//! A text is recognised by (provider, provider's message id): the id is claimed in the same
-//! transaction that stores the text, so of two concurrent deliveries of one text exactly one is
-//! stored. Processing is exactly-once in effect: the flow runtime marks the event processed in the
-//! transaction of its turn, so a text whose turn committed but whose inbox row survived a crash is
-//! recognised and dropped when replayed.
+//! A text is recognised by (provider, provider's message id): the id is recorded in the same
+//! batch that stores the text, by a writer that holds off other deliveries of the same text
+//! (the ingest pipeline holds the conversation's lock; [`Inbox::accept`] a lock of its own), so
+//! of two concurrent deliveries exactly one is stored. Processing is exactly-once in effect:
+//! the flow runtime removes the text's row and marks the event processed in the batch of its
+//! turn, so a text whose turn committed is never processed again.
+//!
+//! Dispatch is in memory: a stored text is handed to the dispatcher at once, and the store is
+//! read only at start (texts acknowledged before a restart) — never once per text, so the cost
+//! of a text does not grow with the backlog (`BENCHMARKS.md`). Retries wait in the
+//! dispatcher's own schedule.
 
-use std::collections::HashSet;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::hash::{Hash as _, Hasher as _};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow};
-use serde::{Deserialize, Serialize};
-use sled::Transactional as _;
-use sled::transaction::ConflictableTransactionError;
-use tokio::sync::{Notify, mpsc};
+use anyhow::Context as _;
+use futures_util::future::BoxFuture;
+use tokio::sync::mpsc;
 
 use crate::clock::SharedClock;
 use crate::compliance::Screening;
-use crate::ingress::InboundText;
-use crate::outbound::BoxFuture;
-use crate::store::{Store, Trees, codec};
-
-/// An acknowledged inbound text and its processing attempts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InboxEvent {
-    /// Arrival order.
-    pub seq: u64,
-    /// The provider.
-    pub provider: String,
-    /// The provider's message id.
-    pub message_id: String,
-    /// The contact.
-    pub from: String,
-    /// Our number.
-    pub to: String,
-    /// The text.
-    pub body: String,
-    /// Attached media count.
-    pub num_media: u32,
-    /// When it was acknowledged.
-    pub received_at_ms: i64,
-    /// Processing attempts so far.
-    pub attempts: u32,
-    /// When the next attempt may run.
-    pub next_attempt_ms: i64,
-    /// Why the last attempt failed.
-    pub last_error: Option<String>,
-    /// What ingress decided the text means for consent.
-    #[serde(default)]
-    pub screening: Screening,
-}
-
-impl InboxEvent {
-    /// The id the flow runtime records the event under: `<provider>:<message id>`.
-    pub fn event_id(&self) -> String {
-        format!("{}:{}", self.provider, self.message_id)
-    }
-}
+use crate::sms::InboundText;
+pub use crate::store::inbox::InboxEvent;
+use crate::store::inbox::{Inbox as InboxTable, InboxSeen};
+use crate::store::{Batch, Store};
 
 /// What [`Inbox::accept`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +43,8 @@ pub enum Accepted {
 
 /// What processes inbox events: the flow runtime, or a test's stand-in.
 pub trait InboxHandler: Send + Sync {
-    /// Processes one event.
+    /// Processes one event. A handler that removes the event's row in its own batch (as the
+    /// runtime does) saves the inbox a write.
     ///
     /// # Errors
     ///
@@ -108,11 +78,17 @@ const MAX_BACKOFF_MS: i64 = 5 * 60_000;
 /// The inbox.
 pub struct Inbox {
     store: Store,
-    trees: Trees,
+    table: InboxTable,
+    seen: InboxSeen,
     clock: SharedClock,
     settings: InboxSettings,
-    wake: Notify,
-    in_flight: Mutex<HashSet<u64>>,
+    /// Stored (or retried) texts on their way to the running dispatcher; `None` until
+    /// [`Inbox::run`] starts (a text stored before waits in the store, where it finds it).
+    sender: Mutex<Option<mpsc::UnboundedSender<InboxEvent>>>,
+    /// Serialises [`Inbox::accept`]'s check-then-store.
+    accepting: Mutex<()>,
+    /// Texts dealt to a lane and not finished.
+    in_flight: AtomicUsize,
     stopping: AtomicBool,
 }
 
@@ -126,31 +102,19 @@ impl std::fmt::Debug for Inbox {
 
 impl Inbox {
     /// The inbox of `store`.
-    ///
-    /// # Errors
-    ///
-    /// When the store's trees cannot be opened.
-    pub fn new(store: &Store, clock: SharedClock, settings: InboxSettings) -> anyhow::Result<Self> {
-        Ok(Self {
+    pub fn new(store: &Store, clock: SharedClock, settings: InboxSettings) -> Self {
+        let tables = store.tables();
+        Self {
             store: store.clone(),
-            trees: store.trees()?,
+            table: tables.inbox,
+            seen: tables.inbox_seen,
             clock,
             settings,
-            wake: Notify::new(),
-            in_flight: Mutex::new(HashSet::new()),
+            sender: Mutex::new(None),
+            accepting: Mutex::new(()),
+            in_flight: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
-        })
-    }
-
-    /// Stores `text` durably (flushed to disk) unless its id was seen before. Only after this
-    /// returns may the webhook be acknowledged.
-    ///
-    /// # Errors
-    ///
-    /// When the store cannot be written or flushed: the webhook must then fail, so the
-    /// provider retries.
-    pub async fn accept(&self, text: InboundText) -> anyhow::Result<Accepted> {
-        self.accept_screened(text, Screening::Pass).await
+        }
     }
 
     /// Whether a text with this provider id was already accepted.
@@ -159,26 +123,22 @@ impl Inbox {
     ///
     /// When the store cannot be read.
     pub fn seen(&self, text: &InboundText) -> anyhow::Result<bool> {
-        self.trees
-            .inbox_seen
-            .contains_key(seen_key(text))
-            .context("cannot read the inbox")
+        Ok(self.seen.contains(text.provider, &text.message_id)?)
     }
 
-    /// [`Inbox::accept`] for a text compliance screened first: the screening travels with it.
+    /// Adds `text` (with what screening decided) to `batch`: its row and its dedup key. The
+    /// caller must hold off other deliveries of the same text until the batch is applied,
+    /// then flush, then [`Inbox::enqueue`] the returned event.
     ///
     /// # Errors
     ///
-    /// As [`Inbox::accept`].
-    pub async fn accept_screened(
+    /// When an id cannot be generated or the row encoded.
+    pub fn stage(
         &self,
+        batch: &mut Batch,
         text: InboundText,
         screening: Screening,
-    ) -> anyhow::Result<Accepted> {
-        let seen_key = seen_key(&text);
-        if self.trees.inbox_seen.contains_key(&seen_key)? {
-            return Ok(Accepted::Duplicate);
-        }
+    ) -> anyhow::Result<InboxEvent> {
         let seq = self.store.generate_id()?;
         let now = self.clock.now_ms();
         let event = InboxEvent {
@@ -195,24 +155,55 @@ impl Inbox {
             last_error: None,
             screening,
         };
-        let encoded = codec::encode(&event)?;
-        let stored = (&self.trees.inbox_seen, &self.trees.inbox).transaction(|(seen, inbox)| {
-            if seen.get(&seen_key)?.is_some() {
-                return Err(ConflictableTransactionError::Abort(()));
-            }
-            seen.insert(seen_key.as_slice(), &seq.to_be_bytes())?;
-            inbox.insert(&seq.to_be_bytes(), encoded.as_slice())?;
-            Ok(())
-        });
-        match stored {
-            Ok(()) => {}
-            Err(sled::transaction::TransactionError::Abort(())) => return Ok(Accepted::Duplicate),
-            Err(sled::transaction::TransactionError::Storage(error)) => {
-                return Err(error).context("cannot store an inbound text");
-            }
+        self.table.put_in(batch, &event)?;
+        self.seen
+            .put_in(batch, &event.provider, &event.message_id, seq)?;
+        Ok(event)
+    }
+
+    /// Hands a stored (and flushed) text to the workers. Without running workers it waits
+    /// in the store, where they find it when they start.
+    pub fn enqueue(&self, event: InboxEvent) {
+        if let Some(sender) = self
+            .sender
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            // A send fails only once the dispatcher is gone (shutdown): the text stays in the
+            // store for the next start.
+            let _ = sender.send(event);
         }
+    }
+
+    /// Stores `text` durably (flushed to disk) unless its id was seen before, and hands it to
+    /// the workers. Only after this returns may the webhook be acknowledged. The server goes
+    /// through [`crate::ingress::accept`], which screens the text too; this is for tools and
+    /// tests.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be written or flushed: the webhook must then fail, so the
+    /// provider retries.
+    pub async fn accept(&self, text: InboundText) -> anyhow::Result<Accepted> {
+        let event = {
+            let _accepting = self
+                .accepting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if self.seen(&text)? {
+                return Ok(Accepted::Duplicate);
+            }
+            let mut batch = Batch::new();
+            let event = self.stage(&mut batch, text, Screening::Pass)?;
+            self.store
+                .apply(batch)
+                .context("cannot store an inbound text")?;
+            event
+        };
         self.store.flush().await?;
-        self.wake.notify_one();
+        let seq = event.seq;
+        self.enqueue(event);
         Ok(Accepted::Stored(seq))
     }
 
@@ -222,7 +213,16 @@ impl Inbox {
     ///
     /// When the store cannot be read.
     pub fn pending(&self) -> anyhow::Result<Vec<InboxEvent>> {
-        read_all(&self.trees.inbox)
+        Ok(self.table.pending()?)
+    }
+
+    /// How many events are acknowledged and not yet processed.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn pending_len(&self) -> anyhow::Result<usize> {
+        Ok(self.table.pending_len()?)
     }
 
     /// Events that failed every attempt, oldest first.
@@ -231,48 +231,77 @@ impl Inbox {
     ///
     /// When the store cannot be read.
     pub fn dead_letters(&self) -> anyhow::Result<Vec<InboxEvent>> {
-        read_all(&self.trees.dead_letters)
+        Ok(self.table.dead_letters()?)
     }
 
     /// Moves dead letters (all, or the one with `seq`) back into the inbox with fresh attempts;
-    /// returns how many moved.
+    /// returns how many moved. They are processed when the workers next start (`smsflow dlq
+    /// replay` runs with the server stopped).
     ///
     /// # Errors
     ///
     /// When the store cannot be written.
     pub fn replay(&self, seq: Option<u64>) -> anyhow::Result<usize> {
         let now = self.clock.now_ms();
-        let mut moved = 0;
+        let mut batch = Batch::new();
+        let mut revived = Vec::new();
         for mut event in self.dead_letters()? {
             if seq.is_some_and(|wanted| wanted != event.seq) {
                 continue;
             }
             event.attempts = 0;
             event.next_attempt_ms = now;
-            let encoded = codec::encode(&event)?;
-            let key = event.seq.to_be_bytes();
-            (&self.trees.dead_letters, &self.trees.inbox)
-                .transaction(|(dead, inbox)| {
-                    dead.remove(&key)?;
-                    inbox.insert(&key, encoded.as_slice())?;
-                    Ok::<_, ConflictableTransactionError<()>>(())
-                })
-                .map_err(|error| anyhow!("cannot replay a dead letter: {error:?}"))?;
-            moved += 1;
+            self.table.revive_in(&mut batch, &event)?;
+            revived.push(event);
         }
+        self.store
+            .apply(batch)
+            .context("cannot replay dead letters")?;
         self.store.flush_sync()?;
-        Ok(moved)
+        Ok(revived.len())
     }
 
-    /// Processes events until the task is dropped: events whose attempt is due are dealt to
-    /// `lanes` workers by conversation, so one conversation's texts are handled in order while
-    /// different conversations run in parallel.
+    /// Processes events until the task is dropped: first those stored before the start, then
+    /// each as it is stored. They are dealt to `lanes` workers by conversation, so one
+    /// conversation's texts are handled in order while different conversations run in
+    /// parallel; a failed one waits for its retry in the dispatcher's schedule.
     pub async fn run(self: Arc<Self>, handler: Arc<dyn InboxHandler>) {
-        let lanes: Vec<mpsc::UnboundedSender<InboxEvent>> = (0..self.settings.lanes.max(1))
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        *self.sender.lock().unwrap_or_else(PoisonError::into_inner) = Some(sender);
+        let lanes = self.spawn_lanes(&handler);
+        let mut retries = Retries::default();
+        // Texts stored from now on come through the channel; those stored before are read
+        // from the store (a text stored meanwhile may come both ways: `Retries` keeps one).
+        match self.table.pending() {
+            Ok(stored) => stored.into_iter().for_each(|event| retries.recover(event)),
+            Err(error) => {
+                tracing::error!("inbox: cannot read the texts stored before the start: {error:#}");
+            }
+        }
+        loop {
+            for event in retries.due(self.clock.now_ms()) {
+                self.deal(&lanes, event);
+            }
+            let wait_ms = retries
+                .next_due()
+                .map_or(1000, |due| due.saturating_sub(self.clock.now_ms()))
+                .clamp(0, 1000);
+            let wait = Duration::from_millis(wait_ms.cast_unsigned());
+            if let Ok(Some(event)) = tokio::time::timeout(wait, receiver.recv()).await {
+                retries.push(event);
+            }
+        }
+    }
+
+    fn spawn_lanes(
+        self: &Arc<Self>,
+        handler: &Arc<dyn InboxHandler>,
+    ) -> Vec<mpsc::UnboundedSender<InboxEvent>> {
+        (0..self.settings.lanes.max(1))
             .map(|_| {
                 let (sender, mut receiver) = mpsc::unbounded_channel::<InboxEvent>();
-                let inbox = Arc::clone(&self);
-                let handler = Arc::clone(&handler);
+                let inbox = Arc::clone(self);
+                let handler = Arc::clone(handler);
                 tokio::spawn(async move {
                     while let Some(event) = receiver.recv().await {
                         inbox.process(&*handler, event).await;
@@ -280,66 +309,24 @@ impl Inbox {
                 });
                 sender
             })
-            .collect();
-        loop {
-            let next_due = match self.dispatch(&lanes) {
-                Ok(next_due) => next_due,
-                Err(error) => {
-                    tracing::error!("inbox: {error:#}");
-                    None
-                }
-            };
-            let wait_ms = next_due
-                .map_or(1000, |due| due.saturating_sub(self.clock.now_ms()))
-                .clamp(0, 1000);
-            let _ = tokio::time::timeout(
-                Duration::from_millis(wait_ms.cast_unsigned()),
-                self.wake.notified(),
-            )
-            .await;
-        }
+            .collect()
     }
 
-    /// Deals due events to the lanes; returns when the next waiting event is due.
-    fn dispatch(&self, lanes: &[mpsc::UnboundedSender<InboxEvent>]) -> anyhow::Result<Option<i64>> {
+    /// Hands `event` to its conversation's lane, unless the inbox is stopping (the text stays
+    /// stored for the next start).
+    fn deal(&self, lanes: &[mpsc::UnboundedSender<InboxEvent>], event: InboxEvent) {
         if self.stopping.load(Ordering::SeqCst) {
-            return Ok(None);
+            return;
         }
-        let now = self.clock.now_ms();
-        let mut next_due: Option<i64> = None;
-        for event in self.pending()? {
-            if event.next_attempt_ms > now {
-                next_due = Some(
-                    next_due.map_or(event.next_attempt_ms, |due| due.min(event.next_attempt_ms)),
-                );
-                continue;
-            }
-            if !self.lock_in_flight()?.insert(event.seq) {
-                continue;
-            }
-            // The listing may predate a lane finishing this event: read it again now that it is
-            // claimed, so a retried event is not dealt twice.
-            let fresh = self
-                .trees
-                .inbox
-                .get(event.seq.to_be_bytes())?
-                .map(|value| codec::decode::<InboxEvent>(&value))
-                .transpose()?;
-            let Some(event) = fresh.filter(|event| event.next_attempt_ms <= now) else {
-                self.lock_in_flight()?.remove(&event.seq);
-                continue;
-            };
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            (&event.to, &event.from).hash(&mut hasher);
-            let lane = usize::try_from(hasher.finish() % lanes.len() as u64).unwrap_or(0);
-            if let Some(sender) = lanes.get(lane) {
-                let seq = event.seq;
-                if sender.send(event).is_err() {
-                    self.lock_in_flight()?.remove(&seq);
-                }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&event.to, &event.from).hash(&mut hasher);
+        let lane = usize::try_from(hasher.finish() % lanes.len() as u64).unwrap_or(0);
+        if let Some(sender) = lanes.get(lane) {
+            self.in_flight.fetch_add(1, Ordering::SeqCst);
+            if sender.send(event).is_err() {
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
             }
         }
-        Ok(next_due)
     }
 
     /// Stops dealing events and waits (up to `grace`) for the ones being processed to finish;
@@ -349,7 +336,7 @@ impl Inbox {
         self.stopping.store(true, Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + grace;
         loop {
-            let running = self.lock_in_flight().map_or(0, |in_flight| in_flight.len());
+            let running = self.in_flight.load(Ordering::SeqCst);
             if running == 0 || tokio::time::Instant::now() >= deadline {
                 return running;
             }
@@ -357,101 +344,110 @@ impl Inbox {
         }
     }
 
-    fn lock_in_flight(&self) -> anyhow::Result<std::sync::MutexGuard<'_, HashSet<u64>>> {
-        self.in_flight
-            .lock()
-            .map_err(|_| anyhow!("inbox in-flight lock poisoned"))
-    }
-
-    async fn process(&self, handler: &dyn InboxHandler, mut event: InboxEvent) {
+    async fn process(&self, handler: &dyn InboxHandler, event: InboxEvent) {
         let seq = event.seq;
-        let key = seq.to_be_bytes();
-        let result = handler.handle(&event).await;
-        let outcome = match result {
-            // The turn is committed: if this removal is lost in a crash, the replay is
-            // recognised as processed and removed then.
-            Ok(()) => self
-                .trees
-                .inbox
-                .remove(key)
-                .map(drop)
-                .map_err(anyhow::Error::from),
-            Err(error) => {
-                event.attempts += 1;
-                event.last_error = Some(format!("{error:#}"));
-                if event.attempts >= self.settings.max_attempts {
-                    tracing::error!(
-                        seq,
-                        attempts = event.attempts,
-                        "inbound text dead-lettered: {error:#}"
-                    );
-                    self.dead_letter(&event)
-                } else {
-                    let backoff = crate::clock::backoff_ms(
-                        self.settings.first_backoff_ms,
-                        event.attempts,
-                        MAX_BACKOFF_MS,
-                    );
-                    tracing::warn!(
-                        seq,
-                        attempt = event.attempts,
-                        "inbound text failed, retrying in {backoff} ms: {error:#}"
-                    );
-                    event.next_attempt_ms = self.clock.now_ms().saturating_add(backoff);
-                    codec::encode(&event).and_then(|encoded| {
-                        self.trees.inbox.insert(key, encoded)?;
-                        Ok(())
-                    })
-                }
-            }
+        let outcome = match handler.handle(&event).await {
+            Ok(()) => self.finish(seq),
+            Err(error) => self.retry_or_bury(event, &error),
         };
         if let Err(error) = outcome {
             tracing::error!(seq, "inbox bookkeeping failed: {error:#}");
         }
-        if let Ok(mut in_flight) = self.lock_in_flight() {
-            in_flight.remove(&seq);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Removes a processed text's row, unless its handler already did in its own batch.
+    fn finish(&self, seq: u64) -> anyhow::Result<()> {
+        if self.table.contains(seq)? {
+            let mut batch = Batch::new();
+            self.table.remove_in(&mut batch, seq);
+            self.store.apply(batch)?;
         }
-        self.wake.notify_one();
+        Ok(())
     }
 
-    fn dead_letter(&self, event: &InboxEvent) -> anyhow::Result<()> {
-        let encoded = codec::encode(event)?;
-        let key = event.seq.to_be_bytes();
-        (&self.trees.inbox, &self.trees.dead_letters)
-            .transaction(|(inbox, dead)| {
-                inbox.remove(&key)?;
-                dead.insert(&key, encoded.as_slice())?;
-                Ok::<_, ConflictableTransactionError<()>>(())
-            })
-            .map_err(|error| anyhow!("cannot dead-letter an inbound text: {error:?}"))
+    /// Schedules a failed text's next attempt, or moves it to the dead letters after its last.
+    fn retry_or_bury(&self, mut event: InboxEvent, error: &anyhow::Error) -> anyhow::Result<()> {
+        let seq = event.seq;
+        event.attempts += 1;
+        event.last_error = Some(format!("{error:#}"));
+        let mut batch = Batch::new();
+        if event.attempts >= self.settings.max_attempts {
+            tracing::error!(
+                seq,
+                attempts = event.attempts,
+                "inbound text dead-lettered: {error:#}"
+            );
+            self.table.bury_in(&mut batch, &event)?;
+            return Ok(self.store.apply(batch)?);
+        }
+        let backoff = crate::clock::backoff_ms(
+            self.settings.first_backoff_ms,
+            event.attempts,
+            MAX_BACKOFF_MS,
+        );
+        tracing::warn!(
+            seq,
+            attempt = event.attempts,
+            "inbound text failed, retrying in {backoff} ms: {error:#}"
+        );
+        event.next_attempt_ms = self.clock.now_ms().saturating_add(backoff);
+        self.table.put_in(&mut batch, &event)?;
+        self.store.apply(batch)?;
+        self.enqueue(event);
+        Ok(())
     }
 }
 
-fn read_all(tree: &sled::Tree) -> anyhow::Result<Vec<InboxEvent>> {
-    tree.iter()
-        .values()
-        .map(|value| codec::decode(&value.context("cannot read the inbox")?))
-        .collect()
+/// Texts waiting for their (next) attempt, soonest first.
+#[derive(Default)]
+struct Retries {
+    heap: BinaryHeap<Reverse<(i64, u64)>>,
+    events: std::collections::HashMap<u64, InboxEvent>,
+    /// Texts read from the store at the start, at the attempt they were read at: the same
+    /// text arriving through the channel at that attempt is the same delivery.
+    recovered: std::collections::HashMap<u64, u32>,
 }
 
-fn seen_key(text: &InboundText) -> Vec<u8> {
-    format!("{}\0{}", text.provider, text.message_id).into_bytes()
-}
+impl Retries {
+    /// A text read from the store at the start.
+    fn recover(&mut self, event: InboxEvent) {
+        self.recovered.insert(event.seq, event.attempts);
+        self.schedule(event);
+    }
 
-impl InboxHandler for crate::flow::runtime::Runtime {
-    fn handle<'a>(&'a self, event: &'a InboxEvent) -> BoxFuture<'a, anyhow::Result<()>> {
-        Box::pin(async move {
-            let inbound = crate::flow::runtime::Inbound {
-                id: event.event_id(),
-                from: event.from.clone(),
-                to: event.to.clone(),
-                text: event.body.clone(),
-                screening: event.screening.clone(),
-            };
-            self.inbound(inbound)
-                .await
-                .map(drop)
-                .map_err(anyhow::Error::from)
-        })
+    /// A text from the channel: new, or back for a retry.
+    fn push(&mut self, event: InboxEvent) {
+        if self
+            .recovered
+            .remove(&event.seq)
+            .is_some_and(|attempts| attempts == event.attempts)
+        {
+            // The same delivery the store read found.
+            return;
+        }
+        self.schedule(event);
+    }
+
+    fn schedule(&mut self, event: InboxEvent) {
+        self.heap.push(Reverse((event.next_attempt_ms, event.seq)));
+        self.events.insert(event.seq, event);
+    }
+
+    /// The texts due at `now_ms`, oldest attempt first.
+    fn due(&mut self, now_ms: i64) -> Vec<InboxEvent> {
+        let mut due = Vec::new();
+        while let Some(Reverse((at, seq))) = self.heap.peek().copied() {
+            if at > now_ms {
+                break;
+            }
+            self.heap.pop();
+            due.extend(self.events.remove(&seq));
+        }
+        due
+    }
+
+    fn next_due(&self) -> Option<i64> {
+        self.heap.peek().map(|Reverse((at, _))| *at)
     }
 }

@@ -1,21 +1,40 @@
 //! smsflow: a two-way SMS workflow engine.
 //!
-//! One module per concern (see `DESIGN.md`): [`plugin`] hosts the sandboxed WebAssembly plugins,
-//! [`flow`] holds the flow language, its checks and the durable runtime, [`outbound`] is the
-//! outbox every text leaves through, [`server`] is `smsflow serve` and its operator API,
-//! [`config`] reads the operator's `smsflow.toml`, [`store`] owns the sled database, [`phone`]
-//! validates numbers, [`clock`] is the engine's notion of now, and [`cli`] is the command line.
+//! One module per concern (the architecture is in `DESIGN.md` at the repository's root):
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`engine`] | the composition root: builds everything from [`config::Config`] once |
+//! | [`server`] | the HTTP layer: routes by caller, the bearer layer, one error type |
+//! | [`ingress`] | provider webhooks (verify, parse) and the one accept pipeline |
+//! | [`inbox`] | the durable inbound queue, retries, dead letters |
+//! | [`compliance`] | keyword screening, the consent ledger, the send gate |
+//! | [`flow`] | the flow language, its checks, the runtime |
+//! | [`scenario`] | `smsflow test`: flow scenarios run in an engine built like the server's |
+//! | [`plugin`] | the wasmtime host, sandbox, grants |
+//! | [`outbound`] | the one send path, provider adapters, pacing |
+//! | [`events`] | event webhooks to the operator's systems |
+//! | [`store`] | every table, its key layout and codec; nothing else sees sled |
+//! | [`locks`] | one lock per conversation |
+//! | [`sms`], [`phone`], [`clock`] | neutral types: texts, segments, numbers, time |
+//! | [`config`], [`cli`] | `smsflow.toml` and the command line |
 
 pub mod cli;
 pub mod clock;
 pub mod compliance;
 pub mod config;
+pub mod engine;
 pub mod events;
 pub mod flow;
 pub mod inbox;
 pub mod ingress;
+pub mod locks;
 pub mod outbound;
 pub mod phone;
 pub mod plugin;
+pub mod scenario;
 pub mod server;
+pub mod sms;
 pub mod store;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;

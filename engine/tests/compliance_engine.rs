@@ -23,21 +23,23 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 
+use futures_util::future::BoxFuture;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use smsflow::clock::{ManualClock, SharedClock};
 use smsflow::compliance::ComplianceConfig;
-use smsflow::compliance::gate::{Gate, Origin};
+use smsflow::compliance::gate::Origin;
 use smsflow::compliance::ledger::{
     ALL_PROGRAMS, ConsentClass, ConsentEvent, ConsentRecord, ConsentSource, Ledger, NewConsent,
 };
+use smsflow::engine::EngineBuilder;
 use smsflow::flow::compile::compile;
-use smsflow::flow::runtime::{Inbound, Runtime, StartRequest};
-use smsflow::outbound::{
-    BoxFuture, Cleared, OutboundMessage, Outbox, OutboxSettings, Provider, Receipt, SendError,
-};
+use smsflow::flow::runtime::{Runtime, StartRequest};
+use smsflow::outbound::{Cleared, OutboundMessage, Provider, Receipt, SendError};
 use smsflow::plugin::{Grant, Manifest, PluginHost, PluginsConfig, World};
+use smsflow::sms::InboundText;
 use smsflow::store::Store;
+use smsflow::testing;
 
 mod support;
 
@@ -238,7 +240,7 @@ impl Provider for Recorder {
         "recorder"
     }
 
-    fn send<'a>(&'a self, message: &'a Cleared<'a>) -> BoxFuture<'a, Result<Receipt, SendError>> {
+    fn send<'a>(&'a self, message: &'a Cleared) -> BoxFuture<'a, Result<Receipt, SendError>> {
         self.sent.lock().unwrap().push(Delivered {
             to: message.to.clone(),
             body: message.body.clone(),
@@ -287,7 +289,7 @@ static SHARED: LazyLock<Shared> = LazyLock::new(|| {
         };
         let kv = Store::temporary().unwrap();
         let plugins = tokio.block_on(async {
-            let mut host = PluginHost::new(&config, kv.plugin_kv().unwrap(), plugin_clock).unwrap();
+            let mut host = PluginHost::new(&config, kv.tables().plugin_kv, plugin_clock).unwrap();
             for name in ["keyword-intents", "faq-replies"] {
                 let path = config.dir.join(format!("{name}.wasm"));
                 let manifest = Manifest::from_file(&Manifest::path_for(&path)).unwrap();
@@ -352,7 +354,8 @@ static SHARED: LazyLock<Shared> = LazyLock::new(|| {
 /// One engine on a fresh store, with its own clock.
 struct Engine {
     store: Store,
-    runtime: Runtime,
+    engine: smsflow::engine::Engine,
+    runtime: Arc<Runtime>,
     recorder: Arc<Recorder>,
     clock: Arc<ManualClock>,
 }
@@ -370,56 +373,73 @@ fn gate_decisions(engine: &Engine, totals: &mut BTreeMap<String, usize>) {
 fn messages(engine: &Engine) -> Vec<OutboundMessage> {
     engine
         .store
-        .trees()
-        .unwrap()
+        .tables()
         .outbox
-        .iter()
-        .map(|entry| smsflow::store::codec::decode(&entry.unwrap().1).unwrap())
+        .all()
+        .unwrap()
+        .into_iter()
+        .map(|(_, message)| message)
         .collect()
 }
 
-fn engine(start_ms: i64) -> Engine {
-    engine_on(Store::temporary().unwrap(), start_ms)
+async fn engine(start_ms: i64) -> Engine {
+    engine_on(Store::temporary().unwrap(), start_ms).await
 }
 
 /// An engine on `store`, which must be empty.
-fn engine_on(store: Store, start_ms: i64) -> Engine {
-    engine_with(store, start_ms, &ComplianceConfig::default())
+async fn engine_on(store: Store, start_ms: i64) -> Engine {
+    engine_with(store, start_ms, &ComplianceConfig::default()).await
 }
 
-/// An engine on `store` (empty) with the compliance policy `config`.
-fn engine_with(store: Store, start_ms: i64, config: &ComplianceConfig) -> Engine {
+/// An engine on `store` (empty) with the compliance policy `compliance`.
+async fn engine_with(store: Store, start_ms: i64, compliance: &ComplianceConfig) -> Engine {
     let shared = &*SHARED;
     let clock = Arc::new(ManualClock::new(start_ms));
-    let trees = store.trees().unwrap();
-    let gate = Gate::from_config(config, &BTreeMap::new(), &trees).unwrap();
     let recorder = Arc::new(Recorder {
         clock: Arc::clone(&clock),
         ledger: std::sync::OnceLock::new(),
         sent: Mutex::new(Vec::new()),
     });
+    let mut config = testing::config();
+    config.compliance = compliance.clone();
+    config.provider.max_attempts = 3;
     let shared_clock: SharedClock = clock.clone();
-    let outbox = Arc::new(Outbox::new(
-        trees,
-        recorder.clone(),
-        gate,
-        shared_clock.clone(),
-        OutboxSettings {
-            messages_per_second: 1_000_000.0,
-            max_attempts: 3,
-        },
-    ));
-    let runtime = Runtime::new(&store, Arc::clone(&shared.plugins), shared_clock, outbox).unwrap();
-    runtime.registry().install(shared.flows.clone()).unwrap();
+    let engine = EngineBuilder::from_config(&config)
+        .store(store.clone())
+        .clock(shared_clock)
+        .provider(recorder.clone())
+        .plugins(Arc::clone(&shared.plugins))
+        .flows(shared.flows.clone())
+        .build()
+        .await
+        .unwrap();
+    let runtime = Arc::clone(engine.runtime());
     recorder
         .ledger
         .set(runtime.compliance().ledger().clone())
         .unwrap();
     Engine {
         store,
+        engine,
         runtime,
         recorder,
         clock,
+    }
+}
+
+impl Engine {
+    /// An inbound text through the server's accept pipeline, then processed.
+    async fn receive(&self, provider: &'static str, message_id: &str, from: &str, text: &str) {
+        let inbound = InboundText {
+            provider,
+            message_id: message_id.to_owned(),
+            from: from.to_owned(),
+            to: OURS.to_owned(),
+            body: text.to_owned(),
+            num_media: 0,
+        };
+        self.engine.ingest().accept(inbound).await.unwrap();
+        self.engine.process_inbox().await.unwrap();
     }
 }
 
@@ -433,16 +453,9 @@ async fn apply(engine: &Engine, step: usize, action: &Action) {
         Action::Inbound { contact, text } => {
             let from = CONTACTS[*contact];
             let (text, _) = TEXTS[*text];
-            let id = format!("recorder:SM{step}");
-            let screening = runtime.screen_inbound(&id, from, OURS, text).await.unwrap();
-            let inbound = Inbound {
-                id,
-                from: from.to_owned(),
-                to: OURS.to_owned(),
-                text: text.to_owned(),
-                screening,
-            };
-            runtime.inbound(inbound).await.unwrap();
+            engine
+                .receive("recorder", &format!("SM{step}"), from, text)
+                .await;
         }
         Action::Start { contact, promo } => {
             // Refusals (a run already active) are part of the game.
@@ -487,7 +500,7 @@ async fn apply(engine: &Engine, step: usize, action: &Action) {
         Action::Advance { minutes } => clock.advance(minutes * MINUTE),
     }
     runtime.fire_due_timers().await.unwrap();
-    runtime.outbox().deliver_due().await.unwrap();
+    testing::deliver_all(engine.engine.outbox()).await.unwrap();
 }
 
 /// When a consent change happened: (time, ledger seq).
@@ -678,9 +691,9 @@ fn run_case(
     // One database per thread, erased between cases: creating one per case costs more than
     // the case.
     store.erase_temporary().unwrap();
-    let engine = engine_on(store.clone(), start_ms);
     let mut certain_opt_outs = Vec::new();
     tokio.block_on(async {
+        let engine = engine_on(store.clone(), start_ms).await;
         for (step, action) in actions.iter().enumerate() {
             if let Action::Inbound { contact, text } = action
                 && TEXTS[*text].1
@@ -791,25 +804,14 @@ impl Engine {
     }
 
     async fn text(&self, contact: &str, id: &str, text: &str) {
-        let screening = self
-            .runtime
-            .screen_inbound(id, contact, OURS, text)
-            .await
-            .unwrap();
-        let inbound = Inbound {
-            id: id.to_owned(),
-            from: contact.to_owned(),
-            to: OURS.to_owned(),
-            text: text.to_owned(),
-            screening,
-        };
-        self.runtime.inbound(inbound).await.unwrap();
+        let message_id = id.strip_prefix("recorder:").unwrap_or(id);
+        self.receive("recorder", message_id, contact, text).await;
         self.deliver().await;
     }
 
     async fn deliver(&self) {
         self.runtime.fire_due_timers().await.unwrap();
-        self.runtime.outbox().deliver_due().await.unwrap();
+        testing::deliver_all(self.engine.outbox()).await.unwrap();
     }
 
     async fn advance_to(&self, rfc3339: &str) {
@@ -853,7 +855,7 @@ fn consent(engine: &Engine, contact: &str, program: &str) {
 async fn a_number_in_two_zones_waits_for_the_later_morning() {
     // 208 is Boise (Mountain) and parts of Idaho on Pacific time: 08:30 in Boise is 07:30 in
     // the Pacific part, so the text waits for 08:00 Pacific.
-    let engine = engine(at("2026-03-03T15:30:00Z"));
+    let engine = engine(at("2026-03-03T15:30:00Z")).await;
     engine.start("+12085550103", "visit").await;
     let message = engine.last_message();
     let gate = message.gate.unwrap();
@@ -875,7 +877,7 @@ async fn a_number_in_two_zones_waits_for_the_later_morning() {
 
 #[tokio::test]
 async fn a_number_with_no_known_zone_fails_closed() {
-    let engine = engine(at("2026-03-03T17:00:00Z"));
+    let engine = engine(at("2026-03-03T17:00:00Z")).await;
     engine.start("+15555550105", "visit").await;
     let message = engine.last_message();
     let gate = message.gate.unwrap();
@@ -887,7 +889,7 @@ async fn a_number_with_no_known_zone_fails_closed() {
 #[tokio::test]
 async fn the_window_opens_at_eight_local_on_both_daylight_saving_days() {
     // Spring forward (2026-03-08): 08:00 EDT is 12:00 UTC, not 13:00.
-    let engine = engine(at("2026-03-08T11:59:00Z"));
+    let engine = engine(at("2026-03-08T11:59:00Z")).await;
     engine.start("+12125550100", "visit").await;
     assert_eq!(
         engine.last_message().gate.unwrap().until.as_deref(),
@@ -905,7 +907,7 @@ async fn the_window_opens_at_eight_local_on_both_daylight_saving_days() {
 }
 
 async fn engine_at_fall_back() -> Engine {
-    let engine = engine(at("2026-11-01T12:30:00Z"));
+    let engine = engine(at("2026-11-01T12:30:00Z")).await;
     engine.start("+12125550100", "visit").await;
     engine
 }
@@ -913,7 +915,7 @@ async fn engine_at_fall_back() -> Engine {
 #[tokio::test]
 async fn texas_sundays_start_at_noon() {
     // 2026-03-01 is a Sunday; 11:59 in Austin (CST) is 17:59 UTC.
-    let engine = engine(at("2026-03-01T17:59:00Z"));
+    let engine = engine(at("2026-03-01T17:59:00Z")).await;
     engine.start("+15125550102", "visit").await;
     assert_eq!(
         engine.last_message().gate.unwrap().until.as_deref(),
@@ -925,14 +927,14 @@ async fn texas_sundays_start_at_noon() {
 }
 
 async fn engine_at_noon_monday() -> Engine {
-    let engine = engine(at("2026-03-02T17:59:00Z"));
+    let engine = engine(at("2026-03-02T17:59:00Z")).await;
     engine.start("+15125550102", "visit").await;
     engine
 }
 
 #[tokio::test]
 async fn stop_variants_opt_out_once_and_only_once_confirmed() {
-    let engine = engine(at("2026-03-03T17:00:00Z"));
+    let engine = engine(at("2026-03-03T17:00:00Z")).await;
     let contact = "+12125550100";
     engine.start(contact, "visit").await;
     engine.text(contact, "recorder:SM1", "ＳＴＯＰ 🛑").await;
@@ -958,7 +960,7 @@ async fn stop_variants_opt_out_once_and_only_once_confirmed() {
 
 #[tokio::test]
 async fn a_plugin_draft_goes_only_to_the_contact_and_through_the_gate() {
-    let engine = engine(at("2026-03-03T17:00:00Z"));
+    let engine = engine(at("2026-03-03T17:00:00Z")).await;
     let contact = "+12125550100";
     engine.start(contact, "visit").await;
     // faq-replies drafts an answer naming another number: the draft has no recipient of its
@@ -988,7 +990,7 @@ async fn a_plugin_draft_goes_only_to_the_contact_and_through_the_gate() {
 
 #[tokio::test]
 async fn an_agent_reply_to_an_opted_out_number_is_blocked() {
-    let engine = engine(at("2026-03-03T17:00:00Z"));
+    let engine = engine(at("2026-03-03T17:00:00Z")).await;
     let contact = "+12125550100";
     engine.start(contact, "visit").await;
     engine
@@ -1014,7 +1016,7 @@ async fn an_agent_reply_to_an_opted_out_number_is_blocked() {
 
 #[tokio::test]
 async fn content_rules_name_the_brand_first_and_cap_the_length() {
-    let engine = engine(at("2026-03-03T17:00:00Z"));
+    let engine = engine(at("2026-03-03T17:00:00Z")).await;
     let contact = "+12125550100";
     engine.start(contact, "visit").await;
     // The first text already names the brand and STOP: unchanged.
@@ -1037,7 +1039,7 @@ async fn content_rules_name_the_brand_first_and_cap_the_length() {
 
 #[tokio::test]
 async fn marketing_needs_consent_and_florida_allows_three_on_one_subject() {
-    let engine = engine(at("2026-03-03T15:00:00Z"));
+    let engine = engine(at("2026-03-03T15:00:00Z")).await;
     let contact = "+13055550101";
     engine.start(contact, "promo").await;
     let gate = engine.last_message().gate.unwrap();
@@ -1062,7 +1064,7 @@ async fn marketing_needs_consent_and_florida_allows_three_on_one_subject() {
 
 #[tokio::test]
 async fn the_loop_guard_stops_a_text_repeated_in_minutes() {
-    let engine = engine(at("2026-03-03T17:00:00Z"));
+    let engine = engine(at("2026-03-03T17:00:00Z")).await;
     let contact = "+12125550100";
     engine.start(contact, "visit").await;
     for _ in 0..3 {
@@ -1085,7 +1087,7 @@ async fn a_revocation_classifier_can_only_make_the_host_more_careful() {
         ..ComplianceConfig::default()
     };
     let now = at("2026-03-03T17:00:00Z");
-    let engine = engine_with(Store::temporary().unwrap(), now, &config("always-stop"));
+    let engine = engine_with(Store::temporary().unwrap(), now, &config("always-stop")).await;
     // The rules were unsure; with the plugin agreeing it is an opt-out.
     engine.start("+12125550100", "visit").await;
     engine
@@ -1110,7 +1112,7 @@ async fn a_revocation_classifier_can_only_make_the_host_more_careful() {
     );
 
     // A plugin that traps changes nothing: the text goes to the flow, STOP still works.
-    let engine = engine_with(Store::temporary().unwrap(), now, &config("trapping"));
+    let engine = engine_with(Store::temporary().unwrap(), now, &config("trapping")).await;
     engine.start("+12125550100", "visit").await;
     engine.text("+12125550100", "recorder:SM1", "YES").await;
     assert_eq!(

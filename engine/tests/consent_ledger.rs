@@ -12,14 +12,15 @@ use smsflow::compliance::ledger::{
     ALL_PROGRAMS, ConsentClass, ConsentEvent, ConsentRecord, ConsentSource, ConsentState,
     GENESIS_HASH, Ledger, LedgerError, NewConsent,
 };
-use smsflow::store::{Store, codec};
+use smsflow::store::Store;
+use smsflow::store::consent::ConsentLedger;
 
 const ALICE: &str = "+12120001111";
 const BOB: &str = "+12120002222";
 
 fn open(dir: &Path) -> (Store, Ledger) {
     let store = Store::open(&dir.join("db")).unwrap();
-    let ledger = Ledger::new(store.trees().unwrap().consent_ledger);
+    let ledger = Ledger::new(store.tables().consent);
     (store, ledger)
 }
 
@@ -72,17 +73,13 @@ fn append_five(ledger: &Ledger) -> Vec<ConsentRecord> {
     .collect()
 }
 
-fn key(seq: u64) -> [u8; 8] {
-    seq.to_be_bytes()
+fn stored(tree: &ConsentLedger, seq: u64) -> ConsentRecord {
+    tree.get(seq).unwrap().unwrap()
 }
 
-fn stored(tree: &sled::Tree, seq: u64) -> ConsentRecord {
-    codec::decode(&tree.get(key(seq)).unwrap().unwrap()).unwrap()
-}
-
-fn store_raw(tree: &sled::Tree, record: &ConsentRecord) {
-    tree.insert(key(record.seq), codec::encode(record).unwrap())
-        .unwrap();
+/// Writes `record` under its own seq as it is, bypassing the chain.
+fn store_raw(tree: &ConsentLedger, record: &ConsentRecord) {
+    tree.overwrite_for_tests(record.seq, record).unwrap();
 }
 
 #[test]
@@ -136,8 +133,8 @@ fn appends_form_a_chain() {
     assert_eq!(stored(&tree, 3), records[2]);
 }
 
-fn open_tree(store: &Store) -> sled::Tree {
-    store.trees().unwrap().consent_ledger
+fn open_tree(store: &Store) -> ConsentLedger {
+    store.tables().consent
 }
 
 #[test]
@@ -219,8 +216,7 @@ fn removed_or_misplaced_records_are_detected() {
 
     // A record stored under another key.
     let third = stored(&tree, 3);
-    tree.insert(key(3), codec::encode(&stored(&tree, 2)).unwrap())
-        .unwrap();
+    tree.overwrite_for_tests(3, &stored(&tree, 2)).unwrap();
     assert!(matches!(
         ledger.verify().unwrap_err(),
         LedgerError::KeyMismatch { key: 3, seq: 2 }
@@ -229,7 +225,7 @@ fn removed_or_misplaced_records_are_detected() {
     assert_eq!(ledger.verify().unwrap(), 5);
 
     // A record that does not decode.
-    tree.insert(key(3), b"\x01{not json".to_vec()).unwrap();
+    tree.overwrite_raw_for_tests(3, b"\x01{not json").unwrap();
     assert!(matches!(
         ledger.verify().unwrap_err(),
         LedgerError::Undecodable { seq: 3, .. }
@@ -237,7 +233,7 @@ fn removed_or_misplaced_records_are_detected() {
     store_raw(&tree, &third);
 
     // A record removed from the middle.
-    tree.remove(key(3)).unwrap();
+    tree.remove_for_tests(3).unwrap();
     let error = ledger.verify().unwrap_err();
     assert!(
         matches!(
@@ -253,7 +249,7 @@ fn removed_or_misplaced_records_are_detected() {
 
     // Removing the first record is a gap too.
     store_raw(&tree, &third);
-    tree.remove(key(1)).unwrap();
+    tree.remove_for_tests(1).unwrap();
     assert!(matches!(
         ledger.verify().unwrap_err(),
         LedgerError::OutOfSequence {

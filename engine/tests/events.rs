@@ -126,7 +126,7 @@ fn endpoint(url: String, events: &[&str]) -> WebhookEndpoint {
     WebhookEndpoint {
         url,
         secret: SECRET.to_owned(),
-        events: events.iter().map(|&kind| kind.to_owned()).collect(),
+        events: events.iter().map(|&kind| kind.parse().unwrap()).collect(),
     }
 }
 
@@ -149,7 +149,7 @@ async fn wait_until(what: &str, ready: impl Fn() -> bool) {
 #[test]
 fn body_is_type_timestamp_data() {
     let event = Event {
-        kind: "conversion".to_owned(),
+        kind: smsflow::events::EventKind::Conversion,
         data: json!({"contact": "+12125550100", "value": 3}),
         at_ms: 1_700_000_000_123,
     };
@@ -179,7 +179,9 @@ async fn one_event_is_posted_once_and_signed() {
     );
     let data =
         json!({"contact": "+12125550100", "queue": "support", "reason": "asked for a human"});
-    events.emit("conversation.handoff", data.clone()).unwrap();
+    events
+        .emit("conversation.handoff".parse().unwrap(), data.clone())
+        .unwrap();
     store.flush().await.unwrap();
     let queued = events.pending().unwrap();
     assert_eq!(queued.len(), 1);
@@ -230,7 +232,7 @@ async fn endpoints_get_only_the_kinds_they_subscribe_to() {
 
     events
         .emit(
-            "message.received",
+            "message.received".parse().unwrap(),
             json!({"from": "+12125550100", "body": "hi"}),
         )
         .unwrap();
@@ -242,7 +244,10 @@ async fn endpoints_get_only_the_kinds_they_subscribe_to() {
     assert_eq!(paths, ["/everything"]);
 
     events
-        .emit("contact.opted_out", json!({"contact": "+12125550100"}))
+        .emit(
+            "contact.opted_out".parse().unwrap(),
+            json!({"contact": "+12125550100"}),
+        )
         .unwrap();
     assert_eq!(events.pending().unwrap().len(), 2);
     assert_eq!(events.deliver_due().await.unwrap(), 2);
@@ -271,7 +276,9 @@ async fn endpoints_get_only_the_kinds_they_subscribe_to() {
         system_clock(),
     )
     .unwrap();
-    picky.emit("message.status", json!({})).unwrap();
+    picky
+        .emit("message.status".parse().unwrap(), json!({}))
+        .unwrap();
     assert!(picky.pending().unwrap().is_empty());
 }
 
@@ -291,7 +298,10 @@ async fn retries_keep_the_webhook_id() {
     );
     let worker = tokio::spawn(Arc::clone(&events).run());
     events
-        .emit("message.received", json!({"from": "+12125550100"}))
+        .emit(
+            "message.received".parse().unwrap(),
+            json!({"from": "+12125550100"}),
+        )
         .unwrap();
     wait_until("three attempts", || {
         receiver.requests().len() >= 3 && events.pending().unwrap().is_empty()
@@ -330,7 +340,10 @@ async fn exhausted_schedule_dead_letters_then_replay() {
     .unwrap()
     .with_retry_schedule(vec![0, 1_000, 2_000]);
     events
-        .emit("conversion", json!({"contact": "+12125550100"}))
+        .emit(
+            "conversion".parse().unwrap(),
+            json!({"contact": "+12125550100"}),
+        )
         .unwrap();
 
     assert_eq!(events.deliver_due().await.unwrap(), 0);
@@ -403,7 +416,10 @@ async fn redirects_are_failures_not_followed() {
     .unwrap()
     .with_retry_schedule(vec![0, 0]);
     events
-        .emit("message.status", json!({"status": "delivered"}))
+        .emit(
+            "message.status".parse().unwrap(),
+            json!({"status": "delivered"}),
+        )
         .unwrap();
     assert_eq!(events.deliver_due().await.unwrap(), 0);
     let paths: Vec<String> = receiver.requests().into_iter().map(|r| r.path).collect();
@@ -424,7 +440,9 @@ async fn unreachable_endpoint_records_the_network_error() {
     let events = Events::new(&store, vec![endpoint(closed, &[])], system_clock())
         .unwrap()
         .with_retry_schedule(vec![0]);
-    events.emit("message.received", json!({})).unwrap();
+    events
+        .emit("message.received".parse().unwrap(), json!({}))
+        .unwrap();
     assert_eq!(events.deliver_due().await.unwrap(), 0);
     assert!(events.pending().unwrap().is_empty());
     let dead = events.dead_letters().unwrap();
@@ -443,7 +461,10 @@ async fn queued_events_survive_a_reopen() {
         let store = Store::open(&path).unwrap();
         let events = Events::new(&store, endpoints.clone(), system_clock()).unwrap();
         events
-            .emit("contact.opted_out", json!({"contact": "+12125550100"}))
+            .emit(
+                "contact.opted_out".parse().unwrap(),
+                json!({"contact": "+12125550100"}),
+            )
             .unwrap();
         store.flush().await.unwrap();
         events.pending().unwrap()[0].msg_id.clone()

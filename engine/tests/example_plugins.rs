@@ -38,7 +38,7 @@ async fn host_with(grants_toml: &str) -> (PluginHost, Store) {
     config.cache_dir = Some(repository().join("target/plugin-cache"));
     let store = Store::temporary().unwrap();
     let mut host =
-        PluginHost::new(&config, store.plugin_kv().unwrap(), Arc::new(SystemClock)).unwrap();
+        PluginHost::new(&config, store.tables().plugin_kv, Arc::new(SystemClock)).unwrap();
     host.load_dir(&config).await.unwrap();
     (host, store)
 }

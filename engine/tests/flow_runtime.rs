@@ -6,17 +6,17 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
 use smsflow::clock::{ManualClock, SharedClock};
-use smsflow::compliance::gate::Gate;
+use smsflow::engine::EngineBuilder;
 use smsflow::flow::compile::compile;
 use smsflow::flow::conversation::Status;
 use smsflow::flow::runtime::{Inbound, Runtime, StartRequest};
-use smsflow::outbound::{BoxFuture, Cleared, Outbox, OutboxSettings, Provider, Receipt, SendError};
-use smsflow::plugin::{Grant, Manifest, PluginHost, PluginsConfig, World};
+use smsflow::plugin::{Grant, Manifest, PluginHost, World};
 use smsflow::store::Store;
+use smsflow::testing::{self, RecordingProvider};
 
 const OURS: &str = "+15550001000";
 const CONTACT: &str = "+12125550100";
@@ -64,50 +64,23 @@ type = "end"
 text = "This request has expired."
 "#;
 
-/// A provider that records what it was asked to send.
-#[derive(Debug, Default)]
-struct Recorder {
-    sent: Mutex<Vec<String>>,
-}
-
-impl Provider for Recorder {
-    fn name(&self) -> &'static str {
-        "recorder"
-    }
-
-    fn send<'a>(&'a self, message: &'a Cleared<'a>) -> BoxFuture<'a, Result<Receipt, SendError>> {
-        self.sent.lock().unwrap().push(message.body.clone());
-        Box::pin(async move {
-            Ok(Receipt {
-                provider_id: format!("rec-{}", message.id),
-            })
-        })
-    }
-}
-
 struct Engine {
-    runtime: Runtime,
+    engine: smsflow::engine::Engine,
+    runtime: Arc<Runtime>,
     clock: Arc<ManualClock>,
-    recorder: Arc<Recorder>,
-}
-
-fn repository() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    recorder: Arc<RecordingProvider>,
 }
 
 async fn engine(db: &Path, flow_source: &str, classifier: Option<&Path>) -> Engine {
     let store = Store::open(db).unwrap();
     let clock = Arc::new(ManualClock::new(1_767_625_200_000));
     let shared: SharedClock = clock.clone();
-    let config = PluginsConfig {
-        dir: repository().join("target/plugins"),
-        cache_dir: Some(repository().join("target/plugin-cache")),
-        ..PluginsConfig::default()
-    };
-    let mut host = PluginHost::new(&config, store.plugin_kv().unwrap(), shared.clone()).unwrap();
+    let config = testing::config();
+    let mut host =
+        PluginHost::new(&config.plugins, store.tables().plugin_kv, shared.clone()).unwrap();
     match classifier {
         None => {
-            let path = config.dir.join("keyword-intents.wasm");
+            let path = config.plugins.dir.join("keyword-intents.wasm");
             let manifest = Manifest::from_file(&Manifest::path_for(&path)).unwrap();
             host.load(&path, manifest, &Grant::default()).await.unwrap();
         }
@@ -122,24 +95,20 @@ async fn engine(db: &Path, flow_source: &str, classifier: Option<&Path>) -> Engi
             host.load(path, manifest, &Grant::default()).await.unwrap();
         }
     }
-    let recorder = Arc::new(Recorder::default());
-    let trees = store.trees().unwrap();
-    let gate = Gate::with_defaults(&trees).unwrap();
-    let outbox = Arc::new(Outbox::new(
-        trees,
-        recorder.clone(),
-        gate,
-        shared.clone(),
-        OutboxSettings {
-            messages_per_second: 1000.0,
-            ..OutboxSettings::default()
-        },
-    ));
-    let runtime = Runtime::new(&store, Arc::new(host), shared, outbox).unwrap();
+    let recorder = Arc::new(RecordingProvider::default());
     let flow = compile(Path::new("confirm.toml"), flow_source).unwrap();
-    runtime.registry().install(vec![flow]).unwrap();
+    let engine = EngineBuilder::from_config(&config)
+        .store(store)
+        .clock(shared)
+        .provider(recorder.clone())
+        .plugins(Arc::new(host))
+        .flows(vec![flow])
+        .build()
+        .await
+        .unwrap();
     Engine {
-        runtime,
+        runtime: Arc::clone(engine.runtime()),
+        engine,
         clock,
         recorder,
     }
@@ -162,6 +131,7 @@ fn reply(id: &str, text: &str) -> Inbound {
         to: OURS.into(),
         text: text.into(),
         screening: Default::default(),
+        inbox_seq: None,
     }
 }
 
@@ -246,14 +216,16 @@ async fn a_restart_between_the_reply_and_the_send_sends_each_text_once() {
         engine.runtime.start(start()).await.unwrap();
         engine.runtime.inbound(reply("SM1", "Yes")).await.unwrap();
         // The engine stops here: both texts are queued, none handed to the provider.
-        assert!(engine.recorder.sent.lock().unwrap().is_empty());
+        assert!(engine.recorder.sent().is_empty());
+        engine.engine.store().flush().await.unwrap();
     }
     let engine = engine(&db, FLOW, None).await;
-    assert_eq!(engine.runtime.outbox().deliver_due().await.unwrap(), 2);
-    assert_eq!(engine.runtime.outbox().deliver_due().await.unwrap(), 0);
+    let outbox = engine.engine.outbox();
+    assert_eq!(testing::deliver_all(outbox).await.unwrap(), 2);
+    assert_eq!(testing::deliver_all(outbox).await.unwrap(), 0);
     // The gate adds the opt-out wording to the program's first text.
     assert_eq!(
-        *engine.recorder.sent.lock().unwrap(),
+        engine.recorder.bodies_to(CONTACT),
         ["Reply YES to confirm. Reply STOP to opt out.", "Thanks!"]
     );
     // The conversation state survived too, and a replay of the reply is recognised.

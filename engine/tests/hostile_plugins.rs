@@ -33,7 +33,7 @@ impl Harness {
             ..PluginsConfig::default()
         };
         let host =
-            PluginHost::new(&config, store.plugin_kv().unwrap(), Arc::new(SystemClock)).unwrap();
+            PluginHost::new(&config, store.tables().plugin_kv, Arc::new(SystemClock)).unwrap();
         Self {
             host,
             dir,

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::future::BoxFuture;
 use smsflow::clock::{SharedClock, SystemClock};
 use smsflow::inbox::{Accepted, Inbox, InboxEvent, InboxHandler, InboxSettings};
 use smsflow::ingress::InboundText;
-use smsflow::outbound::BoxFuture;
 use smsflow::store::Store;
 
 fn text(id: &str, from: &str) -> InboundText {
@@ -58,7 +58,7 @@ fn settings(max_attempts: u32) -> InboxSettings {
 
 fn inbox(store: &Store, max_attempts: u32) -> Arc<Inbox> {
     let clock: SharedClock = Arc::new(SystemClock);
-    Arc::new(Inbox::new(store, clock, settings(max_attempts)).unwrap())
+    Arc::new(Inbox::new(store, clock, settings(max_attempts)))
 }
 
 async fn wait_until(what: &str, ready: impl Fn() -> bool) {

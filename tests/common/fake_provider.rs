@@ -57,10 +57,11 @@ pub struct Sent {
     pub from: String,
     pub body: String,
     pub status_callback: Option<String>,
+    /// When the fake took it.
+    pub at: jiff::Timestamp,
 }
 
 /// The provider, the order API and the event-webhook receiver, on one loopback server.
-#[derive(Default)]
 pub struct Fake {
     /// Every Twilio send request, accepted or not.
     pub attempts: Mutex<Vec<Sent>>,
@@ -76,6 +77,31 @@ pub struct Fake {
     pub order_requests: AtomicU32,
     /// Event webhooks received: (webhook-id, webhook-timestamp, webhook-signature, body).
     pub events: Mutex<Vec<(String, String, String, String)>>,
+    /// Requests for Twilio's message list (the outbox looking up interrupted sends).
+    pub list_requests: AtomicU32,
+    /// Once this many texts are accepted, later ones are recorded as sent but their answer is
+    /// held while `hold_answers` is set: a crash of the server then leaves texts that Twilio has
+    /// and the server does not know it sent.
+    pub hold_answers_after: std::sync::atomic::AtomicUsize,
+    /// See `hold_answers_after`.
+    pub hold_answers: AtomicBool,
+}
+
+impl Default for Fake {
+    fn default() -> Self {
+        Self {
+            attempts: Mutex::default(),
+            sent: Mutex::default(),
+            fail_next: AtomicU32::default(),
+            opted_out: Mutex::default(),
+            stall_orders: AtomicBool::default(),
+            order_requests: AtomicU32::default(),
+            events: Mutex::default(),
+            list_requests: AtomicU32::default(),
+            hold_answers_after: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            hold_answers: AtomicBool::default(),
+        }
+    }
 }
 
 impl Fake {
@@ -124,6 +150,7 @@ async fn twilio_messages(
         from: form["From"].clone(),
         body: form["Body"].clone(),
         status_callback: form.get("StatusCallback").cloned(),
+        at: jiff::Timestamp::now(),
     };
     fake.attempts.lock().unwrap().push(text.clone());
     if fake
@@ -140,14 +167,54 @@ async fn twilio_messages(
         )
             .into_response();
     }
-    let mut sent = fake.sent.lock().unwrap();
-    sent.push(text);
-    let sid = format!("SM{:032}", sent.len());
+    let count = {
+        let mut sent = fake.sent.lock().unwrap();
+        sent.push(text);
+        sent.len()
+    };
+    if count > fake.hold_answers_after.load(Ordering::SeqCst) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while fake.hold_answers.load(Ordering::SeqCst) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let sid = format!("SM{count:032}");
     (
         StatusCode::CREATED,
         format!(r#"{{"sid": "{sid}", "status": "queued"}}"#),
     )
         .into_response()
+}
+
+/// Twilio's message list, filtered by `To` and `From` as the outbox's reconciliation asks.
+async fn twilio_list(
+    State(fake): State<Arc<Fake>>,
+    UrlPath(account): UrlPath<String>,
+    axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
+) -> axum::response::Response {
+    if account != ACCOUNT {
+        return (StatusCode::UNAUTHORIZED, r#"{"code": 20003}"#).into_response();
+    }
+    fake.list_requests.fetch_add(1, Ordering::SeqCst);
+    let messages: Vec<Value> = fake
+        .sent()
+        .iter()
+        .enumerate()
+        .filter(|(_, sent)| {
+            Some(&sent.to) == query.get("To") && Some(&sent.from) == query.get("From")
+        })
+        .map(|(index, sent)| {
+            let created = sent.at.to_zoned(jiff::tz::TimeZone::UTC);
+            json!({
+                "sid": format!("SM{:032}", index + 1),
+                "to": sent.to,
+                "from": sent.from,
+                "body": sent.body,
+                "date_created": jiff::fmt::rfc2822::to_string(&created).unwrap(),
+            })
+        })
+        .collect();
+    (StatusCode::OK, json!({ "messages": messages }).to_string()).into_response()
 }
 
 async fn telnyx_messages(
@@ -167,6 +234,7 @@ async fn telnyx_messages(
         from: request["from"].as_str().unwrap().to_owned(),
         body: request["text"].as_str().unwrap().to_owned(),
         status_callback: request["webhook_url"].as_str().map(str::to_owned),
+        at: jiff::Timestamp::now(),
     });
     let id = format!("40317{:08}", sent.len());
     (StatusCode::OK, format!(r#"{{"data": {{"id": "{id}"}}}}"#)).into_response()
@@ -216,7 +284,7 @@ async fn start_fake(fake: Arc<Fake>) -> String {
     let app = axum::Router::new()
         .route(
             "/2010-04-01/Accounts/{account}/Messages.json",
-            axum::routing::post(twilio_messages),
+            axum::routing::post(twilio_messages).get(twilio_list),
         )
         .route("/orders/{id}", axum::routing::get(order))
         .route("/events", axum::routing::post(event))

@@ -21,68 +21,26 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
 
-use super::caps::{CapCheck, SendLog, SentText};
+use super::caps::{self, CapCheck, SendLog, SentText, WINDOW_MS};
 use super::keywords;
-use super::ledger::{ALL_PROGRAMS, ConsentClass, ConsentEvent, ConsentState, Ledger};
+use super::ledger::{
+    ALL_PROGRAMS, Appending, ConsentClass, ConsentEvent, ConsentSource, ConsentState, Ledger,
+    NewConsent,
+};
 use super::quiet_hours::{self, QuietHours, WindowCheck};
 use super::{Compliance, UnknownZonePolicy};
-use crate::flow::template::segments;
-use crate::store::codec;
+use crate::sms::segments::segments;
+pub use crate::store::outbox::{GateRecord, Origin};
+use crate::store::send_log::ProgramContacts;
+use crate::store::suppressions::Suppressions;
+use crate::store::{Batch, Tables};
 
 /// How long after an opt-out its confirmation may still go.
 pub const CONFIRMATION_WINDOW_MS: i64 = 5 * 60 * 1000;
 
 /// The wording added to a program's first text when it lacks one.
 pub const OPT_OUT_WORDING: &str = "Reply STOP to opt out.";
-
-/// Who asked for a text: the gate's exemptions depend on it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Origin {
-    /// A flow's `send` step.
-    #[default]
-    Flow,
-    /// A reply-generator plugin's draft.
-    Draft,
-    /// A person in the agent inbox.
-    Agent,
-    /// The one confirmation of an opt-out.
-    OptOutConfirmation,
-    /// The confirmation of an opt-in (START).
-    OptInConfirmation,
-    /// The answer to HELP.
-    Help,
-    /// The question asked once about a possible revocation.
-    RevocationQuestion,
-}
-
-impl Origin {
-    /// The origin's name, as the API shows it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Flow => "flow",
-            Self::Draft => "draft",
-            Self::Agent => "agent",
-            Self::OptOutConfirmation => "opt_out_confirmation",
-            Self::OptInConfirmation => "opt_in_confirmation",
-            Self::Help => "help",
-            Self::RevocationQuestion => "revocation_question",
-        }
-    }
-
-    /// Whether the text answers the contact's own compliance keyword.
-    pub fn is_compliance_reply(self) -> bool {
-        matches!(
-            self,
-            Self::OptOutConfirmation
-                | Self::OptInConfirmation
-                | Self::Help
-                | Self::RevocationQuestion
-        )
-    }
-}
 
 /// What the gate needs to know about a text.
 #[derive(Debug, Clone, Copy)]
@@ -131,21 +89,6 @@ pub enum Decision {
     },
 }
 
-/// A gate decision as the audit trail and the conversation API show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GateRecord {
-    /// `sent`, `deferred` or `blocked`.
-    pub decision: String,
-    /// Why (absent for a plain send).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// For a deferral, when the text may go (RFC 3339, UTC).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub until: Option<String>,
-    /// When the gate decided (RFC 3339, UTC).
-    pub at: String,
-}
-
 impl GateRecord {
     /// The record of `decision`, taken at `now_ms`.
     pub fn of(decision: &Decision, now_ms: i64) -> Self {
@@ -180,28 +123,24 @@ pub struct Gate {
     compliance: Arc<Compliance>,
     quiet_hours: Arc<QuietHours>,
     send_log: SendLog,
-    program_contacts: sled::Tree,
-    suppressions: sled::Tree,
+    program_contacts: ProgramContacts,
+    suppressions: Suppressions,
 }
 
 impl Gate {
-    /// A gate over the store's compliance trees.
-    pub fn new(
-        compliance: Arc<Compliance>,
-        quiet_hours: Arc<QuietHours>,
-        trees: &crate::store::Trees,
-    ) -> Self {
+    /// A gate over the store's compliance tables.
+    pub fn new(compliance: Arc<Compliance>, quiet_hours: Arc<QuietHours>, tables: &Tables) -> Self {
         Self {
             compliance,
             quiet_hours,
-            send_log: SendLog::new(trees.send_log.clone()),
-            program_contacts: trees.program_contacts.clone(),
-            suppressions: trees.suppressions.clone(),
+            send_log: tables.send_log.clone(),
+            program_contacts: tables.program_contacts.clone(),
+            suppressions: tables.suppressions.clone(),
         }
     }
 
     /// The gate the operator configured: `config`'s policy (and its quiet-hours pack, if it
-    /// names one) for `programs`, over the store's trees.
+    /// names one) for `programs`, over the store's tables.
     ///
     /// # Errors
     ///
@@ -209,7 +148,7 @@ impl Gate {
     pub fn from_config(
         config: &super::ComplianceConfig,
         programs: &std::collections::BTreeMap<String, super::ProgramConfig>,
-        trees: &crate::store::Trees,
+        tables: &Tables,
     ) -> anyhow::Result<Self> {
         let quiet_hours = match &config.quiet_hours_pack {
             Some(path) => {
@@ -222,12 +161,12 @@ impl Gate {
         let compliance = Compliance::new(
             config.clone(),
             programs.clone(),
-            Ledger::new(trees.consent_ledger.clone()),
+            Ledger::new(tables.consent.clone()),
         );
         Ok(Self::new(
             Arc::new(compliance),
             Arc::new(quiet_hours),
-            trees,
+            tables,
         ))
     }
 
@@ -236,11 +175,11 @@ impl Gate {
     /// # Errors
     ///
     /// Never in practice: the built-in policy is valid.
-    pub fn with_defaults(trees: &crate::store::Trees) -> anyhow::Result<Self> {
+    pub fn with_defaults(tables: &Tables) -> anyhow::Result<Self> {
         Self::from_config(
             &super::ComplianceConfig::default(),
             &std::collections::BTreeMap::new(),
-            trees,
+            tables,
         )
     }
 
@@ -309,7 +248,8 @@ impl Gate {
             &body,
         );
         let states: Vec<&str> = area_state.into_iter().chain(address_state).collect();
-        let caps = self.send_log.check(&config.caps, text.to, &sent, &states)?;
+        let recent = self.send_log.since(text.to, now_ms - WINDOW_MS + 1)?;
+        let caps = caps::check(&config.caps, &recent, &sent, &states);
         if let CapCheck::Loop { reason } = caps {
             return block(reason);
         }
@@ -394,12 +334,7 @@ impl Gate {
         let Some(program) = text.program else {
             return unchanged();
         };
-        if text.origin.is_compliance_reply()
-            || self
-                .program_contacts
-                .contains_key(program_contact_key(text.to, program))
-                .context("cannot read program contacts")?
-        {
+        if text.origin.is_compliance_reply() || self.program_contacts.contains(text.to, program)? {
             return unchanged();
         }
         let mut body = text.body.to_owned();
@@ -422,14 +357,16 @@ impl Gate {
         Ok((body, note))
     }
 
-    /// Records a text the provider took: the send log for caps, the program's first contact,
-    /// and the ledger's record of an opt-out confirmation.
+    /// Adds the record of a text the provider took to `batch`: the send log for caps, the
+    /// program's first contact, and the ledger's record of an opt-out confirmation.
     ///
     /// # Errors
     ///
-    /// When the store cannot be written.
-    pub fn record_sent(
+    /// When the store cannot be read or a record encoded.
+    pub fn record_sent_in(
         &self,
+        batch: &mut Batch,
+        ledger: &mut Appending<'_>,
         seq: u64,
         text: &Candidate<'_>,
         message_id: &str,
@@ -442,71 +379,72 @@ impl Gate {
             text.class == ConsentClass::Marketing,
             text.body,
         );
-        self.send_log.record(text.to, seq, &sent)?;
+        self.send_log
+            .record_in(batch, text.to, seq, &sent, now_ms - WINDOW_MS)?;
         if let Some(program) = text.program {
             self.program_contacts
-                .insert(
-                    program_contact_key(text.to, program),
-                    &codec::time_key(now_ms),
-                )
-                .context("cannot record a program's first text")?;
+                .put_in(batch, text.to, program, now_ms)?;
         }
         if text.origin == Origin::OptOutConfirmation {
-            self.ledger().append(super::ledger::NewConsent {
-                number: text.to.to_owned(),
-                program: text.program.unwrap_or(ALL_PROGRAMS).to_owned(),
-                class: text.class,
-                event: ConsentEvent::ConfirmationSent,
-                source: super::ledger::ConsentSource::Keyword {
-                    keyword: "CONFIRMATION".to_owned(),
-                    message_id: message_id.to_owned(),
+            ledger.append(
+                batch,
+                NewConsent {
+                    number: text.to.to_owned(),
+                    program: text.program.unwrap_or(ALL_PROGRAMS).to_owned(),
+                    class: text.class,
+                    event: ConsentEvent::ConfirmationSent,
+                    source: ConsentSource::Keyword {
+                        keyword: "CONFIRMATION".to_owned(),
+                        message_id: message_id.to_owned(),
+                    },
+                    disclosure: None,
+                    frequency: None,
+                    raw_text: Some(text.body.to_owned()),
+                    at_ms: now_ms,
                 },
-                disclosure: None,
-                frequency: None,
-                raw_text: Some(text.body.to_owned()),
-                at_ms: now_ms,
-            })?;
+            )?;
         }
         Ok(())
     }
 
     /// Whether the provider reported `number` as opted out.
     fn is_suppressed(&self, number: &str) -> anyhow::Result<bool> {
-        self.suppressions
-            .contains_key(number.as_bytes())
-            .context("cannot read suppressions")
+        Ok(self.suppressions.contains(number)?)
     }
 
-    /// Records a carrier-level opt-out (Twilio 21610): suppression and a ledger opt-out of
-    /// every program.
+    /// Adds a carrier-level opt-out (Twilio 21610) to `batch`: suppression and a ledger
+    /// opt-out of every program.
     ///
     /// # Errors
     ///
-    /// When the store cannot be written.
-    pub fn record_carrier_opt_out(
+    /// When a record cannot be encoded or the ledger's end read.
+    pub fn record_carrier_opt_out_in(
         &self,
+        batch: &mut Batch,
+        ledger: &mut Appending<'_>,
         number: &str,
         provider: &str,
         reason: &str,
         now_ms: i64,
     ) -> anyhow::Result<()> {
-        self.suppressions
-            .insert(number.as_bytes(), reason.as_bytes())
-            .context("cannot record a suppression")?;
-        self.ledger().append(super::ledger::NewConsent {
-            number: number.to_owned(),
-            program: ALL_PROGRAMS.to_owned(),
-            class: ConsentClass::Transactional,
-            event: ConsentEvent::OptOut,
-            source: super::ledger::ConsentSource::Provider {
-                provider: provider.to_owned(),
-                detail: reason.to_owned(),
+        self.suppressions.put_in(batch, number, reason)?;
+        ledger.append(
+            batch,
+            NewConsent {
+                number: number.to_owned(),
+                program: ALL_PROGRAMS.to_owned(),
+                class: ConsentClass::Transactional,
+                event: ConsentEvent::OptOut,
+                source: ConsentSource::Provider {
+                    provider: provider.to_owned(),
+                    detail: reason.to_owned(),
+                },
+                disclosure: None,
+                frequency: None,
+                raw_text: None,
+                at_ms: now_ms,
             },
-            disclosure: None,
-            frequency: None,
-            raw_text: None,
-            at_ms: now_ms,
-        })?;
+        )?;
         Ok(())
     }
 }
@@ -529,8 +467,4 @@ fn describe_program(program: Option<&str>) -> String {
         Some(program) => format!("program `{program}`"),
         None => "every program".to_owned(),
     }
-}
-
-fn program_contact_key(number: &str, program: &str) -> Vec<u8> {
-    format!("{number}\0{program}").into_bytes()
 }

@@ -1,9 +1,8 @@
 //! The consent ledger: an append-only, hash-chained record of every consent change, so each
 //! opt-in and opt-out can be proven later.
 //!
-//! Records live in the `consent_ledger` tree ([`crate::store::Trees::consent_ledger`]) under
-//! `<seq u64 BE>`, encoded with [`crate::store::codec`]. Sequence numbers start at 1 and have no
-//! gaps. Each record carries the hash of the one before it (`prev_hash`) and its own `hash`,
+//! Records live in the store's consent table ([`crate::store::consent`]) under `<seq u64 BE>`.
+//! Sequence numbers start at 1 and have no gaps. Each record carries the hash of the one before it (`prev_hash`) and its own `hash`,
 //! so altering, removing or reordering any record breaks the chain, which [`Ledger::verify`]
 //! reports by sequence number.
 //!
@@ -41,118 +40,22 @@
 //! digest) and comparing it later.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::MutexGuard;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::store::codec;
+use crate::store::consent::ChainState;
+pub use crate::store::consent::{
+    ALL_PROGRAMS, ConsentClass, ConsentEvent, ConsentLedger, ConsentRecord, ConsentSource,
+};
+use crate::store::{Batch, StoreError};
 
 /// The `prev_hash` of the first record: 64 zeros.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The program of an opt-out that covers every program (STOPALL).
-pub const ALL_PROGRAMS: &str = "*";
-
-/// What kind of messages a consent is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConsentClass {
-    /// Messages the contact's own actions trigger (codes, receipts, replies).
-    Transactional,
-    /// Promotional messages, which need express written consent.
-    Marketing,
-}
-
-impl ConsentClass {
-    /// The serde name: `transactional` or `marketing`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Transactional => "transactional",
-            Self::Marketing => "marketing",
-        }
-    }
-}
-
-/// What happened to a contact's consent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ConsentEvent {
-    /// The contact gave consent (START, a web form, an API call, an import).
-    OptIn,
-    /// The contact withdrew consent (STOP, STOPALL, a provider's opt-out report).
-    OptOut,
-    /// The contact asked for help; recorded, changes nothing.
-    Help,
-    /// The engine sent the opt-in confirmation text; recorded, changes nothing.
-    ConfirmationSent,
-}
-
-impl ConsentEvent {
-    /// The serde name: `opt_in`, `opt_out`, `help` or `confirmation_sent`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::OptIn => "opt_in",
-            Self::OptOut => "opt_out",
-            Self::Help => "help",
-            Self::ConfirmationSent => "confirmation_sent",
-        }
-    }
-}
-
-/// Where a consent change came from: the evidence for it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum ConsentSource {
-    /// An inbound text with a compliance keyword.
-    Keyword {
-        /// The keyword as recognised (`STOP`, `START`, `HELP`, …).
-        keyword: String,
-        /// The provider's id of the inbound message.
-        message_id: String,
-    },
-    /// A call to the operator API.
-    Api {
-        /// Who made the call, when known.
-        actor: Option<String>,
-    },
-    /// A web form the contact submitted.
-    WebForm {
-        /// The form's page.
-        url: String,
-        /// The submitter's IP address.
-        ip: String,
-        /// The submitter's browser.
-        user_agent: String,
-    },
-    /// A bulk import of consent collected elsewhere.
-    Import {
-        /// The import batch, to find its source file.
-        batch: String,
-    },
-    /// A report from the SMS provider (e.g. Twilio error 21610: the recipient replied STOP).
-    Provider {
-        /// The provider's name.
-        provider: String,
-        /// What the provider reported.
-        detail: String,
-    },
-}
-
 impl ConsentSource {
-    /// The serde tag: `keyword`, `api`, `web_form`, `import` or `provider`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Keyword { .. } => "keyword",
-            Self::Api { .. } => "api",
-            Self::WebForm { .. } => "web_form",
-            Self::Import { .. } => "import",
-            Self::Provider { .. } => "provider",
-        }
-    }
-
     /// The canonical JSON members (see the module documentation), unsorted.
     fn canonical_members(&self) -> Vec<(&'static str, Canon<'_>)> {
         let mut members = vec![("kind", Canon::Str(self.kind()))];
@@ -186,38 +89,6 @@ impl ConsentSource {
         }
         members
     }
-}
-
-/// One entry of the ledger, as stored and exported.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConsentRecord {
-    /// Position in the ledger: 1, 2, 3, … without gaps; also the record's key.
-    pub seq: u64,
-    /// The contact's number, as the caller gave it (E.164 by convention).
-    pub number: String,
-    /// The messaging program; [`ALL_PROGRAMS`] (`*`) for an opt-out from every program.
-    pub program: String,
-    /// Which kind of messages the change is about.
-    pub class: ConsentClass,
-    /// What happened.
-    pub event: ConsentEvent,
-    /// Where it came from.
-    pub source: ConsentSource,
-    /// The disclosure (terms) text the contact was shown, if any.
-    pub disclosure: Option<String>,
-    /// Lowercase hex SHA-256 of `disclosure`'s UTF-8, computed on append.
-    pub disclosure_sha256: Option<String>,
-    /// The message frequency promised ("up to 4 msgs/month").
-    pub frequency: Option<String>,
-    /// The inbound text, for keyword events.
-    pub raw_text: Option<String>,
-    /// When the change happened, milliseconds since the Unix epoch.
-    pub at_ms: i64,
-    /// The previous record's `hash`; [`GENESIS_HASH`] for the first.
-    pub prev_hash: String,
-    /// Lowercase hex SHA-256 over `prev_hash` and the canonical JSON of the other fields (see
-    /// the module documentation).
-    pub hash: String,
 }
 
 impl ConsentRecord {
@@ -361,8 +232,8 @@ pub enum ConsentState {
 #[non_exhaustive]
 pub enum LedgerError {
     /// The tree could not be read.
-    #[error("cannot read the consent ledger")]
-    Storage(#[from] sled::Error),
+    #[error("cannot read the consent ledger: {0}")]
+    Storage(#[from] StoreError),
     /// A key is not an 8-byte sequence number.
     #[error("consent ledger key {key} (hex) is not an 8-byte sequence number")]
     MalformedKey {
@@ -426,117 +297,44 @@ pub enum LedgerError {
     },
 }
 
-/// The consent ledger over its sled tree. Clones share the tree and the append lock; use one
-/// ledger (or clones of it) per tree.
+/// The consent ledger: appends chain each record onto the last, reads go through a per-number
+/// index. Clones share the store's chain state (see [`ChainState`]).
 #[derive(Clone, Debug)]
 pub struct Ledger {
-    tree: sled::Tree,
-    /// Serialises appends in this process, so writers do not race for the same sequence number.
-    append_lock: Arc<Mutex<()>>,
-    /// Each number's record seqs, built by one scan on first use and kept up to date by
-    /// [`Ledger::append`]: the send gate asks for a number's consent on every text, and must
-    /// not scan the whole ledger to answer.
-    by_number: Arc<Mutex<Option<SeqsByNumber>>>,
+    table: ConsentLedger,
 }
 
-/// Each number's record seqs, oldest first.
-type SeqsByNumber = HashMap<String, Vec<u64>>;
-
 impl Ledger {
-    /// A ledger over `tree` (normally [`crate::store::Trees::consent_ledger`]).
-    pub fn new(tree: sled::Tree) -> Self {
-        Self {
-            tree,
-            append_lock: Arc::default(),
-            by_number: Arc::default(),
-        }
+    /// The ledger over the store's consent table.
+    pub fn new(table: ConsentLedger) -> Self {
+        Self { table }
     }
 
-    /// Records `new` as the next record: seq is the last seq + 1 (1 for the first),
-    /// `prev_hash` the last record's hash, and `disclosure_sha256` and `hash` are computed.
-    /// Appends are serialised, and the record is inserted only if its seq is still free, so
-    /// the chain never forks even with several [`Ledger`]s over one tree.
-    ///
-    /// Does not flush: call [`crate::store::Store::flush`] before acknowledging the change.
+    /// Records `new` on its own, now (not flushed: call [`crate::store::Store::flush`] before
+    /// acknowledging the change). Use [`Ledger::appending`] to record in a caller's batch.
     ///
     /// # Errors
     ///
-    /// When `number` or `program` is empty, when the last record cannot be read or decoded
-    /// (nothing is appended to a chain whose end is unreadable), or when sled fails to write.
+    /// As [`Appending::append`], or when sled fails to write.
     pub fn append(&self, new: NewConsent) -> anyhow::Result<ConsentRecord> {
-        anyhow::ensure!(
-            !new.number.trim().is_empty(),
-            "a consent record needs a number"
-        );
-        anyhow::ensure!(
-            !new.program.trim().is_empty(),
-            "a consent record needs a program (`*` for all programs)"
-        );
-        // The tree stays consistent if a holder panicked: the insert below is atomic.
-        let _guard = self
-            .append_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let disclosure_sha256 = new.disclosure.as_deref().map(sha256_hex);
-        loop {
-            let (last_seq, prev_hash) = self.last_link()?;
-            let seq = last_seq
-                .checked_add(1)
-                .context("the consent ledger's sequence numbers are exhausted")?;
-            let mut record = ConsentRecord {
-                seq,
-                number: new.number.clone(),
-                program: new.program.clone(),
-                class: new.class,
-                event: new.event,
-                source: new.source.clone(),
-                disclosure: new.disclosure.clone(),
-                disclosure_sha256: disclosure_sha256.clone(),
-                frequency: new.frequency.clone(),
-                raw_text: new.raw_text.clone(),
-                at_ms: new.at_ms,
-                prev_hash,
-                hash: String::new(),
-            };
-            record.hash = record.compute_hash();
-            let bytes = codec::encode(&record)?;
-            let swapped = self
-                .tree
-                .compare_and_swap(seq.to_be_bytes(), None::<&[u8]>, Some(bytes))
-                .with_context(|| format!("cannot append consent record {seq}"))?;
-            if swapped.is_ok() {
-                if let Some(index) = self
-                    .by_number
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .as_mut()
-                {
-                    index.entry(record.number.clone()).or_default().push(seq);
-                }
-                return Ok(record);
-            }
-            // Another ledger over this tree took the seq first: chain onto its record instead.
-        }
+        let mut appending = self.appending();
+        let mut batch = Batch::new();
+        let record = appending.append(&mut batch, new)?;
+        self.table.apply_chained(batch)?;
+        appending.committed();
+        Ok(record)
     }
 
-    /// The last record's seq and hash, or `(0, GENESIS_HASH)` when the ledger is empty.
-    fn last_link(&self) -> anyhow::Result<(u64, String)> {
-        let Some((key, value)) = self
-            .tree
-            .last()
-            .context("cannot read the end of the consent ledger")?
-        else {
-            return Ok((0, GENESIS_HASH.to_owned()));
-        };
-        let seq = key_seq(&key).context("the consent ledger's last key is malformed")?;
-        let record: ConsentRecord =
-            codec::decode(&value).with_context(|| format!("cannot decode consent record {seq}"))?;
-        anyhow::ensure!(
-            record.seq == seq,
-            "consent record under key {seq} says it is seq {}",
-            record.seq
-        );
-        Ok((seq, record.hash))
+    /// Starts appending records to batches. Holds the chain's lock until the returned value is
+    /// dropped, so apply the batch before dropping it and call [`Appending::committed`] once it
+    /// is applied. Hold it only across synchronous work.
+    pub fn appending(&self) -> Appending<'_> {
+        Appending {
+            ledger: self,
+            chain: self.table.lock_chain(),
+            added: Vec::new(),
+            committed: false,
+        }
     }
 
     /// The last record's seq and hash, or `None` for an empty ledger. Keep it outside the
@@ -547,7 +345,7 @@ impl Ledger {
     ///
     /// When the last record cannot be read or decoded.
     pub fn head(&self) -> anyhow::Result<Option<(u64, String)>> {
-        let (seq, hash) = self.last_link()?;
+        let (seq, hash) = read_head(&self.table)?;
         Ok((seq > 0).then_some((seq, hash)))
     }
 
@@ -556,31 +354,21 @@ impl Ledger {
     ///
     /// # Errors
     ///
-    /// When the tree cannot be read or a record does not decode.
+    /// When the store cannot be read or a record does not decode.
     pub fn records_for(&self, number: &str) -> anyhow::Result<Vec<ConsentRecord>> {
         let seqs = {
-            let mut index = self
-                .by_number
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if index.is_none() {
-                let mut built = SeqsByNumber::new();
-                self.scan(|record| built.entry(record.number).or_default().push(record.seq))?;
-                *index = Some(built);
-            }
-            index
-                .as_ref()
-                .and_then(|index| index.get(number).cloned())
-                .unwrap_or_default()
+            let mut chain = self.table.lock_chain();
+            seqs_of(&self.table, &mut chain, number)?
         };
-        seqs.into_iter()
-            .map(|seq| {
-                let value = self
-                    .tree
-                    .get(seq.to_be_bytes())
-                    .context("cannot read the consent ledger")?
-                    .with_context(|| format!("consent record {seq} is missing"))?;
-                codec::decode(&value).with_context(|| format!("cannot decode consent record {seq}"))
+        self.read_records(&seqs)
+    }
+
+    fn read_records(&self, seqs: &[u64]) -> anyhow::Result<Vec<ConsentRecord>> {
+        seqs.iter()
+            .map(|&seq| {
+                self.table
+                    .get(seq)?
+                    .with_context(|| format!("consent record {seq} is missing"))
             })
             .collect()
     }
@@ -589,23 +377,12 @@ impl Ledger {
     ///
     /// # Errors
     ///
-    /// When the tree cannot be read or a record does not decode.
+    /// When the store cannot be read or a record does not decode.
     pub fn all(&self) -> anyhow::Result<Vec<ConsentRecord>> {
-        let mut records = Vec::new();
-        self.scan(|record| records.push(record))?;
-        Ok(records)
-    }
-
-    /// Calls `visit` with every record in seq order.
-    fn scan(&self, mut visit: impl FnMut(ConsentRecord)) -> anyhow::Result<()> {
-        for entry in &self.tree {
-            let (key, value) = entry.context("cannot read the consent ledger")?;
-            let seq = key_seq(&key).context("the consent ledger has a malformed key")?;
-            let record = codec::decode(&value)
-                .with_context(|| format!("cannot decode consent record {seq}"))?;
-            visit(record);
-        }
-        Ok(())
+        self.table
+            .walk()
+            .map(|(_, record)| record.map_err(anyhow::Error::from))
+            .collect()
     }
 
     /// Walks the whole chain and checks that keys run 1, 2, 3, … without gaps, every record
@@ -620,10 +397,14 @@ impl Ledger {
         let mut expected_seq: u64 = 1;
         let mut prev_hash = GENESIS_HASH.to_owned();
         let mut count = 0;
-        for entry in &self.tree {
-            let (key, value) = entry?;
-            let seq = key_seq(&key).ok_or_else(|| LedgerError::MalformedKey {
-                key: hex::encode(&key),
+        for (key, record) in self.table.walk() {
+            let seq = key.ok_or_else(|| match &record {
+                Err(StoreError::Corrupt { reason, .. }) => LedgerError::MalformedKey {
+                    key: reason.clone(),
+                },
+                _ => LedgerError::MalformedKey {
+                    key: "(unreadable)".to_owned(),
+                },
             })?;
             if seq != expected_seq {
                 return Err(LedgerError::OutOfSequence {
@@ -631,35 +412,11 @@ impl Ledger {
                     found: seq,
                 });
             }
-            let record: ConsentRecord =
-                codec::decode(&value).map_err(|error| LedgerError::Undecodable {
-                    seq,
-                    reason: format!("{error:#}"),
-                })?;
-            if record.seq != seq {
-                return Err(LedgerError::KeyMismatch {
-                    key: seq,
-                    seq: record.seq,
-                });
-            }
-            if record.disclosure_sha256 != record.disclosure.as_deref().map(sha256_hex) {
-                return Err(LedgerError::DisclosureMismatch { seq });
-            }
-            let computed = record.compute_hash();
-            if computed != record.hash {
-                return Err(LedgerError::HashMismatch {
-                    seq,
-                    stored: record.hash,
-                    computed,
-                });
-            }
-            if record.prev_hash != prev_hash {
-                return Err(LedgerError::BrokenLink {
-                    seq,
-                    prev_hash: record.prev_hash,
-                    expected: prev_hash,
-                });
-            }
+            let record = record.map_err(|error| match error {
+                StoreError::Corrupt { reason, .. } => LedgerError::Undecodable { seq, reason },
+                other => LedgerError::Storage(other),
+            })?;
+            check_record(seq, &record, &prev_hash)?;
             prev_hash = record.hash;
             expected_seq = seq.saturating_add(1);
             count += 1;
@@ -686,24 +443,7 @@ impl Ledger {
         program: &str,
         class: ConsentClass,
     ) -> anyhow::Result<ConsentState> {
-        let mut latest: Option<(i64, u64, ConsentEvent)> = None;
-        for record in self.records_for(number)? {
-            let applies = match record.event {
-                ConsentEvent::OptOut => record.program == program || record.program == ALL_PROGRAMS,
-                ConsentEvent::OptIn => record.program == program && record.class == class,
-                ConsentEvent::Help | ConsentEvent::ConfirmationSent => false,
-            };
-            let newer =
-                latest.is_none_or(|(at_ms, seq, _)| (record.at_ms, record.seq) > (at_ms, seq));
-            if applies && newer {
-                latest = Some((record.at_ms, record.seq, record.event));
-            }
-        }
-        Ok(match latest {
-            None => ConsentState::Unknown,
-            Some((since_ms, _, ConsentEvent::OptOut)) => ConsentState::OptedOut { since_ms },
-            Some((since_ms, _, _)) => ConsentState::OptedIn { since_ms },
-        })
+        Ok(state_of(&self.records_for(number)?, program, class))
     }
 
     /// The records for `number`, oldest first, as a pretty-printed JSON array of
@@ -763,6 +503,197 @@ impl Ledger {
     }
 }
 
+/// Appends to a caller's batches, holding the chain's lock (see [`Ledger::appending`]).
+pub struct Appending<'l> {
+    ledger: &'l Ledger,
+    chain: MutexGuard<'l, ChainState>,
+    /// Numbers and seqs appended, indexed once the batch is applied.
+    added: Vec<(String, u64)>,
+    committed: bool,
+}
+
+impl std::fmt::Debug for Appending<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Appending")
+            .field("added", &self.added)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Appending<'_> {
+    /// Adds `new` to `batch` as the next record: seq is the last seq + 1 (1 for the first),
+    /// `prev_hash` the last record's hash, and `disclosure_sha256` and `hash` are computed.
+    ///
+    /// # Errors
+    ///
+    /// When `number` or `program` is empty, or when the last record cannot be read or decoded
+    /// (nothing is appended to a chain whose end is unreadable).
+    pub fn append(&mut self, batch: &mut Batch, new: NewConsent) -> anyhow::Result<ConsentRecord> {
+        anyhow::ensure!(
+            !new.number.trim().is_empty(),
+            "a consent record needs a number"
+        );
+        anyhow::ensure!(
+            !new.program.trim().is_empty(),
+            "a consent record needs a program (`*` for all programs)"
+        );
+        let (last_seq, prev_hash) = match &self.chain.head {
+            Some(head) => head.clone(),
+            None => read_head(&self.ledger.table)?,
+        };
+        let seq = last_seq
+            .checked_add(1)
+            .context("the consent ledger's sequence numbers are exhausted")?;
+        let mut record = ConsentRecord {
+            seq,
+            disclosure_sha256: new.disclosure.as_deref().map(sha256_hex),
+            number: new.number,
+            program: new.program,
+            class: new.class,
+            event: new.event,
+            source: new.source,
+            disclosure: new.disclosure,
+            frequency: new.frequency,
+            raw_text: new.raw_text,
+            at_ms: new.at_ms,
+            prev_hash,
+            hash: String::new(),
+        };
+        record.hash = record.compute_hash();
+        self.ledger.table.put_in(batch, &record)?;
+        self.chain.head = Some((seq, record.hash.clone()));
+        self.added.push((record.number.clone(), seq));
+        Ok(record)
+    }
+
+    /// The records for `number` already in the ledger (not those appended here), oldest first.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or a record does not decode.
+    pub fn records_for(&mut self, number: &str) -> anyhow::Result<Vec<ConsentRecord>> {
+        let seqs = seqs_of(&self.ledger.table, &mut self.chain, number)?;
+        self.ledger.read_records(&seqs)
+    }
+
+    /// [`Ledger::state`], as the ledger stands before this append.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or a record does not decode.
+    pub fn state(
+        &mut self,
+        number: &str,
+        program: &str,
+        class: ConsentClass,
+    ) -> anyhow::Result<ConsentState> {
+        Ok(state_of(&self.records_for(number)?, program, class))
+    }
+
+    /// Call once the batch holding the appended records is applied: they join the index.
+    pub fn committed(mut self) {
+        if let Some(index) = self.chain.by_number.as_mut() {
+            for (number, seq) in self.added.drain(..) {
+                index.entry(number).or_default().push(seq);
+            }
+        }
+        self.committed = true;
+    }
+}
+
+impl Drop for Appending<'_> {
+    fn drop(&mut self) {
+        if !self.committed && !self.added.is_empty() {
+            // The batch was not applied: forget the head it advanced, so the next append
+            // chains onto what is really on disk.
+            self.chain.head = None;
+        }
+    }
+}
+
+/// The last record's seq and hash, or `(0, GENESIS_HASH)` when the ledger is empty.
+fn read_head(table: &ConsentLedger) -> anyhow::Result<(u64, String)> {
+    let Some(record) = table
+        .last()
+        .context("cannot read the end of the consent ledger")?
+    else {
+        return Ok((0, GENESIS_HASH.to_owned()));
+    };
+    Ok((record.seq, record.hash))
+}
+
+/// `number`'s record seqs, indexing the whole ledger on first use.
+fn seqs_of(
+    table: &ConsentLedger,
+    chain: &mut ChainState,
+    number: &str,
+) -> anyhow::Result<Vec<u64>> {
+    if chain.by_number.is_none() {
+        let mut built: HashMap<String, Vec<u64>> = HashMap::new();
+        for (_, record) in table.walk() {
+            let record = record.context("cannot index the consent ledger")?;
+            built.entry(record.number).or_default().push(record.seq);
+        }
+        chain.by_number = Some(built);
+    }
+    Ok(chain
+        .by_number
+        .as_ref()
+        .and_then(|index| index.get(number).cloned())
+        .unwrap_or_default())
+}
+
+/// A record's own checks in [`Ledger::verify`]: its seq, disclosure hash, hash and link.
+fn check_record(seq: u64, record: &ConsentRecord, prev_hash: &str) -> Result<(), LedgerError> {
+    if record.seq != seq {
+        return Err(LedgerError::KeyMismatch {
+            key: seq,
+            seq: record.seq,
+        });
+    }
+    if record.disclosure_sha256 != record.disclosure.as_deref().map(sha256_hex) {
+        return Err(LedgerError::DisclosureMismatch { seq });
+    }
+    let computed = record.compute_hash();
+    if computed != record.hash {
+        return Err(LedgerError::HashMismatch {
+            seq,
+            stored: record.hash.clone(),
+            computed,
+        });
+    }
+    if record.prev_hash != prev_hash {
+        return Err(LedgerError::BrokenLink {
+            seq,
+            prev_hash: record.prev_hash.clone(),
+            expected: prev_hash.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// The consent `records` (one number's, oldest first) give for `program` and `class`: see
+/// [`Ledger::state`].
+fn state_of(records: &[ConsentRecord], program: &str, class: ConsentClass) -> ConsentState {
+    let mut latest: Option<(i64, u64, ConsentEvent)> = None;
+    for record in records {
+        let applies = match record.event {
+            ConsentEvent::OptOut => record.program == program || record.program == ALL_PROGRAMS,
+            ConsentEvent::OptIn => record.program == program && record.class == class,
+            ConsentEvent::Help | ConsentEvent::ConfirmationSent => false,
+        };
+        let newer = latest.is_none_or(|(at_ms, seq, _)| (record.at_ms, record.seq) > (at_ms, seq));
+        if applies && newer {
+            latest = Some((record.at_ms, record.seq, record.event));
+        }
+    }
+    match latest {
+        None => ConsentState::Unknown,
+        Some((since_ms, _, ConsentEvent::OptOut)) => ConsentState::OptedOut { since_ms },
+        Some((since_ms, _, _)) => ConsentState::OptedIn { since_ms },
+    }
+}
+
 /// The columns of [`Ledger::export_csv`].
 pub const CSV_HEADER: [&str; 15] = [
     "seq",
@@ -800,10 +731,6 @@ fn write_csv_row(out: &mut String, fields: impl IntoIterator<Item = String>) {
 }
 
 /// The sequence number of an 8-byte big-endian key.
-fn key_seq(key: &[u8]) -> Option<u64> {
-    <[u8; 8]>::try_from(key).ok().map(u64::from_be_bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

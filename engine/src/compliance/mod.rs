@@ -4,19 +4,21 @@
 //!
 //! Two moments matter:
 //!
-//! - **Ingress.** [`Compliance::screen`] reads every inbound text before any flow or plugin
-//!   sees it, and records opt-outs and opt-ins in the ledger before the webhook is
-//!   acknowledged. Its [`Screening`] travels with the text through the inbox, so the runtime
+//! - **Ingress.** [`Screener`] (through [`Compliance::screen`]) reads every inbound text before
+//!   any flow or plugin sees it, under the conversation's lock, and records opt-outs and
+//!   opt-ins in the ledger in the same batch as the text, before the webhook is acknowledged. Its [`Screening`] travels with the text through the inbox, so the runtime
 //!   answers a STOP with one confirmation and never hands it to a flow.
 //! - **Send.** [`gate::Gate::decide`] runs inside `outbound`'s delivery loop, right before the
 //!   provider call, for every text whatever produced it (flow, plugin draft, agent, compliance
 //!   reply). See [`crate::outbound`] for why nothing can go around it.
 
 pub mod caps;
+pub mod evidence;
 pub mod gate;
 pub mod keywords;
 pub mod ledger;
 pub mod quiet_hours;
+mod screener;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,8 +28,12 @@ use serde::{Deserialize, Serialize};
 
 use self::keywords::{Confidence, KeywordAction, OptOutScope};
 use self::ledger::{
-    ALL_PROGRAMS, ConsentClass, ConsentEvent, ConsentSource, ConsentState, Ledger, NewConsent,
+    ALL_PROGRAMS, Appending, ConsentClass, ConsentEvent, ConsentSource, ConsentState, Ledger,
+    NewConsent,
 };
+pub use self::screener::{ConversationFacts, FactsSource, ScreenedText, Screener};
+use crate::store::Batch;
+pub use crate::store::inbox::Screening;
 
 /// The `[compliance]` section of `smsflow.toml`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -55,6 +61,11 @@ pub struct ComplianceConfig {
     /// The confidence `revocation_classifier` needs.
     #[serde(default = "default_revocation_min_confidence")]
     pub revocation_min_confidence: f32,
+    /// How long the webhook waits for `revocation_classifier`: it runs before the provider
+    /// hears 2xx, so it gets a short budget of its own rather than the plugin's full timeout.
+    /// A classifier that takes longer is heard as no (the built-in rules still apply).
+    #[serde(default = "default_revocation_timeout", with = "duration_serde")]
+    pub revocation_classifier_timeout: Duration,
     /// What to do with a number whose time zone is unknown: `block` (fail closed, the default)
     /// or `send` (treat it as inside the window).
     #[serde(default)]
@@ -93,6 +104,7 @@ impl Default for ComplianceConfig {
             revocation_classifier: None,
             revocation_intents: default_revocation_intents(),
             revocation_min_confidence: default_revocation_min_confidence(),
+            revocation_classifier_timeout: default_revocation_timeout(),
             unknown_time_zone: UnknownZonePolicy::default(),
             quiet_hours_pack: None,
             deferred_expiry: default_deferred_expiry(),
@@ -116,6 +128,12 @@ fn default_revocation_intents() -> Vec<String> {
 
 fn default_revocation_min_confidence() -> f32 {
     0.8
+}
+
+fn default_revocation_timeout() -> Duration {
+    // Twilio waits 15 s for a webhook answer; a keyword classifier answers in well under a
+    // millisecond (BENCHMARKS.md), so 300 ms only cuts off a plugin that is stuck.
+    Duration::from_millis(300)
 }
 
 fn default_deferred_expiry() -> Duration {
@@ -216,54 +234,6 @@ pub struct ProgramConfig {
     pub frequency: Option<String>,
 }
 
-/// What ingress decided about an inbound text, carried with it through the inbox.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Screening {
-    /// Nothing to do with consent: the flows handle it.
-    #[default]
-    Pass,
-    /// The contact opted out of `program` ([`ALL_PROGRAMS`] for all); `confirm` is false when
-    /// they already were, so a repeated STOP gets no second confirmation.
-    OptedOut {
-        /// The program, or `*`.
-        program: String,
-        /// The keyword or phrase that did it.
-        keyword: String,
-        /// Whether to send the one confirmation.
-        confirm: bool,
-    },
-    /// HELP: answer with the program's help text.
-    Help {
-        /// The conversation's program, when there is one.
-        program: Option<String>,
-    },
-    /// An opted-out contact opted back in to `program`.
-    OptedIn {
-        /// The program.
-        program: String,
-    },
-    /// The text may be a revocation: ask once.
-    AskRevocation {
-        /// The conversation's program, when there is one.
-        program: Option<String>,
-    },
-}
-
-impl Screening {
-    /// The program the answer speaks for: the one opted out of or into, or the
-    /// conversation's; `None` for all programs or none.
-    pub fn program(&self) -> Option<&str> {
-        match self {
-            Self::OptedOut { program, .. } | Self::OptedIn { program } => {
-                Some(program.as_str()).filter(|program| *program != ALL_PROGRAMS)
-            }
-            Self::Help { program } | Self::AskRevocation { program } => program.as_deref(),
-            Self::Pass => None,
-        }
-    }
-}
-
 /// What [`Compliance::screen`] needs to know about an inbound text.
 #[derive(Debug, Clone)]
 pub struct InboundFacts<'a> {
@@ -324,17 +294,23 @@ impl Compliance {
         self.programs.get(program)
     }
 
-    /// Decides what an inbound text means for consent and records opt-outs and opt-ins in the
-    /// ledger. The caller flushes the store before acknowledging the webhook. Screening the
-    /// same message id twice (a provider's retry) records nothing new.
+    /// Decides what an inbound text means for consent and adds the opt-outs and opt-ins it
+    /// makes to `batch`, through `ledger`. The caller applies the batch with the inbound text
+    /// and flushes before acknowledging the webhook. Screening the same message id twice (a
+    /// provider's retry) records nothing new.
     ///
     /// # Errors
     ///
-    /// When the ledger cannot be read or written: the webhook must then fail.
-    pub fn screen(&self, facts: &InboundFacts<'_>) -> anyhow::Result<Screening> {
+    /// When the ledger cannot be read or a record encoded: the webhook must then fail.
+    pub fn screen(
+        &self,
+        ledger: &mut Appending<'_>,
+        batch: &mut Batch,
+        facts: &InboundFacts<'_>,
+    ) -> anyhow::Result<Screening> {
         let scope_program = facts.program.unwrap_or(ALL_PROGRAMS);
         let opted_out = matches!(
-            self.ledger.state(facts.from, scope_program, facts.class)?,
+            ledger.state(facts.from, scope_program, facts.class)?,
             ConsentState::OptedOut { .. }
         );
         let action = match keywords::classify(facts.text, opted_out) {
@@ -354,7 +330,14 @@ impl Compliance {
         let (scope, keyword) = match action {
             KeywordAction::None => return Ok(Screening::Pass),
             KeywordAction::Help { keyword } => {
-                self.record(facts, scope_program, ConsentEvent::Help, &keyword)?;
+                self.record(
+                    ledger,
+                    batch,
+                    facts,
+                    scope_program,
+                    ConsentEvent::Help,
+                    &keyword,
+                )?;
                 return Ok(Screening::Help {
                     program: facts.program.map(str::to_owned),
                 });
@@ -369,7 +352,14 @@ impl Compliance {
                     // send until a program has consent.
                     return Ok(Screening::Pass);
                 }
-                self.record(facts, &program, ConsentEvent::OptIn, &keyword)?;
+                self.record(
+                    ledger,
+                    batch,
+                    facts,
+                    &program,
+                    ConsentEvent::OptIn,
+                    &keyword,
+                )?;
                 return Ok(Screening::OptedIn { program });
             }
             KeywordAction::OptOut { scope, keyword } => (scope, keyword),
@@ -396,7 +386,14 @@ impl Compliance {
             (OptOutScope::Program, OptOutScopeSetting::Program, Some(program)) => program,
             _ => ALL_PROGRAMS,
         };
-        self.record(facts, program, ConsentEvent::OptOut, &keyword)?;
+        self.record(
+            ledger,
+            batch,
+            facts,
+            program,
+            ConsentEvent::OptOut,
+            &keyword,
+        )?;
         Ok(Screening::OptedOut {
             program: program.to_owned(),
             keyword,
@@ -407,34 +404,39 @@ impl Compliance {
     /// Appends a keyword record unless this message id already has one.
     fn record(
         &self,
+        ledger: &mut Appending<'_>,
+        batch: &mut Batch,
         facts: &InboundFacts<'_>,
         program: &str,
         event: ConsentEvent,
         keyword: &str,
     ) -> anyhow::Result<()> {
-        let already = self.ledger.records_for(facts.from)?.iter().any(|record| {
+        let already = ledger.records_for(facts.from)?.iter().any(|record| {
             matches!(&record.source, ConsentSource::Keyword { message_id, .. } if message_id == facts.message_id)
         });
         if already {
             return Ok(());
         }
-        self.ledger.append(NewConsent {
-            number: facts.from.to_owned(),
-            program: program.to_owned(),
-            class: facts.class,
-            event,
-            source: ConsentSource::Keyword {
-                keyword: keyword.to_owned(),
-                message_id: facts.message_id.to_owned(),
+        ledger.append(
+            batch,
+            NewConsent {
+                number: facts.from.to_owned(),
+                program: program.to_owned(),
+                class: facts.class,
+                event,
+                source: ConsentSource::Keyword {
+                    keyword: keyword.to_owned(),
+                    message_id: facts.message_id.to_owned(),
+                },
+                disclosure: None,
+                frequency: self
+                    .programs
+                    .get(program)
+                    .and_then(|config| config.frequency.clone()),
+                raw_text: Some(facts.text.to_owned()),
+                at_ms: facts.now_ms,
             },
-            disclosure: None,
-            frequency: self
-                .programs
-                .get(program)
-                .and_then(|config| config.frequency.clone()),
-            raw_text: Some(facts.text.to_owned()),
-            at_ms: facts.now_ms,
-        })?;
+        )?;
         Ok(())
     }
 

@@ -1,38 +1,29 @@
 //! Outbound event webhooks to the operator's systems, signed per the Standard Webhooks spec.
+//!
+//! An event is queued as one row per subscribed endpoint, in the same batch as the state
+//! change it reports ([`Events::prepare_in`]), so it is reported exactly when that change is
+//! committed. A worker posts the rows, retrying on the spec's schedule and moving what never
+//! got through to the dead letters. Delivery is at least once: a receiver recognises a repeat
+//! by its `webhook-id`.
 
+mod kinds;
 pub mod signing;
-
-use serde::{Deserialize, Serialize};
-
-/// One `[[webhooks]]` entry of `smsflow.toml`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookEndpoint {
-    /// Where events are posted.
-    pub url: String,
-    /// The signing secret, `whsec_<base64>`.
-    pub secret: String,
-    /// The event types sent there (`message.received`, `conversation.handoff`,
-    /// `contact.opted_out`, `message.status`, `conversion`); all when empty.
-    #[serde(default)]
-    pub events: Vec<String>,
-}
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::{Context as _, anyhow};
-use sled::Transactional as _;
-use sled::transaction::{
-    ConflictableTransactionError, TransactionalTree, UnabortableTransactionError,
-};
+use anyhow::Context as _;
+use serde::Serialize;
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinSet;
 
+pub use self::kinds::{EngineEvent, EventKind, OptOutSource, UnknownEventKind, WebhookEndpoint};
 use self::signing::{RETRY_SCHEDULE_SECS, WebhookSecret};
 use crate::clock::SharedClock;
-use crate::store::{Store, Trees, codec};
+pub use crate::store::events::EventDelivery;
+use crate::store::events::EventQueue;
+use crate::store::{Batch, Store};
 
 /// How long one delivery attempt may take, connection to last byte of the answer.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,9 +45,8 @@ const MAX_IDLE: Duration = Duration::from_secs(1);
 /// `{"type": "message.received", "timestamp": "<RFC 3339>", "data": {...}}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    /// The event type (`message.received`, `conversation.handoff`, `contact.opted_out`,
-    /// `message.status`, `conversion`).
-    pub kind: String,
+    /// The event type.
+    pub kind: EventKind,
     /// The event's payload, the body's `data`.
     pub data: serde_json::Value,
     /// When it happened, in milliseconds since the Unix epoch (the body's `timestamp`).
@@ -67,7 +57,7 @@ pub struct Event {
 #[derive(Serialize)]
 struct EventBody<'a> {
     #[serde(rename = "type")]
-    kind: &'a str,
+    kind: EventKind,
     timestamp: String,
     data: &'a serde_json::Value,
 }
@@ -83,7 +73,7 @@ impl Event {
         let at_ms = self.at_ms.clamp(0, LAST_RFC3339_MS);
         let at = UNIX_EPOCH + Duration::from_millis(at_ms.cast_unsigned());
         serde_json::to_string(&EventBody {
-            kind: &self.kind,
+            kind: self.kind,
             timestamp: humantime::format_rfc3339_millis(at).to_string(),
             data: &self.data,
         })
@@ -91,93 +81,27 @@ impl Event {
     }
 }
 
-/// One event on its way to one endpoint: a row of the `events` tree (or of
-/// `event_dead_letters` once its retry schedule is spent), keyed by `seq` (u64 big-endian).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventDelivery {
-    /// The row's key: emission order.
-    pub seq: u64,
-    /// The endpoint's URL.
-    pub url: String,
-    /// The event type, for listings (the body holds it too).
-    pub kind: String,
-    /// The Standard Webhooks `webhook-id`, `msg_<seq>`: the same on every attempt, so the
-    /// receiver can drop duplicates.
-    pub msg_id: String,
-    /// The exact JSON body that is signed and posted, serialised once at emission.
-    pub body: String,
-    /// When the event was queued.
-    pub created_at_ms: i64,
-    /// Attempts that failed so far.
-    pub attempts: u32,
-    /// When the next attempt may run.
-    pub next_attempt_ms: i64,
-    /// When the last attempt ran.
-    #[serde(default)]
-    pub last_attempt_ms: Option<i64>,
-    /// Why the last attempt failed (`HTTP 500: <start of the answer>`, a network error).
-    pub last_error: Option<String>,
-}
-
-/// Deliveries built by [`Events::prepare`], not yet written: for queueing an event in the
-/// same sled transaction as the state change it reports.
-#[derive(Debug, Clone, Default)]
-pub struct PreparedEvent {
-    rows: Vec<([u8; 8], Vec<u8>)>,
-}
-
-impl PreparedEvent {
-    /// Whether no endpoint is subscribed to the event (nothing to write).
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// How many deliveries (one per subscribed endpoint) it holds.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    /// Writes the deliveries inside a transaction over the `events` tree
-    /// ([`Trees::events`]). Call [`Events::notify`] once the transaction commits.
-    ///
-    /// # Errors
-    ///
-    /// When the transaction must retry or the storage fails (sled decides).
-    pub fn insert_in(&self, events: &TransactionalTree) -> Result<(), UnabortableTransactionError> {
-        for (key, value) in &self.rows {
-            events.insert(key.as_slice(), value.as_slice())?;
-        }
-        Ok(())
-    }
-}
-
 /// A configured endpoint, its secret parsed.
 #[derive(Debug)]
 struct Endpoint {
     url: String,
-    events: Vec<String>,
+    events: Vec<EventKind>,
     secret: WebhookSecret,
 }
 
 impl Endpoint {
-    fn wants(&self, kind: &str) -> bool {
-        self.events.is_empty() || self.events.iter().any(|wanted| wanted == kind)
+    fn wants(&self, kind: EventKind) -> bool {
+        self.events.is_empty() || self.events.contains(&kind)
     }
 }
 
 /// What one attempt came to.
 type Outcome = Result<(), String>;
 
-/// Outbound event webhooks: events are queued durably in the `events` tree, one row per
-/// subscribed endpoint, and a worker posts them, signed per Standard Webhooks, retrying on the
-/// spec's schedule and moving what never got through to `event_dead_letters`.
-///
-/// Delivery is at least once: a receiver recognises a repeat by its `webhook-id`.
+/// Outbound event webhooks: the queue and its worker (see the module documentation).
 pub struct Events {
     store: Store,
-    trees: Trees,
+    queue: EventQueue,
     endpoints: Vec<Endpoint>,
     clock: SharedClock,
     client: reqwest::Client,
@@ -203,7 +127,7 @@ impl Events {
     /// # Errors
     ///
     /// When an endpoint's URL is not an http(s) URL or its secret is not a `whsec_` secret (the
-    /// error names the URL), or when the store's trees or the HTTP client cannot be set up.
+    /// error names the URL), or when the HTTP client cannot be set up.
     pub fn new(
         store: &Store,
         endpoints: Vec<WebhookEndpoint>,
@@ -237,7 +161,7 @@ impl Events {
             .context("cannot build the HTTP client for event webhooks")?;
         Ok(Self {
             store: store.clone(),
-            trees: store.trees()?,
+            queue: store.tables().events,
             endpoints,
             clock,
             client,
@@ -269,31 +193,58 @@ impl Events {
         self.wake.notify_one();
     }
 
-    /// Builds the deliveries of `event`, one per endpoint subscribed to its type, without
-    /// writing them: write them with [`PreparedEvent::insert_in`] inside a transaction, then
-    /// call [`Events::notify`]. [`Events::emit`] is the non-transactional shortcut.
+    /// Whether any endpoint takes events of `kind`: callers skip building a payload nobody
+    /// reads.
+    pub fn wants(&self, kind: EventKind) -> bool {
+        self.endpoints.iter().any(|endpoint| endpoint.wants(kind))
+    }
+
+    /// Adds `event`'s deliveries (one per endpoint subscribed to its type), happening now, to
+    /// `batch`; returns how many. Call [`Events::notify`] once the batch is applied.
     ///
     /// # Errors
     ///
-    /// When the body cannot be serialised or an id cannot be generated.
-    pub fn prepare(&self, event: &Event) -> anyhow::Result<PreparedEvent> {
-        let mut subscribed = self
+    /// When an id cannot be generated or a row encoded.
+    pub fn prepare_in(&self, batch: &mut Batch, event: &EngineEvent) -> anyhow::Result<usize> {
+        if !self.wants(event.kind()) {
+            return Ok(0);
+        }
+        self.prepare_raw_in(batch, event.kind(), event.data())
+    }
+
+    /// [`Events::prepare_in`] for a payload given as JSON.
+    ///
+    /// # Errors
+    ///
+    /// As [`Events::prepare_in`].
+    pub fn prepare_raw_in(
+        &self,
+        batch: &mut Batch,
+        kind: EventKind,
+        data: serde_json::Value,
+    ) -> anyhow::Result<usize> {
+        let now = self.clock.now_ms();
+        let event = Event {
+            kind,
+            data,
+            at_ms: now,
+        };
+        let mut rows = 0;
+        let mut body = None;
+        for endpoint in self
             .endpoints
             .iter()
-            .filter(|endpoint| endpoint.wants(&event.kind))
-            .peekable();
-        if subscribed.peek().is_none() {
-            return Ok(PreparedEvent::default());
-        }
-        let body = event.to_body()?;
-        let now = self.clock.now_ms();
-        let mut rows = Vec::new();
-        for endpoint in subscribed {
+            .filter(|endpoint| endpoint.wants(kind))
+        {
+            let body = match &body {
+                Some(body) => body,
+                None => body.insert(event.to_body()?),
+            };
             let seq = self.store.generate_id()?;
             let delivery = EventDelivery {
                 seq,
                 url: endpoint.url.clone(),
-                kind: event.kind.clone(),
+                kind: kind.as_str().to_owned(),
                 msg_id: format!("msg_{seq}"),
                 body: body.clone(),
                 created_at_ms: now,
@@ -302,39 +253,28 @@ impl Events {
                 last_attempt_ms: None,
                 last_error: None,
             };
-            rows.push((seq.to_be_bytes(), codec::encode(&delivery)?));
+            self.queue.put_in(batch, &delivery)?;
+            rows += 1;
         }
-        Ok(PreparedEvent { rows })
+        Ok(rows)
     }
 
-    /// Queues a `kind` event with `data`, happening now, for every endpoint subscribed to
-    /// `kind` (an endpoint with an empty `events` list takes every kind), and wakes the
-    /// worker. The rows are written atomically but not flushed: the caller flushes
-    /// ([`Store::flush`]) with its own writes. The worker flushes before posting, so an event
-    /// never reaches an endpoint before it (and what was written before it) is on disk.
+    /// Queues a `kind` event with `data`, happening now, on its own, and wakes the worker.
+    /// Not flushed: the caller flushes ([`Store::flush`]) with its own writes. The worker
+    /// flushes before posting, so an event never reaches an endpoint before it (and what was
+    /// written before it) is on disk.
     ///
     /// # Errors
     ///
     /// When the body cannot be serialised or the store cannot be written.
-    pub fn emit(&self, kind: &str, data: serde_json::Value) -> anyhow::Result<()> {
-        let event = Event {
-            kind: kind.to_owned(),
-            data,
-            at_ms: self.clock.now_ms(),
-        };
-        let prepared = self.prepare(&event)?;
-        if prepared.is_empty() {
-            return Ok(());
+    pub fn emit(&self, kind: EventKind, data: serde_json::Value) -> anyhow::Result<()> {
+        let mut batch = Batch::new();
+        if self.prepare_raw_in(&mut batch, kind, data)? > 0 {
+            self.store
+                .apply(batch)
+                .with_context(|| format!("cannot queue a `{kind}` event"))?;
+            self.notify();
         }
-        let mut batch = sled::Batch::default();
-        for (key, value) in &prepared.rows {
-            batch.insert(key.as_slice(), value.as_slice());
-        }
-        self.trees
-            .events
-            .apply_batch(batch)
-            .with_context(|| format!("cannot queue a `{kind}` event"))?;
-        self.notify();
         Ok(())
     }
 
@@ -404,14 +344,14 @@ impl Events {
 
     /// Records an attempt's outcome; returns whether it was delivered.
     fn settle(&self, mut delivery: EventDelivery, outcome: Outcome) -> anyhow::Result<bool> {
-        let key = delivery.seq.to_be_bytes();
         let now = self.clock.now_ms();
         delivery.last_attempt_ms = Some(now);
+        let mut batch = Batch::new();
         let reason = match outcome {
             Ok(()) => {
-                self.trees
-                    .events
-                    .remove(key)
+                self.queue.remove_in(&mut batch, delivery.seq);
+                self.store
+                    .apply(batch)
                     .context("cannot remove a delivered event")?;
                 tracing::debug!(msg_id = %delivery.msg_id, url = %delivery.url, "event delivered");
                 return Ok(true);
@@ -441,9 +381,9 @@ impl Events {
         );
         delivery.last_error = Some(reason);
         delivery.next_attempt_ms = now.saturating_add(delay);
-        self.trees
-            .events
-            .insert(key, codec::encode(&delivery)?)
+        self.queue.put_in(&mut batch, &delivery)?;
+        self.store
+            .apply(batch)
             .context("cannot reschedule an event delivery")?;
         Ok(false)
     }
@@ -451,15 +391,12 @@ impl Events {
     /// Moves a delivery from the queue to the dead letters.
     fn dead_letter(&self, mut delivery: EventDelivery, reason: &str) -> anyhow::Result<()> {
         delivery.last_error = Some(reason.to_owned());
-        let encoded = codec::encode(&delivery)?;
-        let key = delivery.seq.to_be_bytes();
-        (&self.trees.events, &self.trees.event_dead_letters)
-            .transaction(|(events, dead)| {
-                events.remove(&key)?;
-                dead.insert(&key, encoded.as_slice())?;
-                Ok::<_, ConflictableTransactionError<()>>(())
-            })
-            .map_err(|error| anyhow!("cannot dead-letter an event delivery: {error:?}"))
+        let mut batch = Batch::new();
+        self.queue.bury_in(&mut batch, &delivery)?;
+        self.store
+            .apply(batch)
+            .context("cannot dead-letter an event delivery")?;
+        Ok(())
     }
 
     /// When the next queued delivery is due.
@@ -500,7 +437,7 @@ impl Events {
     ///
     /// When the store cannot be read.
     pub fn pending(&self) -> anyhow::Result<Vec<EventDelivery>> {
-        read_all(&self.trees.events)
+        Ok(self.queue.pending()?)
     }
 
     /// Deliveries that failed their whole retry schedule, in emission order.
@@ -509,7 +446,7 @@ impl Events {
     ///
     /// When the store cannot be read.
     pub fn dead_letters(&self) -> anyhow::Result<Vec<EventDelivery>> {
-        read_all(&self.trees.event_dead_letters)
+        Ok(self.queue.dead_letters()?)
     }
 
     /// Moves dead letters (all, or the one with `seq`) back into the queue, due now with fresh
@@ -520,6 +457,7 @@ impl Events {
     /// When the store cannot be read or written.
     pub fn replay(&self, seq: Option<u64>) -> anyhow::Result<usize> {
         let now = self.clock.now_ms();
+        let mut batch = Batch::new();
         let mut moved = 0;
         for mut delivery in self.dead_letters()? {
             if seq.is_some_and(|wanted| wanted != delivery.seq) {
@@ -527,17 +465,12 @@ impl Events {
             }
             delivery.attempts = 0;
             delivery.next_attempt_ms = now;
-            let encoded = codec::encode(&delivery)?;
-            let key = delivery.seq.to_be_bytes();
-            (&self.trees.event_dead_letters, &self.trees.events)
-                .transaction(|(dead, events)| {
-                    dead.remove(&key)?;
-                    events.insert(&key, encoded.as_slice())?;
-                    Ok::<_, ConflictableTransactionError<()>>(())
-                })
-                .map_err(|error| anyhow!("cannot replay an event dead letter: {error:?}"))?;
+            self.queue.revive_in(&mut batch, &delivery)?;
             moved += 1;
         }
+        self.store
+            .apply(batch)
+            .context("cannot replay event dead letters")?;
         if moved > 0 {
             self.notify();
         }
@@ -582,11 +515,4 @@ async fn post(
     } else {
         format!("HTTP {status}: {answer}")
     })
-}
-
-fn read_all(tree: &sled::Tree) -> anyhow::Result<Vec<EventDelivery>> {
-    tree.iter()
-        .values()
-        .map(|value| codec::decode(&value.context("cannot read event deliveries")?))
-        .collect()
 }

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use super::compile::compile_with_problems;
 use super::diagnostic::{Diagnostic, Location};
-use super::template::{Encoding, segments};
 use super::{Action, Flow};
 use crate::plugin::{PluginHost, World};
+use crate::sms::segments::{Encoding, segments};
 
 /// The flows of a folder (or one file), with every problem found in them.
 #[derive(Debug, Default)]

@@ -1,6 +1,6 @@
 //! Flows: the TOML flow language ([`model`], [`compile`]), its checks against the loaded plugins
-//! ([`check`]), the durable runtime that runs conversations on them ([`runtime`]) and the scenario
-//! runner flow authors test them with ([`scenario`]).
+//! ([`check`]) and the durable runtime that runs conversations on them ([`runtime`]). The
+//! scenario runner flow authors test them with is [`crate::scenario`].
 //!
 //! A flow file is compiled into a [`Flow`]: typed steps whose routes all lead somewhere, whose
 //! templates only use fields the flow defines. Conversations pin the [`Flow::version`] they
@@ -13,7 +13,6 @@ pub mod diagnostic;
 pub mod model;
 pub mod registry;
 pub mod runtime;
-pub mod scenario;
 pub mod template;
 pub mod words;
 
@@ -21,6 +20,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 pub use self::diagnostic::{Diagnostic, Location};
+
+/// Steps one turn may run before the runtime decides the flow is stuck and hands it off.
+pub const MAX_STEPS_PER_TURN: usize = 100;
 pub use self::model::FlowKind;
 use self::template::Template;
 

@@ -1,7 +1,7 @@
 //! The flows in service, and every version a conversation may still be pinned to.
 //!
 //! Installing a new set of flows (at start, or when a file changes) only changes which version
-//! *new* runs start on. Each version's text is stored in sled, so after a restart a conversation
+//! *new* runs start on. Each version's text is stored in the store, so after a restart a conversation
 //! pinned to a version whose file has since changed is rebuilt from that stored text.
 
 use std::collections::{BTreeMap, HashMap};
@@ -15,6 +15,7 @@ use super::compile::compile;
 use super::conversation::FlowRef;
 use super::{Diagnostic, Flow, check};
 use crate::plugin::PluginHost;
+use crate::store::flow_versions::FlowVersions;
 
 /// The flows new runs start on.
 #[derive(Debug, Default)]
@@ -48,12 +49,12 @@ impl FlowSet {
 pub struct Registry {
     current: RwLock<Arc<FlowSet>>,
     versions: Mutex<HashMap<(String, String), Arc<Flow>>>,
-    sources: sled::Tree,
+    sources: FlowVersions,
 }
 
 impl Registry {
     /// An empty registry storing version texts in `sources`.
-    pub fn new(sources: sled::Tree) -> Self {
+    pub fn new(sources: FlowVersions) -> Self {
         Self {
             current: RwLock::new(Arc::new(FlowSet::default())),
             versions: Mutex::new(HashMap::new()),
@@ -74,7 +75,7 @@ impl Registry {
             .map_err(|_| anyhow!("flow versions lock poisoned"))?;
         for flow in &flows {
             self.sources
-                .insert(version_key(&flow.id, &flow.version), flow.source.as_bytes())
+                .insert(&flow.id, &flow.version, &flow.source)
                 .context("cannot store a flow version")?;
             versions.insert((flow.id.clone(), flow.version.clone()), Arc::clone(flow));
         }
@@ -113,7 +114,7 @@ impl Registry {
         }
         let source = self
             .sources
-            .get(version_key(&flow.id, &flow.version))
+            .get(&flow.id, &flow.version)
             .context("cannot read a stored flow version")?
             .with_context(|| {
                 format!(
@@ -121,7 +122,6 @@ impl Registry {
                     flow.id, flow.version
                 )
             })?;
-        let source = String::from_utf8(source.to_vec()).context("stored flow is not UTF-8")?;
         let path = Path::new("(stored)").join(format!("{}@{}.toml", flow.id, flow.version));
         let compiled = compile(&path, &source).map_err(|errors| {
             anyhow!(
@@ -186,10 +186,6 @@ impl Registry {
             }
         }
     }
-}
-
-fn version_key(id: &str, version: &str) -> Vec<u8> {
-    format!("{id}\0{version}").into_bytes()
 }
 
 /// The names, sizes and modification times of the flow files: a change in any of them is a

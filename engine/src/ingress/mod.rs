@@ -1,58 +1,20 @@
-//! Provider webhooks: verification and parsing of inbound texts and delivery statuses.
+//! Provider webhooks: verification and parsing of inbound texts and delivery statuses, and the
+//! one pipeline that accepts them.
 //!
 //! Each provider's file turns a raw request (headers, body bytes, the URL it was sent to) into
-//! an [`InboundText`] or a [`StatusUpdate`], refusing anything unverified or malformed. Nothing
-//! here touches the store: the server stores what these functions accept.
+//! an [`InboundText`] or a [`StatusUpdate`] (neutral types, in [`crate::sms`]), refusing
+//! anything unverified or malformed; nothing in them touches the store. [`accept`] is the
+//! pipeline that limits, dedups, screens and stores what they accept.
 
+pub mod accept;
 pub mod telnyx;
 pub mod twilio;
 
-/// An inbound text, verified and validated (both numbers E.164).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InboundText {
-    /// The provider's name: `twilio`, `telnyx`.
-    pub provider: &'static str,
-    /// The provider's id for the message: the dedup key with `provider`.
-    pub message_id: String,
-    /// The contact, E.164.
-    pub from: String,
-    /// Our number, E.164.
-    pub to: String,
-    /// The text.
-    pub body: String,
-    /// Attached media count.
-    pub num_media: u32,
-}
+pub use crate::sms::{DeliveryState, InboundText, StatusUpdate};
 
-/// A provider's report on an outbound text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StatusUpdate {
-    /// The provider's id for the outbound message.
-    pub message_id: String,
-    /// The new status.
-    pub status: DeliveryState,
-    /// The provider's error code, when it gave one.
-    pub error_code: Option<String>,
-}
-
-/// Where an outbound text is, as providers report it, in the order states can follow each other.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryState {
-    /// Accepted, waiting to go out.
-    Queued,
-    /// Being sent to the carrier.
-    Sending,
-    /// Handed to the carrier.
-    Sent,
-    /// The carrier could not deliver it.
-    Undelivered,
-    /// Failed before reaching the carrier.
-    Failed,
-    /// Delivered to the handset.
-    Delivered,
-    /// Read by the recipient (where the channel reports it).
-    Read,
-}
+/// Where Twilio posts inbound texts.
+pub const TWILIO_INBOUND_PATH: &str = "/webhooks/twilio";
+/// Where Twilio posts delivery reports.
+pub const TWILIO_STATUS_PATH: &str = "/webhooks/twilio/status";
+/// Where Telnyx posts its webhooks.
+pub const TELNYX_PATH: &str = "/webhooks/telnyx";

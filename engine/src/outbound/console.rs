@@ -3,7 +3,9 @@
 
 use std::io::Write as _;
 
-use super::{BoxFuture, Cleared, Provider, Receipt, SendError};
+use futures_util::future::BoxFuture;
+
+use super::{Cleared, Provider, Receipt, SendError};
 
 /// Prints each text to standard output as one line.
 #[derive(Debug, Default)]
@@ -14,7 +16,7 @@ impl Provider for ConsoleProvider {
         "console"
     }
 
-    fn send<'a>(&'a self, message: &'a Cleared<'a>) -> BoxFuture<'a, Result<Receipt, SendError>> {
+    fn send<'a>(&'a self, message: &'a Cleared) -> BoxFuture<'a, Result<Receipt, SendError>> {
         Box::pin(async move {
             let line = format!(
                 "[console] {} -> {}: {}\n",

@@ -2,7 +2,9 @@
 
 use serde::Deserialize;
 
-use super::{BoxFuture, Cleared, Provider, Receipt, SendError, exchange, provider_client, refusal};
+use futures_util::future::BoxFuture;
+
+use super::{Cleared, Provider, Receipt, SendError, exchange, provider_client, refusal};
 
 /// The default API base.
 pub const DEFAULT_API_BASE: &str = "https://api.telnyx.com";
@@ -64,7 +66,7 @@ impl Provider for TelnyxProvider {
         "telnyx"
     }
 
-    fn send<'a>(&'a self, message: &'a Cleared<'a>) -> BoxFuture<'a, Result<Receipt, SendError>> {
+    fn send<'a>(&'a self, message: &'a Cleared) -> BoxFuture<'a, Result<Receipt, SendError>> {
         Box::pin(async move {
             let mut request = serde_json::json!({
                 "from": message.from,

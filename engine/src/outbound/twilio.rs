@@ -2,7 +2,12 @@
 
 use serde::Deserialize;
 
-use super::{BoxFuture, Cleared, Provider, Receipt, SendError, exchange, provider_client, refusal};
+use futures_util::future::BoxFuture;
+
+use super::{
+    Cleared, Lookup, OutboundMessage, Provider, Receipt, SendError, exchange, provider_client,
+    refusal,
+};
 
 /// Twilio's error code for a recipient who replied STOP to the carrier.
 pub const OPTED_OUT_CODE: &str = "21610";
@@ -24,6 +29,24 @@ pub struct TwilioProvider {
 struct Created {
     sid: String,
 }
+
+/// A page of Twilio's message list.
+#[derive(Debug, Deserialize)]
+struct MessageList {
+    messages: Vec<Listed>,
+}
+
+/// A text in Twilio's message list.
+#[derive(Debug, Deserialize)]
+struct Listed {
+    sid: String,
+    body: Option<String>,
+    /// RFC 2822, as Twilio writes it: `Wed, 18 Aug 2010 20:01:40 +0000`.
+    date_created: Option<String>,
+}
+
+/// Clocks differ: a text Twilio dated up to this long before our call began is still ours.
+const CLOCK_SKEW_MS: i64 = 60_000;
 
 #[derive(Debug, Deserialize)]
 struct ApiError {
@@ -60,7 +83,7 @@ impl Provider for TwilioProvider {
         "twilio"
     }
 
-    fn send<'a>(&'a self, message: &'a Cleared<'a>) -> BoxFuture<'a, Result<Receipt, SendError>> {
+    fn send<'a>(&'a self, message: &'a Cleared) -> BoxFuture<'a, Result<Receipt, SendError>> {
         Box::pin(async move {
             let url = format!(
                 "{}/2010-04-01/Accounts/{}/Messages.json",
@@ -102,4 +125,59 @@ impl Provider for TwilioProvider {
             ))
         })
     }
+
+    /// Twilio's message list, filtered by recipient, sender and the day the call began: a
+    /// text with the same body, created since the call began, is the one we sent.
+    fn find_sent<'a>(
+        &'a self,
+        message: &'a OutboundMessage,
+        since_ms: i64,
+    ) -> BoxFuture<'a, Result<Lookup, SendError>> {
+        Box::pin(async move {
+            let since = jiff::Timestamp::from_millisecond(since_ms - CLOCK_SKEW_MS)
+                .map_err(|error| SendError::Rejected(error.to_string()))?;
+            let day = since.to_zoned(jiff::tz::TimeZone::UTC).date().to_string();
+            let url = format!(
+                "{}/2010-04-01/Accounts/{}/Messages.json",
+                self.api_base, self.account_sid
+            );
+            let request = self
+                .client
+                .get(&url)
+                .basic_auth(&self.account_sid, Some(&self.auth_token))
+                .query(&[
+                    ("To", message.to.as_str()),
+                    ("From", message.from.as_str()),
+                    ("DateSent>", day.as_str()),
+                    ("PageSize", "100"),
+                ]);
+            let (status, body) = exchange(request).await?;
+            if !status.is_success() {
+                return Err(refusal(status, None, None, OPTED_OUT_CODE));
+            }
+            let list: MessageList = serde_json::from_slice(&body).map_err(|error| {
+                SendError::Retryable(format!("Twilio's message list does not parse: {error}"))
+            })?;
+            let ours = list.messages.into_iter().find(|listed| {
+                listed.body.as_deref() == Some(message.body.as_str())
+                    && listed
+                        .date_created
+                        .as_deref()
+                        .and_then(created_ms)
+                        .is_none_or(|created| created >= since.as_millisecond())
+            });
+            Ok(match ours {
+                Some(listed) => Lookup::Sent(Receipt {
+                    provider_id: listed.sid,
+                }),
+                None => Lookup::NotSent,
+            })
+        })
+    }
+}
+
+/// Milliseconds of Twilio's RFC 2822 `date_created`.
+fn created_ms(text: &str) -> Option<i64> {
+    let zoned = jiff::fmt::rfc2822::parse(text).ok()?;
+    Some(zoned.timestamp().as_millisecond())
 }

@@ -11,6 +11,7 @@
 mod api;
 mod bindings;
 mod cache;
+mod calls;
 mod error;
 mod grant;
 mod limits;
@@ -32,6 +33,7 @@ use wasmtime::{
 };
 
 pub use api::{CallInput, ConnectorCall, Context, Draft, Intent, PluginFailure, TextInput};
+pub use calls::PluginCalls;
 pub use error::{CallError, LoadError};
 pub use grant::{Credential, EffectiveGrant, Grant};
 pub use limits::{Limits, LimitsOverride};
@@ -184,7 +186,7 @@ impl PluginHost {
     /// cannot be built.
     pub fn new(
         config: &PluginsConfig,
-        kv: sled::Tree,
+        kv: crate::store::plugin_kv::PluginKv,
         clock: crate::clock::SharedClock,
     ) -> anyhow::Result<Self> {
         let engine = build_engine(config.max_concurrent_calls)?;

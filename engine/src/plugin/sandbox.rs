@@ -22,7 +22,7 @@ const MAX_LOG_MESSAGES_PER_CALL: u32 = 64;
 /// Services shared by every call.
 #[derive(Debug, Clone)]
 pub(super) struct Services {
-    pub kv: sled::Tree,
+    pub kv: crate::store::plugin_kv::PluginKv,
     pub http: reqwest::Client,
     pub clock: SharedClock,
 }
@@ -46,14 +46,6 @@ impl CallState {
             log_messages: 0,
             memory_refused: None,
         }
-    }
-
-    fn kv_key(&self, key: &str) -> Vec<u8> {
-        let mut full = Vec::with_capacity(self.plugin.len() + 1 + key.len());
-        full.extend_from_slice(self.plugin.as_bytes());
-        full.push(0);
-        full.extend_from_slice(key.as_bytes());
-        full
     }
 
     fn has(&self, capability: Capability) -> bool {
@@ -129,8 +121,8 @@ impl kv::Host for CallState {
         if !self.has(Capability::Kv) {
             return None;
         }
-        match self.services.kv.get(self.kv_key(&key)) {
-            Ok(value) => value.map(|value| value.to_vec()),
+        match self.services.kv.get(&self.plugin, &key) {
+            Ok(value) => value,
             Err(error) => {
                 tracing::error!(plugin = &*self.plugin, %error, "plugin kv read failed");
                 None
@@ -149,8 +141,7 @@ impl kv::Host for CallState {
         }
         self.services
             .kv
-            .insert(self.kv_key(&key), value)
-            .map(drop)
+            .insert(&self.plugin, &key, &value)
             .map_err(|error| types::PluginError::Internal(format!("kv write failed: {error}")))
     }
 
@@ -158,7 +149,7 @@ impl kv::Host for CallState {
         if !self.has(Capability::Kv) {
             return;
         }
-        if let Err(error) = self.services.kv.remove(self.kv_key(&key)) {
+        if let Err(error) = self.services.kv.remove(&self.plugin, &key) {
             tracing::error!(plugin = &*self.plugin, %error, "plugin kv delete failed");
         }
     }
@@ -291,7 +282,7 @@ mod tests {
     fn services() -> (Services, crate::store::Store) {
         let store = crate::store::Store::temporary().unwrap();
         let services = Services {
-            kv: store.plugin_kv().unwrap(),
+            kv: store.tables().plugin_kv,
             http: reqwest::Client::new(),
             clock: Arc::new(ManualClock::new(1_700_000_000_000)),
         };

@@ -1,9 +1,12 @@
 //! Scenario tests for flows (`flows/<flow>.test.toml`), run by `smsflow test` against the real
 //! runtime and the real plugins, on a simulated clock, with no phone.
 //!
-//! Each scenario runs on a fresh store. A file may declare HTTP routes (`[[mock_http]]`) that
-//! a local server answers, for connector plugins whose real API is not at hand, and plugin
-//! grants (`[grants.<plugin>]`) where `{{mock_url}}` stands for that server's address.
+//! Each scenario runs on a fresh store, in an engine built like the server's
+//! ([`crate::engine`]) from the operator's config (`smsflow test --config`): its `[compliance]`
+//! and `[programs]` apply, and inbound texts go through the same accept pipeline. A file may
+//! declare HTTP routes (`[[mock_http]]`) that a local server answers, for connector plugins
+//! whose real API is not at hand, and plugin grants (`[grants.<plugin>]`) where `{{mock_url}}`
+//! stands for that server's address.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,13 +16,15 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow};
 use serde::Deserialize;
 
-use super::conversation::{Event, Status};
-use super::runtime::{Inbound, Outcome, Runtime, RuntimeError, StartRequest};
-use super::{Flow, check};
+use crate::flow::conversation::{Entry, Event, Status};
+use crate::flow::runtime::{Outcome, RuntimeError, StartRequest};
+use crate::flow::{Flow, check};
 use crate::clock::{ManualClock, SharedClock};
-use crate::compliance::gate::Gate;
-use crate::outbound::{ConsoleProvider, Outbox, OutboxSettings};
-use crate::plugin::{Grant, PluginHost, PluginsConfig};
+use crate::config::Config;
+use crate::engine::{Engine, EngineBuilder};
+use crate::outbound::{Cleared, Provider, Receipt, SendError};
+use crate::plugin::{Grant, PluginHost};
+use crate::sms::InboundText;
 use crate::store::Store;
 
 /// Our number in scenarios.
@@ -117,6 +122,10 @@ pub struct ScenarioStep {
     pub expect_handoff: Option<String>,
     /// Part of the error a `start` must be refused with.
     pub expect_error: Option<String>,
+    /// The compliance gate's decision on each text queued in the step, in order (`sent`,
+    /// `deferred`, `blocked`): the operator's `[compliance]` and `[programs]` decide
+    /// (`smsflow test --config`).
+    pub expect_gate: Option<Vec<String>>,
 }
 
 /// What happened to one scenario.
@@ -170,14 +179,15 @@ pub fn scenario_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Runs one scenario file; the flows are those in the file's folder.
-pub async fn run_file(path: &Path, plugins: &PluginsConfig) -> FileReport {
+/// Runs one scenario file under the operator's `config`; the flows are those in the file's
+/// folder.
+pub async fn run_file(path: &Path, config: &Config) -> FileReport {
     let mut report = FileReport {
         path: path.to_owned(),
         error: None,
         scenarios: Vec::new(),
     };
-    match run_file_inner(path, plugins, &mut report).await {
+    match run_file_inner(path, config, &mut report).await {
         Ok(()) => {}
         Err(error) => report.error = Some(format!("{error:#}")),
     }
@@ -186,14 +196,15 @@ pub async fn run_file(path: &Path, plugins: &PluginsConfig) -> FileReport {
 
 async fn run_file_inner(
     path: &Path,
-    plugins_config: &PluginsConfig,
+    config: &Config,
     report: &mut FileReport,
 ) -> anyhow::Result<()> {
+    let plugins_config = &config.plugins;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let file: ScenarioFile = toml::from_str(&text).map_err(|error| {
         let at = error.span().map_or(0, |span| span.start);
-        let location = super::diagnostic::SourceMap::new(path, &text).locate(at);
+        let location = crate::flow::diagnostic::SourceMap::new(path, &text).locate(at);
         anyhow!(
             "{}:{}:{}: {}",
             path.display(),
@@ -210,7 +221,11 @@ async fn run_file_inner(
     let clock = Arc::new(ManualClock::new(start_ms));
     let shared_clock: SharedClock = clock.clone();
     let kv_store = Store::temporary()?;
-    let mut host = PluginHost::new(plugins_config, kv_store.plugin_kv()?, shared_clock.clone())?;
+    let mut host = PluginHost::new(
+        plugins_config,
+        kv_store.tables().plugin_kv,
+        shared_clock.clone(),
+    )?;
     let grants = resolve_grants(&file.grants, mock_url.as_deref());
     host.load_dir_with(&plugins_config.dir, |manifest| {
         grants
@@ -236,15 +251,14 @@ async fn run_file_inner(
     }
     for scenario in &file.scenarios {
         clock.set(start_ms);
-        let failures = run_scenario(
-            &file.flow,
-            scenario,
-            &loaded.flows,
-            &host,
-            &clock,
-            &shared_clock,
-        )
-        .await;
+        let setup = Setup {
+            config,
+            flows: &loaded.flows,
+            host: &host,
+            clock: &clock,
+            shared_clock: &shared_clock,
+        };
+        let failures = run_scenario(&file.flow, scenario, &setup).await;
         report.scenarios.push(ScenarioReport {
             name: scenario.name.clone(),
             steps: scenario.steps.len(),
@@ -254,38 +268,68 @@ async fn run_file_inner(
     Ok(())
 }
 
-async fn run_scenario(
-    flow: &str,
-    scenario: &Scenario,
-    flows: &[Flow],
-    host: &Arc<PluginHost>,
-    clock: &Arc<ManualClock>,
-    shared_clock: &SharedClock,
-) -> Vec<String> {
-    let setup = async {
-        let store = Store::temporary()?;
-        let trees = store.trees()?;
-        let gate = Gate::with_defaults(&trees)?;
-        let outbox = Arc::new(Outbox::new(
-            trees,
-            Arc::new(ConsoleProvider),
-            gate,
-            shared_clock.clone(),
-            OutboxSettings::default(),
-        ));
-        let runtime = Runtime::new(&store, Arc::clone(host), shared_clock.clone(), outbox)?;
-        runtime.registry().install(flows.to_vec())?;
-        anyhow::Ok(runtime)
-    };
-    let runtime = match setup.await {
-        Ok(runtime) => runtime,
+/// The provider of scenarios: takes every text the gate clears and sends nothing.
+#[derive(Debug)]
+struct Unsent;
+
+impl Provider for Unsent {
+    fn name(&self) -> &'static str {
+        "scenario"
+    }
+
+    fn send<'a>(
+        &'a self,
+        message: &'a Cleared,
+    ) -> futures_util::future::BoxFuture<'a, Result<Receipt, SendError>> {
+        Box::pin(async move {
+            Ok(Receipt {
+                provider_id: message.id.clone(),
+            })
+        })
+    }
+}
+
+/// What every scenario of a file runs with.
+struct Setup<'a> {
+    config: &'a Config,
+    flows: &'a [Flow],
+    host: &'a Arc<PluginHost>,
+    clock: &'a Arc<ManualClock>,
+    shared_clock: &'a SharedClock,
+}
+
+impl Setup<'_> {
+    /// A fresh engine for one scenario: a temporary store, the simulated clock, the file's
+    /// plugins and flows, the operator's policy. Its workers never run: steps drive it.
+    async fn engine(&self) -> anyhow::Result<Engine> {
+        EngineBuilder::from_config(self.config)
+            .store(Store::temporary()?)
+            .clock(self.shared_clock.clone())
+            .provider(Arc::new(Unsent))
+            .plugins(Arc::clone(self.host))
+            .flows(self.flows.to_vec())
+            .build()
+            .await
+    }
+}
+
+async fn run_scenario(flow: &str, scenario: &Scenario, setup: &Setup<'_>) -> Vec<String> {
+    let engine = match setup.engine().await {
+        Ok(engine) => engine,
         Err(error) => return vec![format!("cannot set up: {error:#}")],
     };
     let contact = scenario.contact.as_deref().unwrap_or(SCENARIO_CONTACT);
     let mut failures = Vec::new();
     for (index, step) in scenario.steps.iter().enumerate() {
         let label = step_label(index, step);
-        match run_step(&runtime, flow, scenario, contact, index, step, clock).await {
+        let run = StepRun {
+            engine: &engine,
+            flow,
+            scenario,
+            contact,
+            index,
+        };
+        match run.run(step, setup.clock).await {
             Ok(problems) => failures.extend(
                 problems
                     .into_iter()
@@ -311,74 +355,141 @@ fn step_label(index: usize, step: &ScenarioStep) -> String {
     format!("step {} ({action})", index + 1)
 }
 
-async fn run_step(
-    runtime: &Runtime,
-    flow: &str,
-    scenario: &Scenario,
-    contact: &str,
+/// One step of one scenario.
+struct StepRun<'a> {
+    engine: &'a Engine,
+    flow: &'a str,
+    scenario: &'a Scenario,
+    contact: &'a str,
     index: usize,
-    step: &ScenarioStep,
-    clock: &ManualClock,
-) -> anyhow::Result<Vec<String>> {
-    let actions = [
-        step.start.is_some(),
-        step.inbound.is_some(),
-        step.advance.is_some(),
-    ];
-    if actions.iter().filter(|&&action| action).count() != 1 {
-        anyhow::bail!("a step needs exactly one of `start`, `inbound`, `advance`");
-    }
-    let before = runtime.transcript(SCENARIO_OUR_NUMBER, contact)?.len();
-    if let Some(fields) = &step.start {
-        let request = StartRequest {
-            flow: flow.to_owned(),
-            from: SCENARIO_OUR_NUMBER.to_owned(),
-            to: contact.to_owned(),
-            fields: fields.clone(),
-            locale: scenario.locale.clone(),
-        };
-        match (runtime.start(request).await, &step.expect_error) {
-            (Ok(_), Some(expected)) => {
-                return Ok(vec![format!(
-                    "the start was accepted; expected it refused with \"{expected}\""
-                )]);
-            }
-            (Err(RuntimeError::Store(error)), _) => return Err(error),
-            (Err(error), Some(expected)) => {
-                let message = error.to_string();
-                return Ok(if message.contains(expected.as_str()) {
-                    Vec::new()
-                } else {
-                    vec![format!(
-                        "the start was refused with \"{message}\"; expected \"{expected}\""
-                    )]
-                });
-            }
-            (Err(error), None) => return Ok(vec![format!("the start was refused: {error}")]),
-            (Ok(Outcome { .. }), None) => {}
+}
+
+impl StepRun<'_> {
+    /// Runs the step's action, then checks its expectations.
+    async fn run(&self, step: &ScenarioStep, clock: &ManualClock) -> anyhow::Result<Vec<String>> {
+        let actions = [
+            step.start.is_some(),
+            step.inbound.is_some(),
+            step.advance.is_some(),
+        ];
+        if actions.iter().filter(|&&action| action).count() != 1 {
+            anyhow::bail!("a step needs exactly one of `start`, `inbound`, `advance`");
         }
-    } else if let Some(text) = &step.inbound {
-        let id = format!("scenario-{}-{index}", scenario.name);
-        let screening = runtime
-            .screen_inbound(&id, contact, SCENARIO_OUR_NUMBER, text)
-            .await?;
-        let inbound = Inbound {
-            id,
-            from: contact.to_owned(),
-            to: SCENARIO_OUR_NUMBER.to_owned(),
-            text: text.clone(),
-            screening,
-        };
-        runtime.inbound(inbound).await?;
-    } else if let Some(duration) = &step.advance {
-        let duration = humantime::parse_duration(duration)
-            .with_context(|| format!("`{duration}` is not a duration"))?;
-        clock.advance(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
-        runtime.fire_due_timers().await?;
+        let runtime = self.engine.runtime();
+        let before = runtime.transcript(SCENARIO_OUR_NUMBER, self.contact)?.len();
+        if let Some(fields) = &step.start {
+            if let Some(refusal) = self.start(fields, step.expect_error.as_deref()).await? {
+                return Ok(refusal);
+            }
+        } else if let Some(text) = &step.inbound {
+            self.inbound(text).await?;
+        } else if let Some(duration) = &step.advance {
+            let duration = humantime::parse_duration(duration)
+                .with_context(|| format!("`{duration}` is not a duration"))?;
+            clock.advance(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
+            runtime.fire_due_timers().await?;
+        }
+        // Through the gate, as the server's outbox would, so `expect_gate` sees its decisions.
+        while self.engine.outbox().deliver_due().await? > 0 {}
+        check_step(self.engine, self.contact, before, step)
     }
+
+    /// An API start; `Some` holds the step's verdict when the start was refused (or should
+    /// have been).
+    async fn start(
+        &self,
+        fields: &BTreeMap<String, String>,
+        expect_error: Option<&str>,
+    ) -> anyhow::Result<Option<Vec<String>>> {
+        let request = StartRequest {
+            flow: self.flow.to_owned(),
+            from: SCENARIO_OUR_NUMBER.to_owned(),
+            to: self.contact.to_owned(),
+            fields: fields.clone(),
+            locale: self.scenario.locale.clone(),
+        };
+        Ok(
+            match (self.engine.runtime().start(request).await, expect_error) {
+                (Ok(_), Some(expected)) => Some(vec![format!(
+                    "the start was accepted; expected it refused with \"{expected}\""
+                )]),
+                (Err(RuntimeError::Store(error)), _) => return Err(error.into()),
+                (Err(error), Some(expected)) => {
+                    let message = error.to_string();
+                    Some(if message.contains(expected) {
+                        Vec::new()
+                    } else {
+                        vec![format!(
+                            "the start was refused with \"{message}\"; expected \"{expected}\""
+                        )]
+                    })
+                }
+                (Err(error), None) => Some(vec![format!("the start was refused: {error}")]),
+                (Ok(Outcome { .. }), None) => None,
+            },
+        )
+    }
+
+    /// A text from the contact, through the server's accept pipeline, then processed.
+    async fn inbound(&self, text: &str) -> anyhow::Result<()> {
+        let inbound = InboundText {
+            provider: "scenario",
+            message_id: format!("step-{}", self.index),
+            from: self.contact.to_owned(),
+            to: SCENARIO_OUR_NUMBER.to_owned(),
+            body: text.to_owned(),
+            num_media: 0,
+        };
+        self.engine.ingest().accept(inbound).await?;
+        self.engine.process_inbox().await?;
+        Ok(())
+    }
+}
+
+/// The expectations of `step`, checked against what happened since entry `before`.
+fn check_step(
+    engine: &Engine,
+    contact: &str,
+    before: usize,
+    step: &ScenarioStep,
+) -> anyhow::Result<Vec<String>> {
+    let runtime = engine.runtime();
     let transcript = runtime.transcript(SCENARIO_OUR_NUMBER, contact)?;
     let new_entries = transcript.get(before..).unwrap_or_default();
     let conversation = runtime.conversation(SCENARIO_OUR_NUMBER, contact)?;
+    let status = conversation.as_ref().map(|c| &c.status);
+    let mut problems = Vec::new();
+    check_texts(step, new_entries, &mut problems);
+    check_status(step, status, &mut problems);
+    if let Some(expected) = &step.expect_fields {
+        let fields = conversation.as_ref().map(|c| &c.fields);
+        for (name, value) in expected {
+            let actual = fields.and_then(|fields| fields.get(name));
+            if actual != Some(value) {
+                problems.push(format!(
+                    "field `{name}` is {}, expected \"{value}\"",
+                    actual.map_or_else(|| "not set".to_owned(), |v| format!("\"{v}\""))
+                ));
+            }
+        }
+    }
+    if let Some(expected) = &step.expect_gate {
+        let decisions = gate_decisions(engine, new_entries)?;
+        if decisions != *expected {
+            problems.push(format!(
+                "the gate decided {decisions:?}, expected {expected:?}"
+            ));
+        }
+    }
+    Ok(problems)
+}
+
+/// `expect_replies`, `expect_replies_contain` and `expect_route`.
+fn check_texts(
+    step: &ScenarioStep,
+    new_entries: &[Entry],
+    problems: &mut Vec<String>,
+) {
     let replies: Vec<&str> = new_entries
         .iter()
         .filter_map(|entry| match &entry.event {
@@ -393,7 +504,6 @@ async fn run_step(
             _ => None,
         })
         .collect();
-    let mut problems = Vec::new();
     if let Some(expected) = &step.expect_replies
         && replies != expected.iter().map(String::as_str).collect::<Vec<_>>()
     {
@@ -416,7 +526,10 @@ async fn run_step(
             route.join(" -> ")
         ));
     }
-    let status = conversation.as_ref().map(|c| &c.status);
+}
+
+/// `expect_status`, `expect_outcome` and `expect_handoff`.
+fn check_status(step: &ScenarioStep, status: Option<&Status>, problems: &mut Vec<String>) {
     if let Some(expected) = &step.expect_status {
         let actual = match status {
             None | Some(Status::Idle) => "idle",
@@ -446,19 +559,27 @@ async fn run_step(
             )),
         }
     }
-    if let Some(expected) = &step.expect_fields {
-        let fields = conversation.as_ref().map(|c| &c.fields);
-        for (name, value) in expected {
-            let actual = fields.and_then(|fields| fields.get(name));
-            if actual != Some(value) {
-                problems.push(format!(
-                    "field `{name}` is {}, expected \"{value}\"",
-                    actual.map_or_else(|| "not set".to_owned(), |v| format!("\"{v}\""))
-                ));
-            }
-        }
-    }
-    Ok(problems)
+}
+
+/// The gate's latest decision on each text queued in `new_entries` (`queued` when it has not
+/// decided yet).
+fn gate_decisions(
+    engine: &Engine,
+    new_entries: &[Entry],
+) -> anyhow::Result<Vec<String>> {
+    new_entries
+        .iter()
+        .filter_map(|entry| match &entry.event {
+            Event::Outbound { message_id, .. } => Some(message_id),
+            _ => None,
+        })
+        .map(|id| {
+            let message = engine.outbox().message(id)?;
+            Ok(message
+                .and_then(|message| message.gate)
+                .map_or_else(|| "queued".to_owned(), |gate| gate.decision))
+        })
+        .collect()
 }
 
 fn describe(status: Option<&Status>) -> String {

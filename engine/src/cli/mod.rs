@@ -1,5 +1,7 @@
 //! The `smsflow` command line.
 
+mod seed;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -65,6 +67,26 @@ enum Command {
         #[arg(long, default_value = "smsflow.toml")]
         config: PathBuf,
     },
+    /// Fill a store with idle conversations and pending timers, for the benchmarks (run it with
+    /// the server stopped).
+    #[command(hide = true)]
+    BenchSeed {
+        /// The configuration file naming the store and the flows.
+        #[arg(long, default_value = "smsflow.toml")]
+        config: PathBuf,
+        /// Conversations waiting for a reply.
+        #[arg(long)]
+        conversations: u64,
+        /// How many of them have their wait's timeout set.
+        #[arg(long, default_value_t = 0)]
+        timers: u64,
+        /// How many of those timers are due at once (the rest in a day).
+        #[arg(long, default_value_t = 100)]
+        due_now: u64,
+        /// The flow they wait in.
+        #[arg(long, default_value = "appointment-confirmation")]
+        flow: String,
+    },
     /// Check flow files against each other and the plugins; report each problem at its
     /// file:line:column, and each template's SMS segment count. Exits 1 on any problem.
     Check {
@@ -79,7 +101,8 @@ enum Command {
     Test {
         /// A scenario file, or a folder of flows and their scenario files.
         path: PathBuf,
-        /// Take the plugins folder and grants from this smsflow.toml.
+        /// Run under this smsflow.toml: its plugins and grants, and its `[compliance]` and
+        /// `[programs]` policy (quiet-hours exemptions, opt-out scope, texts).
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -177,6 +200,28 @@ impl Cli {
             Command::Consent { command, config } => consent(command, &config),
             Command::SendTest { from, text, config } => send_test(&from, &text, &config).await,
             Command::Check { path, config } => check(&path, config.as_deref()).await,
+            Command::BenchSeed {
+                config,
+                conversations,
+                timers,
+                due_now,
+                flow,
+            } => {
+                let config = seed::config(&config)?;
+                let clock = crate::clock::from_env()?;
+                let written = seed::seed(
+                    &config,
+                    &seed::Seed {
+                        conversations,
+                        timers,
+                        due_now: due_now.min(timers),
+                        flow,
+                        now_ms: clock.now_ms(),
+                    },
+                )?;
+                println!("seeded {written} conversations");
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Test { path, config } => test(&path, config.as_deref()).await,
         }
     }
@@ -218,7 +263,11 @@ async fn standalone_host(
         }
     };
     let store = Store::temporary()?;
-    let mut host = PluginHost::new(&plugins_config, store.plugin_kv()?, Arc::new(SystemClock))?;
+    let mut host = PluginHost::new(
+        &plugins_config,
+        store.tables().plugin_kv,
+        Arc::new(SystemClock),
+    )?;
     let name = manifest.name.clone();
     host.load(file, manifest, &grant).await?;
     Ok((host, name))
@@ -278,7 +327,7 @@ fn plugins_config(config: Option<&Path>) -> anyhow::Result<PluginsConfig> {
 /// flow tools, what its manifest asks for (no HTTP origins, no settings).
 async fn tool_plugin_host(config: &PluginsConfig) -> anyhow::Result<PluginHost> {
     let store = Store::temporary()?;
-    let mut host = PluginHost::new(config, store.plugin_kv()?, Arc::new(SystemClock))?;
+    let mut host = PluginHost::new(config, store.tables().plugin_kv, Arc::new(SystemClock))?;
     host.load_dir_with(&config.dir, |manifest| config.tool_grant(manifest))
         .await?;
     Ok(host)
@@ -317,16 +366,19 @@ async fn check(path: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
 }
 
 async fn test(path: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let plugins = plugins_config(config)?;
-    let files = flow::scenario::scenario_files(path)?;
+    let config = match config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    let files = crate::scenario::scenario_files(path)?;
     if files.is_empty() {
         anyhow::bail!("no scenario files (*.test.toml) at {}", path.display());
     }
     let mut reports = Vec::new();
     for file in files {
-        reports.push(flow::scenario::run_file(&file, &plugins).await);
+        reports.push(crate::scenario::run_file(&file, &config).await);
     }
-    Ok(if flow::scenario::print_reports(&reports) {
+    Ok(if crate::scenario::print_reports(&reports) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -341,8 +393,7 @@ fn offline_store(config: &Path) -> anyhow::Result<Store> {
 }
 
 fn consent(command: ConsentCommand, config: &Path) -> anyhow::Result<ExitCode> {
-    let ledger =
-        crate::compliance::ledger::Ledger::new(offline_store(config)?.trees()?.consent_ledger);
+    let ledger = crate::compliance::ledger::Ledger::new(offline_store(config)?.tables().consent);
     match command {
         ConsentCommand::Verify => match ledger.verify() {
             Ok(count) => {
@@ -372,11 +423,11 @@ fn consent(command: ConsentCommand, config: &Path) -> anyhow::Result<ExitCode> {
 /// The inbox of the store `config` names, opened while the server is stopped.
 fn offline_inbox(config: &Path) -> anyhow::Result<crate::inbox::Inbox> {
     let store = offline_store(config)?;
-    crate::inbox::Inbox::new(
+    Ok(crate::inbox::Inbox::new(
         &store,
         Arc::new(SystemClock),
         crate::inbox::InboxSettings::default(),
-    )
+    ))
 }
 
 fn dlq(command: DlqCommand, config: &Path) -> anyhow::Result<ExitCode> {
@@ -428,7 +479,7 @@ async fn send_test(from: &str, text: &str, config_path: &Path) -> anyhow::Result
     .into_iter()
     .map(|(key, value)| (key.to_owned(), value.to_owned()))
     .collect();
-    let path = crate::server::TWILIO_INBOUND_PATH;
+    let path = crate::ingress::TWILIO_INBOUND_PATH;
     let signature =
         crate::ingress::twilio::signature(&format!("{public_url}{path}"), &params, auth_token);
     let body = url::form_urlencoded::Serializer::new(String::new())

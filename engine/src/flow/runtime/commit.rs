@@ -1,0 +1,122 @@
+//! A turn's effects, written in one batch: the conversation, its transcript entries, timers,
+//! queued texts, the handoff, consent records, event webhooks, the processed mark and the
+//! inbound text's inbox row. All of it or none of it survives a crash.
+
+use super::effects::TimerOp;
+use super::turn::Turn;
+use super::{Outcome, Runtime};
+use crate::compliance::ledger::NewConsent;
+use crate::events::EngineEvent;
+use crate::flow::conversation::{Conversation, Event};
+use crate::store::Batch;
+use crate::store::outbox::Due;
+
+/// Applies `turn`'s effects (not flushed: see the runtime's documentation) and wakes the
+/// workers that have new work.
+pub(super) fn commit(runtime: &Runtime, mut turn: Turn<'_>) -> anyhow::Result<Outcome> {
+    turn.conversation.updated_at_ms = turn.now;
+    let tables = &runtime.tables;
+    let effects = &turn.effects;
+    let key = turn.conversation.key();
+    let mut batch = Batch::new();
+    tables
+        .conversations
+        .put_in(&mut batch, &turn.conversation)?;
+    for entry in &effects.entries {
+        tables.transcript.put_in(&mut batch, &key, entry)?;
+    }
+    for op in &effects.timer_ops {
+        match op {
+            TimerOp::Add(key, record) => tables.timers.put_in(&mut batch, key, record)?,
+            TimerOp::Remove(key) => tables.timers.remove_in(&mut batch, key),
+        }
+    }
+    for (seq, message) in &effects.outgoing {
+        tables.outbox.put_in(&mut batch, *seq, message)?;
+        let due = Due {
+            due_ms: turn.now,
+            seq: *seq,
+        };
+        tables.outbox_due.put_in(&mut batch, due)?;
+    }
+    if let Some((queue, record)) = &effects.handoff {
+        tables.handoffs.put_in(&mut batch, queue, record)?;
+    }
+    if let Some(id) = &effects.processed {
+        tables.processed.put_in(&mut batch, id, turn.now)?;
+    }
+    if let Some(seq) = effects.inbox_seq {
+        tables.inbox.remove_in(&mut batch, seq);
+    }
+    let events = prepare_events(runtime, &mut batch, &turn.conversation, &effects.entries)?;
+    apply(runtime, batch, &effects.consents)?;
+    if !effects.outgoing.is_empty() {
+        runtime.notifiers.outbox.notify_one();
+    }
+    if effects.adds_timers() {
+        runtime.timers_changed.notify_one();
+    }
+    if events > 0
+        && let Some(events) = &runtime.notifiers.events
+    {
+        events.notify();
+    }
+    Ok(Outcome {
+        conversation: turn.conversation,
+        entries: turn.effects.entries,
+        duplicate: false,
+    })
+}
+
+/// Applies `batch` with the turn's consent records chained onto the ledger.
+fn apply(runtime: &Runtime, mut batch: Batch, consents: &[NewConsent]) -> anyhow::Result<()> {
+    if consents.is_empty() {
+        return Ok(runtime.store.apply(batch)?);
+    }
+    // The ledger's lock is taken only by the turns that append to it.
+    let mut ledger = runtime.compliance.ledger().appending();
+    for consent in consents {
+        ledger.append(&mut batch, consent.clone())?;
+    }
+    runtime.store.apply(batch)?;
+    ledger.committed();
+    Ok(())
+}
+
+/// Adds the event webhooks of the turn's handoff and conversion to `batch`; returns how many
+/// rows.
+fn prepare_events(
+    runtime: &Runtime,
+    batch: &mut Batch,
+    conversation: &Conversation,
+    entries: &[crate::flow::conversation::Entry],
+) -> anyhow::Result<usize> {
+    let Some(events) = &runtime.notifiers.events else {
+        return Ok(0);
+    };
+    let flow = conversation.flow.as_ref().map(|flow| flow.id.clone());
+    let mut rows = 0;
+    for entry in entries {
+        let event = match &entry.event {
+            Event::Handoff { queue, reason } => EngineEvent::ConversationHandoff {
+                our_number: conversation.our_number.clone(),
+                contact: conversation.contact.clone(),
+                flow: flow.clone(),
+                queue: queue.clone(),
+                reason: reason.clone(),
+            },
+            Event::Ended {
+                outcome: Some(outcome),
+            } => EngineEvent::Conversion {
+                our_number: conversation.our_number.clone(),
+                contact: conversation.contact.clone(),
+                flow: flow.clone(),
+                outcome: outcome.clone(),
+                variant: conversation.fields.get("variant").cloned(),
+            },
+            _ => continue,
+        };
+        rows += events.prepare_in(batch, &event)?;
+    }
+    Ok(rows)
+}

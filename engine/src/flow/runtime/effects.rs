@@ -1,0 +1,44 @@
+//! What a turn produced, written by the steps and committed in one batch by [`super::commit`].
+//! Tests run a step and assert on these values: nothing here touches the store.
+
+use crate::compliance::ledger::NewConsent;
+use crate::flow::conversation::{Entry, HandoffRecord, TimerKey, TimerRecord};
+use crate::store::outbox::OutboundMessage;
+
+/// A change to the timers, applied in order at commit (a timer set and cleared in one turn is
+/// not left behind).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TimerOp {
+    /// Set a timer.
+    Add(TimerKey, TimerRecord),
+    /// Clear one.
+    Remove(TimerKey),
+}
+
+/// Everything a turn writes besides the conversation row.
+#[derive(Debug, Default)]
+pub struct TurnEffects {
+    /// Transcript entries, in order.
+    pub entries: Vec<Entry>,
+    /// Texts to queue, with their outbox seqs.
+    pub outgoing: Vec<(u64, OutboundMessage)>,
+    /// Timer changes, in order.
+    pub timer_ops: Vec<TimerOp>,
+    /// The handoff, with its queue.
+    pub handoff: Option<(String, HandoffRecord)>,
+    /// Consent records (a keyword opt-in).
+    pub consents: Vec<NewConsent>,
+    /// The inbound event's id, marked processed.
+    pub processed: Option<String>,
+    /// The inbound text's inbox row, removed.
+    pub inbox_seq: Option<u64>,
+}
+
+impl TurnEffects {
+    /// Whether the turn sets any timer.
+    pub fn adds_timers(&self) -> bool {
+        self.timer_ops
+            .iter()
+            .any(|op| matches!(op, TimerOp::Add(..)))
+    }
+}

@@ -1,0 +1,172 @@
+//! Starting runs (an API start, a keyword or catch-all trigger) and firing timers.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::turn::{Turn, escalation_queue};
+use super::{Runtime, RuntimeError, StartRequest, steps};
+use crate::flow::conversation::{Event, FlowRef, Status, Timer};
+use crate::flow::{Action, Flow, FlowKind, Step};
+
+/// An API start: checks the request against the flow and the conversation, then runs it.
+pub(super) async fn start(
+    runtime: &Runtime,
+    turn: &mut Turn<'_>,
+    request: StartRequest,
+) -> Result<(), RuntimeError> {
+    let flow = runtime
+        .registry
+        .current()
+        .by_id
+        .get(&request.flow)
+        .cloned()
+        .ok_or_else(|| RuntimeError::UnknownFlow(request.flow.clone()))?;
+    if !flow.triggers.api {
+        return Err(RuntimeError::NotApiStartable(flow.id.clone()));
+    }
+    let missing: Vec<String> = flow
+        .triggers
+        .fields
+        .iter()
+        .filter(|field| {
+            request
+                .fields
+                .get(*field)
+                .is_none_or(|value| value.trim().is_empty())
+        })
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Err(RuntimeError::MissingFields {
+            flow: flow.id.clone(),
+            fields: missing,
+        });
+    }
+    if turn.conversation.is_active() {
+        return Err(RuntimeError::ConversationActive {
+            contact: turn.conversation.contact.clone(),
+            flow: turn
+                .conversation
+                .flow
+                .as_ref()
+                .map(|flow| flow.id.clone())
+                .unwrap_or_default(),
+        });
+    }
+    if let Some(locale) = request.locale {
+        turn.conversation.locale = locale;
+    }
+    begin_run(turn, &flow, "api", request.fields);
+    steps::run_from(turn, &flow, &flow.start).await;
+    Ok(())
+}
+
+/// Starts a new run of `flow`: its fields, the built-in ones, and its resolution deadline.
+pub(super) fn begin_run(
+    turn: &mut Turn<'_>,
+    flow: &Flow,
+    trigger: &str,
+    fields: BTreeMap<String, String>,
+) {
+    turn.clear_deadline();
+    let now = turn.now;
+    let conversation = &mut turn.conversation;
+    conversation.run += 1;
+    conversation.run_started_at_ms = now;
+    conversation.questions.clear();
+    conversation.flow = Some(FlowRef {
+        id: flow.id.clone(),
+        version: flow.version.clone(),
+    });
+    conversation.program = Some(flow.program.clone());
+    conversation.marketing = flow.kind == FlowKind::Marketing;
+    conversation.brand.clone_from(&flow.brand);
+    conversation.fields.extend(fields);
+    let builtins = [
+        ("contact", conversation.contact.clone()),
+        ("our_number", conversation.our_number.clone()),
+        ("locale", conversation.locale.clone()),
+        ("brand", flow.brand.clone().unwrap_or_default()),
+    ];
+    for (name, value) in builtins {
+        conversation.fields.insert(name.to_owned(), value);
+    }
+    let run = conversation.run;
+    turn.record(Event::Started {
+        flow: flow.id.clone(),
+        version: flow.version.clone(),
+        trigger: trigger.to_owned(),
+    });
+    if let Some(within) = flow
+        .escalation
+        .as_ref()
+        .and_then(|rules| rules.resolve_within_ms)
+    {
+        let due = now.saturating_add(within);
+        turn.conversation.deadline_timer =
+            Some(turn.add_timer(due, Timer::ResolveDeadline { run }));
+    }
+}
+
+/// The flow version the conversation's run is pinned to.
+pub(super) fn pinned_flow(runtime: &Runtime, turn: &Turn<'_>) -> anyhow::Result<Option<Arc<Flow>>> {
+    turn.conversation
+        .flow
+        .as_ref()
+        .map(|flow| runtime.registry.pinned(flow))
+        .transpose()
+}
+
+/// The wait step `name` of `flow`, which a waiting conversation's flow must have.
+pub(super) fn wait_step<'f>(flow: &'f Flow, name: &str) -> anyhow::Result<&'f Step> {
+    flow.steps
+        .get(name)
+        .filter(|step| matches!(step.action, Action::Wait { .. }))
+        .with_context(|| format!("wait step `{name}` is missing from flow `{}`", flow.id))
+}
+
+/// A timer fired: a wait's timeout resumes the run at `on_timeout`; a resolution deadline
+/// hands off. A timer of an earlier run or step does nothing.
+pub(super) async fn timer(
+    runtime: &Runtime,
+    turn: &mut Turn<'_>,
+    timer: Timer,
+) -> Result<(), RuntimeError> {
+    let Status::Waiting { step, .. } = turn.conversation.status.clone() else {
+        return Ok(());
+    };
+    let flow = pinned_flow(runtime, turn)?.context("a waiting conversation has no flow")?;
+    match timer {
+        Timer::WaitTimeout { run, step: timed }
+            if run == turn.conversation.run && timed == step =>
+        {
+            let Action::Wait { on_timeout, .. } = &wait_step(&flow, &step)?.action else {
+                return Ok(());
+            };
+            let on_timeout = on_timeout.clone();
+            turn.record(Event::TimedOut { step });
+            steps::run_from(turn, &flow, &on_timeout).await;
+        }
+        Timer::ResolveDeadline { run } if run == turn.conversation.run => {
+            turn.clear_wait();
+            let within = flow
+                .escalation
+                .as_ref()
+                .and_then(|rules| rules.resolve_within_ms)
+                .map(|ms| {
+                    humantime::format_duration(Duration::from_millis(ms.cast_unsigned()))
+                        .to_string()
+                })
+                .unwrap_or_default();
+            turn.hand_off(
+                &escalation_queue(&flow),
+                &format!("not resolved within {within}"),
+            );
+        }
+        _ => {}
+    }
+    Ok(())
+}

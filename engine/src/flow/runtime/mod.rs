@@ -1,0 +1,440 @@
+//! The durable flow runtime.
+//!
+//! Each event (an API start, an inbound text, an agent's reply, a timer) is one *turn* of one
+//! conversation: the conversation is locked, its pinned flow runs until it waits, hands off or
+//! ends, and everything the turn produced ([`effects::TurnEffects`]: state, transcript
+//! entries, queued texts, timers, the handoff, consent records, events, the event's
+//! "processed" mark) is written in one store batch. A crash before the batch leaves no trace
+//! of the turn, so replaying the event redoes it once; a crash after it finds the event marked
+//! processed. Timers are rows removed in the batch of the turn they cause, so each fires once,
+//! also across restarts.
+//!
+//! The pieces: [`turn`] holds a turn's working state and the operations steps use; [`steps`]
+//! has one handler per step kind, which touch only the turn; [`inbound`] routes an inbound
+//! text; [`lifecycle`] starts runs and fires timers; [`commit`] turns the effects into the
+//! batch.
+//!
+//! Durability: a turn is applied, not flushed. Callers that acknowledge it (the API's start and
+//! agent reply) flush before answering; the outbox flushes before it hands a queued text to
+//! the provider, so no text leaves before the turn that queued it is on disk.
+
+mod commit;
+pub mod effects;
+mod inbound;
+mod lifecycle;
+mod steps;
+mod turn;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use self::turn::Turn;
+use super::conversation::{Conversation, ConversationKey, Entry, Event, TimerKey, TimerRecord};
+use super::registry::Registry;
+use crate::compliance::ledger::ConsentClass;
+use crate::compliance::{Compliance, ConversationFacts, FactsSource, Screening};
+use crate::events::Events;
+use crate::locks::ConversationLocks;
+use crate::plugin::PluginCalls;
+use crate::store::{Store, StoreError, Tables};
+
+pub use crate::flow::MAX_STEPS_PER_TURN;
+
+/// The queue a conversation goes to when a failing step has no route and the flow names no
+/// escalation queue.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// An inbound text, already verified, screened and stored by ingress.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// `<provider>:<message id>`: a replay with the same id changes nothing.
+    pub id: String,
+    /// The contact's number, E.164.
+    pub from: String,
+    /// Our number, E.164.
+    pub to: String,
+    /// The text.
+    pub text: String,
+    /// What ingress decided it means for consent.
+    pub screening: Screening,
+    /// Its inbox row, removed in the turn's batch.
+    pub inbox_seq: Option<u64>,
+}
+
+/// A request to start a flow for a contact.
+#[derive(Debug, Clone)]
+pub struct StartRequest {
+    /// The flow.
+    pub flow: String,
+    /// Our number.
+    pub from: String,
+    /// The contact.
+    pub to: String,
+    /// Fields for the run.
+    pub fields: BTreeMap<String, String>,
+    /// The contact's locale, when known.
+    pub locale: Option<String>,
+}
+
+/// What a turn did.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The conversation after the turn.
+    pub conversation: Conversation,
+    /// The transcript entries the turn wrote.
+    pub entries: Vec<Entry>,
+    /// The event had been processed before: nothing changed.
+    pub duplicate: bool,
+}
+
+impl Outcome {
+    /// The texts the turn sent.
+    pub fn sent_texts(&self) -> Vec<&str> {
+        self.entries
+            .iter()
+            .filter_map(|entry| match &entry.event {
+                Event::Outbound { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The outbox ids of the texts the turn queued.
+    pub fn queued_ids(&self) -> Vec<&str> {
+        self.entries
+            .iter()
+            .filter_map(|entry| match &entry.event {
+                Event::Outbound { message_id, .. } => Some(message_id.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Why a request was refused. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// No flow with that id is in service.
+    #[error("no flow `{0}` is loaded")]
+    UnknownFlow(String),
+    /// The flow has no API trigger.
+    #[error("flow `{0}` cannot be started by the API: its file does not set `triggers.api = true`")]
+    NotApiStartable(String),
+    /// The start lacks fields the flow needs.
+    #[error("flow `{flow}` needs {} to start", fields.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", "))]
+    MissingFields {
+        /// The flow.
+        flow: String,
+        /// The missing fields.
+        fields: Vec<String>,
+    },
+    /// The contact is already in a run.
+    #[error("{contact} already has an active conversation on flow `{flow}`")]
+    ConversationActive {
+        /// The contact.
+        contact: String,
+        /// The flow of the active run.
+        flow: String,
+    },
+    /// An agent replied where there is no conversation.
+    #[error("no conversation with {0}")]
+    NoConversation(String),
+    /// The store failed: retry later.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Something that cannot happen did (a pinned flow lost its step): a bug, not the caller's.
+    #[error("internal error: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+impl From<anyhow::Error> for RuntimeError {
+    /// A store failure stays one, whatever context was added to it; anything else is internal.
+    fn from(error: anyhow::Error) -> Self {
+        match error.downcast::<StoreError>() {
+            Ok(store) => Self::Store(store),
+            Err(other) => Self::Internal(other),
+        }
+    }
+}
+
+/// What starts a turn.
+enum TurnEvent {
+    Start(StartRequest),
+    Inbound(Inbound),
+    AgentReply { agent: String, text: String },
+    Timer { key: TimerKey, record: TimerRecord },
+}
+
+/// Where the runtime reports what turns did: the outbox's wake-up and the event webhooks.
+#[derive(Debug, Clone, Default)]
+pub struct Notifiers {
+    /// Woken when a turn queues a text.
+    pub outbox: Arc<Notify>,
+    /// Event webhooks, when any are configured.
+    pub events: Option<Arc<Events>>,
+}
+
+/// Runs conversations.
+pub struct Runtime {
+    store: Store,
+    tables: Tables,
+    registry: Arc<Registry>,
+    plugins: Arc<dyn PluginCalls>,
+    compliance: Arc<Compliance>,
+    clock: crate::clock::SharedClock,
+    locks: Arc<ConversationLocks>,
+    notifiers: Notifiers,
+    timers_changed: Notify,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").finish_non_exhaustive()
+    }
+}
+
+/// What a runtime is built from.
+pub struct RuntimeParts {
+    /// The store.
+    pub store: Store,
+    /// The flows in service.
+    pub registry: Arc<Registry>,
+    /// The plugins flows call.
+    pub plugins: Arc<dyn PluginCalls>,
+    /// The policy and ledger (brands, compliance replies, keyword opt-ins).
+    pub compliance: Arc<Compliance>,
+    /// The engine's clock.
+    pub clock: crate::clock::SharedClock,
+    /// The conversation locks, shared with ingress screening.
+    pub locks: Arc<ConversationLocks>,
+    /// Whom to tell about queued texts and events.
+    pub notifiers: Notifiers,
+}
+
+impl Runtime {
+    /// A runtime from its parts.
+    pub fn new(parts: RuntimeParts) -> Self {
+        Self {
+            tables: parts.store.tables(),
+            store: parts.store,
+            registry: parts.registry,
+            plugins: parts.plugins,
+            compliance: parts.compliance,
+            clock: parts.clock,
+            locks: parts.locks,
+            notifiers: parts.notifiers,
+            timers_changed: Notify::new(),
+        }
+    }
+
+    /// The flows in service.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The policy and the ledger.
+    pub fn compliance(&self) -> &Arc<Compliance> {
+        &self.compliance
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Queues an agent's reply to `contact` in its conversation, durably. It goes through the
+    /// same gate as every text: an opted-out contact does not get it.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::NoConversation`] when there is none, or a store failure.
+    pub async fn agent_reply(
+        &self,
+        our_number: &str,
+        contact: &str,
+        agent: &str,
+        text: &str,
+    ) -> Result<Outcome, RuntimeError> {
+        let event = TurnEvent::AgentReply {
+            agent: agent.to_owned(),
+            text: text.to_owned(),
+        };
+        let outcome = self.turn(our_number, contact, event).await?;
+        self.store.flush().await?;
+        Ok(outcome)
+    }
+
+    /// Starts `request.flow` for `request.to`, durably.
+    ///
+    /// # Errors
+    ///
+    /// A [`RuntimeError`]: unknown flow, no API trigger, missing fields, a run already active,
+    /// or a store failure.
+    pub async fn start(&self, request: StartRequest) -> Result<Outcome, RuntimeError> {
+        let (ours, contact) = (request.from.clone(), request.to.clone());
+        let outcome = self
+            .turn(&ours, &contact, TurnEvent::Start(request))
+            .await?;
+        self.store.flush().await?;
+        Ok(outcome)
+    }
+
+    /// Handles an inbound text. Not flushed (see the module documentation): its inbox row is
+    /// removed in the same batch, so a crash before the next flush replays it.
+    ///
+    /// # Errors
+    ///
+    /// Only a store failure or a broken invariant; a replay of a processed id returns a
+    /// duplicate [`Outcome`].
+    pub async fn inbound(&self, inbound: Inbound) -> Result<Outcome, RuntimeError> {
+        let (ours, contact) = (inbound.to.clone(), inbound.from.clone());
+        self.turn(&ours, &contact, TurnEvent::Inbound(inbound))
+            .await
+    }
+
+    /// Fires every timer due now; returns how many fired (stale ones included).
+    ///
+    /// # Errors
+    ///
+    /// When the store fails.
+    pub async fn fire_due_timers(&self) -> Result<usize, StoreError> {
+        let due = self.tables.timers.due(self.clock.now_ms())?;
+        let count = due.len();
+        for (key, record) in due {
+            let (ours, contact) = (record.our_number.clone(), record.contact.clone());
+            match self
+                .turn(&ours, &contact, TurnEvent::Timer { key, record })
+                .await
+            {
+                Ok(_) => {}
+                Err(RuntimeError::Store(error)) => return Err(error),
+                Err(error) => tracing::error!("timer turn refused: {error}"),
+            }
+        }
+        Ok(count)
+    }
+
+    /// When the next timer is due.
+    ///
+    /// # Errors
+    ///
+    /// When the store fails.
+    pub fn next_timer_due(&self) -> Result<Option<i64>, StoreError> {
+        self.tables.timers.next_due()
+    }
+
+    /// Fires timers as they come due, until the task is dropped.
+    pub async fn run_timers(self: Arc<Self>) {
+        loop {
+            if let Err(error) = self.fire_due_timers().await {
+                tracing::error!("timers: {error:#}");
+            }
+            let wait = match self.next_timer_due() {
+                Ok(Some(due)) => {
+                    let ms = due.saturating_sub(self.clock.now_ms()).clamp(0, 1000);
+                    Duration::from_millis(ms.cast_unsigned())
+                }
+                _ => Duration::from_secs(1),
+            };
+            let _ = tokio::time::timeout(wait, self.timers_changed.notified()).await;
+        }
+    }
+
+    /// The conversation between `our_number` and `contact`.
+    ///
+    /// # Errors
+    ///
+    /// When the store fails.
+    pub fn conversation(
+        &self,
+        our_number: &str,
+        contact: &str,
+    ) -> Result<Option<Conversation>, StoreError> {
+        self.tables
+            .conversations
+            .get(&ConversationKey::new(our_number, contact))
+    }
+
+    /// The whole transcript of a conversation, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// When the store fails.
+    pub fn transcript(&self, our_number: &str, contact: &str) -> Result<Vec<Entry>, StoreError> {
+        self.tables
+            .transcript
+            .of(&ConversationKey::new(our_number, contact))
+    }
+
+    async fn turn(
+        &self,
+        our_number: &str,
+        contact: &str,
+        event: TurnEvent,
+    ) -> Result<Outcome, RuntimeError> {
+        let key = ConversationKey::new(our_number, contact);
+        let _held = self.locks.lock(&key).await;
+        let now = self.clock.now_ms();
+        let stored = self.tables.conversations.get(&key)?;
+        if stored.is_none() && matches!(event, TurnEvent::AgentReply { .. }) {
+            return Err(RuntimeError::NoConversation(contact.to_owned()));
+        }
+        let conversation = stored.unwrap_or_else(|| Conversation::new(our_number, contact, now));
+        if self.replayed(&event)? {
+            return Ok(Outcome {
+                conversation,
+                entries: Vec::new(),
+                duplicate: true,
+            });
+        }
+        let mut turn = Turn::new(&*self.plugins, &self.store, conversation, now);
+        match event {
+            TurnEvent::Start(request) => lifecycle::start(self, &mut turn, request).await?,
+            TurnEvent::Inbound(inbound) => {
+                turn.effects.processed = Some(inbound.id.clone());
+                turn.effects.inbox_seq = inbound.inbox_seq;
+                inbound::handle(self, &mut turn, &inbound).await?;
+            }
+            TurnEvent::Timer { key, record } => {
+                turn.effects.timer_ops.push(effects::TimerOp::Remove(key));
+                lifecycle::timer(self, &mut turn, record.timer).await?;
+            }
+            TurnEvent::AgentReply { agent, text } => {
+                let step = format!("agent:{agent}");
+                turn.queue(crate::compliance::gate::Origin::Agent, &step, text);
+            }
+        }
+        Ok(commit::commit(self, turn)?)
+    }
+
+    /// Whether `event` was already dealt with: a processed inbound id, a timer no longer set.
+    fn replayed(&self, event: &TurnEvent) -> Result<bool, StoreError> {
+        Ok(match event {
+            TurnEvent::Inbound(inbound) => self.tables.processed.contains(&inbound.id)?,
+            TurnEvent::Timer { key, .. } => !self.tables.timers.contains(key)?,
+            TurnEvent::Start(_) | TurnEvent::AgentReply { .. } => false,
+        })
+    }
+}
+
+impl FactsSource for Runtime {
+    fn facts(&self, key: &ConversationKey) -> anyhow::Result<ConversationFacts> {
+        Ok(self
+            .tables
+            .conversations
+            .get(key)?
+            .map(|conversation| ConversationFacts {
+                program: conversation.program,
+                class: Some(if conversation.marketing {
+                    ConsentClass::Marketing
+                } else {
+                    ConsentClass::Transactional
+                }),
+                revocation_asked_at_ms: conversation.revocation_asked_at_ms,
+            })
+            .unwrap_or_default())
+    }
+}

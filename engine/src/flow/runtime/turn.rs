@@ -1,0 +1,366 @@
+//! A turn's working state, and the operations steps use on it: record a transcript entry,
+//! queue a text, set or clear a timer, hand off, end, fail over to an error route.
+
+use std::collections::BTreeMap;
+
+use super::DEFAULT_QUEUE;
+use super::effects::{TimerOp, TurnEffects};
+use crate::compliance::gate::Origin;
+use crate::compliance::ledger::ConsentClass;
+use crate::flow::conversation::{
+    Conversation, Event, HandoffRecord, Status, Timer, TimerKey, TimerRecord,
+};
+use crate::flow::template::{RenderError, Template};
+use crate::flow::{Flow, LocalizedTemplate, Step};
+use crate::outbound::message_id;
+use crate::plugin::{Context, PluginCalls};
+use crate::sms::segments::segments;
+use crate::store::outbox::OutboundMessage;
+
+/// Where a turn gets outbox seqs: the store, or a counter in tests.
+pub(super) trait Ids: Send + Sync {
+    /// A new id, unique for the store's lifetime.
+    fn next_id(&self) -> anyhow::Result<u64>;
+}
+
+impl Ids for crate::store::Store {
+    fn next_id(&self) -> anyhow::Result<u64> {
+        Ok(self.generate_id()?)
+    }
+}
+
+/// One turn's working state, committed at the end.
+pub(super) struct Turn<'r> {
+    pub(super) plugins: &'r dyn PluginCalls,
+    ids: &'r dyn Ids,
+    pub(super) conversation: Conversation,
+    pub(super) now: i64,
+    pub(super) effects: TurnEffects,
+    /// Whether the run reached a wait, a handoff or an end (else it ends when the steps run out).
+    pub(super) settled: bool,
+}
+
+impl<'r> Turn<'r> {
+    pub(super) fn new(
+        plugins: &'r dyn PluginCalls,
+        ids: &'r dyn Ids,
+        conversation: Conversation,
+        now: i64,
+    ) -> Self {
+        Self {
+            plugins,
+            ids,
+            conversation,
+            now,
+            effects: TurnEffects::default(),
+            settled: false,
+        }
+    }
+
+    /// Appends a transcript entry.
+    pub(super) fn record(&mut self, event: Event) {
+        let seq = self.conversation.transcript_len;
+        self.conversation.transcript_len += 1;
+        self.effects.entries.push(crate::flow::conversation::Entry {
+            seq,
+            at_ms: self.now,
+            event,
+        });
+    }
+
+    /// A field's value, or the empty string.
+    pub(super) fn field(&self, name: &str) -> String {
+        self.conversation
+            .fields
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The conversation as plugins see it.
+    pub(super) fn plugin_context(&self) -> Context {
+        Context {
+            contact: self.conversation.contact.clone(),
+            locale: self.conversation.locale.clone(),
+            fields: self.conversation.fields.clone(),
+            last_intents: self.conversation.last_intents.clone(),
+        }
+    }
+
+    /// `text` in the contact's locale, rendered from the conversation's fields.
+    pub(super) fn render_text(&self, text: &LocalizedTemplate) -> Result<String, RenderError> {
+        let Some(template) = text.for_locale(&self.conversation.locale) else {
+            return Err(RenderError::MissingFields { fields: Vec::new() });
+        };
+        template.render(&self.conversation.fields)
+    }
+
+    /// Every template of `templates`, rendered from the conversation's fields.
+    pub(super) fn render_all(
+        &self,
+        templates: &BTreeMap<String, Template>,
+    ) -> Result<BTreeMap<String, String>, RenderError> {
+        templates
+            .iter()
+            .map(|(name, template)| Ok((name.clone(), template.render(&self.conversation.fields)?)))
+            .collect()
+    }
+
+    /// Queues a text a flow step asked for (`origin`: the flow itself, or a plugin's draft).
+    pub(super) fn send_as(&mut self, origin: Origin, flow: &Flow, step: &Step, body: String) {
+        if let Some(message) = self.queue(origin, &step.name, body) {
+            message.flow = Some(flow.id.clone());
+        }
+    }
+
+    /// Queues a text to the conversation's contact, recorded in the transcript; the program,
+    /// class and brand are the conversation's. Returns the queued text, or `None` when no id
+    /// could be allocated (the error is in the transcript).
+    pub(super) fn queue(
+        &mut self,
+        origin: Origin,
+        step: &str,
+        body: String,
+    ) -> Option<&mut OutboundMessage> {
+        let seq = match self.ids.next_id() {
+            Ok(seq) => seq,
+            Err(error) => {
+                self.record(Event::Error {
+                    step: step.to_owned(),
+                    message: format!("{error:#}"),
+                });
+                return None;
+            }
+        };
+        let id = message_id(seq);
+        self.record(Event::Outbound {
+            message_id: id.clone(),
+            text: body.clone(),
+            step: step.to_owned(),
+            segments: segments(&body).segments,
+        });
+        let conversation = &self.conversation;
+        let mut message = OutboundMessage::new(
+            id,
+            conversation.our_number.clone(),
+            conversation.contact.clone(),
+            body,
+            self.now,
+        );
+        message.step = Some(step.to_owned());
+        message.origin = origin;
+        message.program.clone_from(&conversation.program);
+        message.class = if conversation.marketing && !origin.is_compliance_reply() {
+            ConsentClass::Marketing
+        } else {
+            ConsentClass::Transactional
+        };
+        message.brand.clone_from(&conversation.brand);
+        message.address_state = conversation.fields.get("state").cloned();
+        self.effects.outgoing.push((seq, message));
+        self.effects.outgoing.last_mut().map(|(_, message)| message)
+    }
+
+    /// A step failed: its `on_error`, else the flow's, else a handoff.
+    pub(super) fn fail(
+        &mut self,
+        flow: &Flow,
+        step: &Step,
+        on_error: Option<&str>,
+        message: &str,
+    ) -> Option<String> {
+        self.record(Event::Error {
+            step: step.name.clone(),
+            message: message.to_owned(),
+        });
+        match on_error.or(flow.on_error.as_deref()) {
+            Some(target) if target != step.name => Some(target.to_owned()),
+            _ => {
+                let reason = format!("step `{}` failed: {message}", step.name);
+                self.hand_off(&escalation_queue(flow), &reason);
+                None
+            }
+        }
+    }
+
+    /// Hands the conversation to people in `queue`; the bot stays silent from here.
+    pub(super) fn hand_off(&mut self, queue: &str, reason: &str) {
+        self.clear_wait();
+        self.clear_deadline();
+        self.conversation.status = Status::HandedOff {
+            queue: queue.to_owned(),
+            reason: reason.to_owned(),
+            at_ms: self.now,
+        };
+        self.effects.handoff = Some((
+            queue.to_owned(),
+            HandoffRecord {
+                our_number: self.conversation.our_number.clone(),
+                contact: self.conversation.contact.clone(),
+                reason: reason.to_owned(),
+                at_ms: self.now,
+            },
+        ));
+        self.record(Event::Handoff {
+            queue: queue.to_owned(),
+            reason: reason.to_owned(),
+        });
+        self.settled = true;
+    }
+
+    /// Ends the run with `outcome`.
+    pub(super) fn end(&mut self, outcome: Option<String>) {
+        self.clear_wait();
+        self.clear_deadline();
+        self.conversation.status = Status::Ended {
+            outcome: outcome.clone(),
+            at_ms: self.now,
+        };
+        self.record(Event::Ended { outcome });
+        self.settled = true;
+    }
+
+    /// Schedules `timer` at `due_ms`; returns its key, hex-encoded for the conversation.
+    pub(super) fn add_timer(&mut self, due_ms: i64, timer: Timer) -> String {
+        let key = TimerKey {
+            due_ms,
+            conversation: self.conversation.key(),
+            n: self.conversation.timers_set,
+        };
+        self.conversation.timers_set += 1;
+        let record = TimerRecord {
+            our_number: self.conversation.our_number.clone(),
+            contact: self.conversation.contact.clone(),
+            timer,
+        };
+        let hex_key = key.to_hex();
+        self.effects.timer_ops.push(TimerOp::Add(key, record));
+        hex_key
+    }
+
+    fn remove_timer(&mut self, hex_key: Option<String>) {
+        if let Some(key) = hex_key.as_deref().and_then(TimerKey::from_hex) {
+            self.effects.timer_ops.push(TimerOp::Remove(key));
+        }
+    }
+
+    /// Drops the current wait's timeout, if one is set.
+    pub(super) fn clear_wait(&mut self) {
+        let timer = self.conversation.wait_timer.take();
+        self.remove_timer(timer);
+    }
+
+    /// Drops the current run's resolution deadline, if it has one.
+    pub(super) fn clear_deadline(&mut self) {
+        let timer = self.conversation.deadline_timer.take();
+        self.remove_timer(timer);
+    }
+}
+
+/// The queue a flow's escalations and unrouted failures go to.
+pub(super) fn escalation_queue(flow: &Flow) -> String {
+    flow.escalation
+        .as_ref()
+        .map_or_else(|| DEFAULT_QUEUE.to_owned(), |rules| rules.queue.clone())
+}
+
+#[cfg(test)]
+pub(super) mod testing {
+    //! A turn without a store or wasm: plugins answered by closures, ids from a counter.
+
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use futures_util::future::BoxFuture;
+
+    use super::{Ids, Turn};
+    use crate::flow::conversation::Conversation;
+    use crate::plugin::{CallError, ConnectorCall, Context, Draft, Intent, PluginCalls};
+
+    /// Ids 1, 2, 3, …
+    #[derive(Default)]
+    pub struct Counter(AtomicU64);
+
+    impl Ids for Counter {
+        fn next_id(&self) -> anyhow::Result<u64> {
+            Ok(self.0.fetch_add(1, Ordering::SeqCst) + 1)
+        }
+    }
+
+    /// Plugins whose answers the test gives; `Err` holds a trap's message.
+    #[derive(Default)]
+    pub struct Stub {
+        /// The classifier's answer.
+        pub intent: Option<Result<Intent, String>>,
+        /// The reply generator's answer.
+        pub draft: Option<Result<Draft, String>>,
+        /// The connector's answer.
+        pub fields: Option<Result<BTreeMap<String, String>, String>>,
+    }
+
+    /// The answer the test gave, or a trap when it gave none.
+    fn answer<T: Clone>(given: &Option<Result<T, String>>, plugin: &str) -> Result<T, CallError> {
+        match given {
+            Some(Ok(value)) => Ok(value.clone()),
+            Some(Err(message)) => Err(CallError::Trap {
+                plugin: plugin.to_owned(),
+                message: message.clone(),
+            }),
+            None => Err(CallError::NotLoaded {
+                plugin: plugin.to_owned(),
+            }),
+        }
+    }
+
+    impl PluginCalls for Stub {
+        fn classify<'a>(
+            &'a self,
+            plugin: &'a str,
+            _text: &'a str,
+            _context: &'a Context,
+        ) -> BoxFuture<'a, Result<Intent, CallError>> {
+            let answer = answer(&self.intent, plugin);
+            Box::pin(async move { answer })
+        }
+
+        fn draft_reply<'a>(
+            &'a self,
+            plugin: &'a str,
+            _text: &'a str,
+            _context: &'a Context,
+        ) -> BoxFuture<'a, Result<Draft, CallError>> {
+            let answer = answer(&self.draft, plugin);
+            Box::pin(async move { answer })
+        }
+
+        fn connect<'a>(
+            &'a self,
+            plugin: &'a str,
+            _call: &'a ConnectorCall,
+        ) -> BoxFuture<'a, Result<BTreeMap<String, String>, CallError>> {
+            let answer = answer(&self.fields, plugin);
+            Box::pin(async move { answer })
+        }
+    }
+
+    /// A turn of a fresh conversation at time 1000, with `fields`.
+    pub fn turn<'a>(plugins: &'a Stub, ids: &'a Counter, fields: &[(&str, &str)]) -> Turn<'a> {
+        let mut conversation = Conversation::new("+15550001000", "+12125550100", 1000);
+        conversation.program = Some("care".to_owned());
+        for (name, value) in fields {
+            conversation
+                .fields
+                .insert((*name).to_owned(), (*value).to_owned());
+        }
+        Turn::new(plugins, ids, conversation, 1000)
+    }
+
+    /// The flow of `toml`, compiled; the whole-flow checks (fields nothing defines, steps
+    /// nothing reaches) are not the point of a step's test, so their findings are ignored.
+    pub fn flow(toml: &str) -> crate::flow::Flow {
+        match crate::flow::compile::compile_with_problems(std::path::Path::new("test.toml"), toml) {
+            Ok((flow, _)) => flow,
+            Err(errors) => panic!("{errors:?}"),
+        }
+    }
+}

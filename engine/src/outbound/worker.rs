@@ -1,0 +1,476 @@
+//! The outbox worker: passes that hand the due texts to the provider, many at once, each
+//! recipient at most once per pass.
+//!
+//! A pass: read the due texts; flush (the turns that queued them may not be on disk yet); ask
+//! the gate about each, marking the ones it clears `sending`; apply and flush those marks;
+//! call the provider for all of them concurrently; write every result in one batch; flush.
+//! Because a recipient gets at most one text per pass and a pass ends with its results on
+//! disk, the record of a send is durable before the next send to that number leaves.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::rate::RateLimiter;
+use super::{Clearance, Cleared, DeliveryStatus, Lookup, OutboundMessage, Provider, Receipt};
+use super::{SendError, clear, seq_of};
+use crate::clock::SharedClock;
+use crate::compliance::gate::Gate;
+use crate::compliance::ledger::Appending;
+use crate::events::{EngineEvent, Events, OptOutSource};
+use crate::sms::StatusUpdate;
+use crate::store::outbox::{Due, OutboxDue, ProviderIds};
+use crate::store::{Batch, Store};
+
+/// How the outbox retries and paces.
+#[derive(Debug, Clone, Copy)]
+pub struct OutboxSettings {
+    /// Attempts before a text is marked failed.
+    pub max_attempts: u32,
+    /// Texts per second per sender number.
+    pub messages_per_second: f64,
+    /// Provider calls one pass makes at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for OutboxSettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            messages_per_second: 10.0,
+            max_in_flight: 256,
+        }
+    }
+}
+
+/// The first retry waits this long; each further one twice as long, up to [`MAX_BACKOFF_MS`].
+const FIRST_BACKOFF_MS: i64 = 1_000;
+const MAX_BACKOFF_MS: i64 = 5 * 60_000;
+
+/// The outbox and its worker.
+#[derive(Debug)]
+pub struct Outbox {
+    store: Store,
+    texts: crate::store::outbox::Outbox,
+    due: OutboxDue,
+    provider_ids: ProviderIds,
+    provider: Arc<dyn Provider>,
+    gate: Gate,
+    clock: SharedClock,
+    settings: OutboxSettings,
+    limiter: Mutex<RateLimiter>,
+    wake: Arc<Notify>,
+    events: Option<Arc<Events>>,
+    /// Held while a pass hands texts to the provider, so shutdown can wait for it.
+    pass: tokio::sync::Mutex<()>,
+    stopping: AtomicBool,
+}
+
+/// A text the gate cleared in this pass, on its way to the provider.
+struct Claim {
+    due: Due,
+    cleared: Cleared,
+}
+
+/// What the provider did with a claim.
+enum Sent {
+    /// It took the text (now, or before a crash, as the lookup found).
+    Accepted(Receipt),
+    /// It refused it.
+    Refused(SendError),
+}
+
+impl Outbox {
+    /// An outbox over `store` delivering through `provider`, every text past `gate`; `wake`
+    /// is the notifier turns call when they queue a text.
+    pub fn new(
+        store: &Store,
+        provider: Arc<dyn Provider>,
+        gate: Gate,
+        clock: SharedClock,
+        settings: OutboxSettings,
+        wake: Arc<Notify>,
+    ) -> Self {
+        let tables = store.tables();
+        Self {
+            store: store.clone(),
+            texts: tables.outbox,
+            due: tables.outbox_due,
+            provider_ids: tables.provider_ids,
+            provider,
+            gate,
+            clock,
+            settings,
+            limiter: Mutex::new(RateLimiter::new(settings.messages_per_second)),
+            wake,
+            events: None,
+            pass: tokio::sync::Mutex::new(()),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Reports opt-outs learnt from the provider to the operator's event webhooks.
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<Events>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// The compliance gate every text passes.
+    pub fn gate(&self) -> &Gate {
+        &self.gate
+    }
+
+    /// Tells the worker there is something to deliver.
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Stops sending and waits (up to `grace`) for the pass handing texts to the provider, so
+    /// that their results are recorded; returns whether the worker stopped in time.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.stopping.store(true, Ordering::SeqCst);
+        tokio::time::timeout(grace, self.pass.lock()).await.is_ok()
+    }
+
+    /// One pass (see the module documentation): every due text through [`clear`] and, if
+    /// cleared, to the provider, as the rate limit allows; returns how many the provider took.
+    /// A text the limit holds back is due again when its sender has capacity; one the gate
+    /// defers, when the gate said; a recipient's second due text, in the next pass.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read, written or flushed.
+    pub async fn deliver_due(&self) -> anyhow::Result<usize> {
+        let _pass = self.pass.lock().await;
+        // A few more than one pass sends: some belong to recipients already in the pass.
+        let due = self
+            .due
+            .due(self.clock.now_ms(), self.settings.max_in_flight * 4)?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        // The turns that queued these texts are applied but maybe not yet durable: no text
+        // leaves before the turn that queued it is on disk.
+        self.store.flush().await?;
+        let claims = self.claim(due).await?;
+        if claims.is_empty() {
+            return Ok(0);
+        }
+        let results = futures_util::future::join_all(claims.into_iter().map(|claim| async move {
+            let sent = match self.provider.send(&claim.cleared).await {
+                Ok(receipt) => Sent::Accepted(receipt),
+                Err(error) => Sent::Refused(error),
+            };
+            (claim, sent)
+        }))
+        .await;
+        let accepted = self.record_results(results)?;
+        // The record of each send is durable before the next text to that number leaves.
+        self.store.flush().await?;
+        Ok(accepted)
+    }
+
+    /// Asks the gate about each due text (one per recipient), writes its decision, marks the
+    /// cleared ones `sending` durably, and returns them. A text left `sending` by a crash is
+    /// looked up at the provider first.
+    async fn claim(&self, due: Vec<Due>) -> anyhow::Result<Vec<Claim>> {
+        let mut batch = Batch::new();
+        let mut recipients = HashSet::new();
+        let mut claims = Vec::new();
+        let mut recovered = Vec::new();
+        for due in due {
+            if self.stopping.load(Ordering::SeqCst) || claims.len() >= self.settings.max_in_flight {
+                break;
+            }
+            let Some(message) = self.texts.get(due.seq)? else {
+                self.due.remove_in(&mut batch, due);
+                continue;
+            };
+            if !recipients.insert(message.to.clone()) {
+                continue;
+            }
+            if let DeliveryStatus::Sending { since_ms } = message.status {
+                match self.provider.find_sent(&message, since_ms).await {
+                    Ok(Lookup::Sent(receipt)) => {
+                        recovered.push((due, message, receipt));
+                        continue;
+                    }
+                    Ok(Lookup::NotSent) => {}
+                    Ok(Lookup::Unknown) => tracing::warn!(
+                        id = %message.id,
+                        "a send was interrupted and {} cannot look texts up: sending it again (it may arrive twice)",
+                        self.provider.name()
+                    ),
+                    Err(error) => {
+                        tracing::warn!(id = %message.id, "cannot look up an interrupted send, trying later: {error}");
+                        self.reschedule(&mut batch, due, self.clock.now_ms() + FIRST_BACKOFF_MS)?;
+                        continue;
+                    }
+                }
+            }
+            if let Some(wait_ms) = self.pace(&message.from) {
+                self.reschedule(&mut batch, due, self.clock.now_ms() + wait_ms)?;
+                continue;
+            }
+            claims.extend(self.decide(&mut batch, due, message)?);
+        }
+        if !recovered.is_empty() {
+            let mut ledger = self.gate.compliance().ledger().appending();
+            for (due, message, receipt) in recovered {
+                self.record_accepted(&mut batch, &mut ledger, due, message, receipt)?;
+            }
+            self.store.apply(batch)?;
+            ledger.committed();
+        } else {
+            self.store.apply(batch)?;
+        }
+        if !claims.is_empty() {
+            // A crash during the calls finds these `sending` and looks them up before
+            // sending again.
+            self.store.flush().await?;
+        }
+        Ok(claims)
+    }
+
+    /// A token for `sender`'s pace, or how long until one is free.
+    fn pace(&self, sender: &str) -> Option<i64> {
+        self.limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take(sender, self.clock.now_ms())
+    }
+
+    /// The gate's decision on one text, written to `batch`; a cleared text comes back marked
+    /// `sending`.
+    fn decide(
+        &self,
+        batch: &mut Batch,
+        due: Due,
+        message: OutboundMessage,
+    ) -> anyhow::Result<Option<Claim>> {
+        let now = self.clock.now_ms();
+        match clear(&self.gate, message, now)? {
+            Clearance::Send(mut cleared) => {
+                cleared.message.attempts += 1;
+                cleared.message.status = DeliveryStatus::Sending { since_ms: now };
+                self.texts.put_in(batch, due.seq, &cleared)?;
+                Ok(Some(Claim { due, cleared }))
+            }
+            Clearance::Defer(mut message, until_ms) => {
+                message.status = DeliveryStatus::Queued;
+                self.texts.put_in(batch, due.seq, &message)?;
+                self.reschedule(batch, due, until_ms)?;
+                Ok(None)
+            }
+            Clearance::Block(mut message, reason) => {
+                tracing::info!(id = %message.id, "text blocked by the compliance gate: {reason}");
+                message.status = DeliveryStatus::Blocked { reason };
+                self.texts.put_in(batch, due.seq, &message)?;
+                self.due.remove_in(batch, due);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Writes every provider answer of a pass in one batch; returns how many were taken.
+    fn record_results(&self, results: Vec<(Claim, Sent)>) -> anyhow::Result<usize> {
+        let mut batch = Batch::new();
+        let mut ledger = self.gate.compliance().ledger().appending();
+        let mut accepted = 0;
+        let mut events = 0;
+        for (claim, sent) in results {
+            let due = claim.due;
+            let message = claim.cleared.into_message();
+            match sent {
+                Sent::Accepted(receipt) => {
+                    self.record_accepted(&mut batch, &mut ledger, due, message, receipt)?;
+                    accepted += 1;
+                }
+                Sent::Refused(error) => {
+                    events += self.record_refusal(&mut batch, &mut ledger, due, message, error)?;
+                }
+            }
+        }
+        self.store.apply(batch)?;
+        ledger.committed();
+        if events > 0
+            && let Some(events) = &self.events
+        {
+            events.notify();
+        }
+        Ok(accepted)
+    }
+
+    /// The bookkeeping of a text the provider took: its state and provider id, the gate's
+    /// send log (caps, first contact, an opt-out confirmation's ledger record), off the queue.
+    fn record_accepted(
+        &self,
+        batch: &mut Batch,
+        ledger: &mut Appending<'_>,
+        due: Due,
+        mut message: OutboundMessage,
+        receipt: Receipt,
+    ) -> anyhow::Result<()> {
+        let now = self.clock.now_ms();
+        message.status = DeliveryStatus::Sent;
+        message.sent_at_ms = Some(now);
+        self.provider_ids
+            .put_in(batch, self.provider.name(), &receipt.provider_id, due.seq)?;
+        message.provider_id = Some(receipt.provider_id);
+        self.gate.record_sent_in(
+            batch,
+            ledger,
+            due.seq,
+            &message.candidate(),
+            &message.id,
+            now,
+        )?;
+        self.texts.put_in(batch, due.seq, &message)?;
+        self.due.remove_in(batch, due);
+        Ok(())
+    }
+
+    /// A refused text: retried with backoff while attempts remain and the refusal is
+    /// temporary, else failed (an opt-out with the carrier suppresses the number). Returns how
+    /// many event rows it queued.
+    fn record_refusal(
+        &self,
+        batch: &mut Batch,
+        ledger: &mut Appending<'_>,
+        due: Due,
+        mut message: OutboundMessage,
+        error: SendError,
+    ) -> anyhow::Result<usize> {
+        let now = self.clock.now_ms();
+        if let SendError::Retryable(reason) = &error
+            && message.attempts < self.settings.max_attempts
+        {
+            let backoff =
+                crate::clock::backoff_ms(FIRST_BACKOFF_MS, message.attempts, MAX_BACKOFF_MS);
+            tracing::warn!(id = %message.id, attempt = message.attempts, "send failed, retrying in {backoff} ms: {reason}");
+            message.status = DeliveryStatus::Queued;
+            self.texts.put_in(batch, due.seq, &message)?;
+            self.reschedule(batch, due, now + backoff)?;
+            return Ok(0);
+        }
+        tracing::error!(id = %message.id, "text not sent: {error}");
+        let mut events = 0;
+        if let SendError::OptedOut(reason) = &error {
+            self.gate.record_carrier_opt_out_in(
+                batch,
+                ledger,
+                &message.to,
+                self.provider.name(),
+                reason,
+                now,
+            )?;
+            if let Some(sink) = &self.events {
+                let event = EngineEvent::ContactOptedOut {
+                    phone: message.to.clone(),
+                    program: crate::compliance::ledger::ALL_PROGRAMS.to_owned(),
+                    source: OptOutSource::Provider,
+                    detail: reason.clone(),
+                };
+                events += sink.prepare_in(batch, &event)?;
+            }
+        }
+        message.status = DeliveryStatus::Failed {
+            reason: error.to_string(),
+        };
+        self.texts.put_in(batch, due.seq, &message)?;
+        self.due.remove_in(batch, due);
+        Ok(events)
+    }
+
+    fn reschedule(&self, batch: &mut Batch, due: Due, due_ms: i64) -> anyhow::Result<()> {
+        self.due.remove_in(batch, due);
+        self.due.put_in(
+            batch,
+            Due {
+                due_ms,
+                seq: due.seq,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Applies a provider's delivery report to `batch`. States only move forward: a late
+    /// `sent` after `delivered` changes nothing. Returns whether the report was for a known
+    /// text.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or the text encoded.
+    pub fn record_status_in(
+        &self,
+        batch: &mut Batch,
+        provider: &str,
+        update: &StatusUpdate,
+    ) -> anyhow::Result<bool> {
+        let Some(seq) = self.provider_ids.get(provider, &update.message_id)? else {
+            return Ok(false);
+        };
+        let Some(mut message) = self.texts.get(seq)? else {
+            return Ok(false);
+        };
+        if message
+            .delivery
+            .is_none_or(|current| update.status > current)
+        {
+            message.delivery = Some(update.status);
+            self.texts.put_in(batch, seq, &message)?;
+        }
+        Ok(true)
+    }
+
+    /// Runs the delivery worker until the task is dropped.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let sent = match self.deliver_due().await {
+                Ok(sent) => sent,
+                Err(error) => {
+                    tracing::error!("outbox: {error:#}");
+                    0
+                }
+            };
+            if sent > 0 {
+                // A recipient's next text waited for this pass: go again at once.
+                continue;
+            }
+            let wait = match self.due.next_due() {
+                Ok(Some(due)) => Duration::from_millis(
+                    due.saturating_sub(self.clock.now_ms())
+                        .clamp(0, 1000)
+                        .cast_unsigned(),
+                ),
+                _ => Duration::from_secs(1),
+            };
+            let _ = tokio::time::timeout(wait, self.wake.notified()).await;
+        }
+    }
+
+    /// The text with id `message_id`.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn message(&self, message_id: &str) -> anyhow::Result<Option<OutboundMessage>> {
+        match seq_of(message_id) {
+            Some(seq) => Ok(self.texts.get(seq)?),
+            None => Ok(None),
+        }
+    }
+
+    /// How many texts wait in the queue.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn due_len(&self) -> anyhow::Result<usize> {
+        Ok(self.due.len()?)
+    }
+}

@@ -1,0 +1,151 @@
+//! The one error type of the HTTP layer: every failure becomes a status and a JSON body
+//! `{"error": "..."}` here, and nowhere else.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::flow::runtime::RuntimeError;
+use crate::ingress::accept::AcceptError;
+use crate::store::StoreError;
+
+/// Why a request was not served.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed (not JSON, an unknown key, a broken form): do not retry it.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No or the wrong bearer token.
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    /// A webhook whose signature does not verify.
+    #[error("{0}")]
+    Forbidden(String),
+    /// What the request names does not exist (or the feature is off).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request conflicts with the state (a run already active).
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is over the limit.
+    #[error("the body is over the {0}-byte limit")]
+    PayloadTooLarge(usize),
+    /// Well-formed, but not acceptable (a bad number, a missing field).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The operator API has no token configured.
+    #[error("the API is disabled: set [server] api_token in the config")]
+    ApiDisabled,
+    /// The store failed: nothing was done, retry.
+    #[error("the store failed; retry")]
+    Unavailable,
+    /// A bug: an invariant broke. Logged with its details; the client sees only that.
+    #[error("internal error; it is logged")]
+    Internal,
+}
+
+impl ApiError {
+    /// The status the error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::ApiDisabled | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A store failure, logged with what failed.
+    pub fn store(what: &str, error: &dyn std::fmt::Display) -> Self {
+        tracing::error!("{what}: {error:#}");
+        Self::Unavailable
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.to_string() });
+        (self.status(), Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        Self::store("the store failed", &error)
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(error: RuntimeError) -> Self {
+        match error {
+            RuntimeError::UnknownFlow(_) | RuntimeError::NoConversation(_) => {
+                Self::NotFound(error.to_string())
+            }
+            RuntimeError::ConversationActive { .. } => Self::Conflict(error.to_string()),
+            RuntimeError::NotApiStartable(_) | RuntimeError::MissingFields { .. } => {
+                Self::Unprocessable(error.to_string())
+            }
+            RuntimeError::Store(error) => error.into(),
+            RuntimeError::Internal(error) => {
+                tracing::error!("internal error: {error:#}");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl From<AcceptError> for ApiError {
+    fn from(error: AcceptError) -> Self {
+        match error {
+            AcceptError::Refused(reason) => Self::BadRequest(reason),
+            // Not acknowledged: the provider retries.
+            AcceptError::Store(error) => Self::store("inbound text not stored", &error),
+        }
+    }
+}
+
+/// Parses a JSON request body, or the 400 that says why it is not `what`.
+///
+/// # Errors
+///
+/// [`ApiError::BadRequest`] naming the problem.
+pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|problem| ApiError::BadRequest(format!("the body is not {what}: {problem}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_failure_is_always_503_and_a_bug_500() {
+        let encode = StoreError::Encode {
+            table: "conversations",
+            reason: "x".into(),
+        };
+        assert_eq!(
+            ApiError::from(encode).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let store = RuntimeError::Store(StoreError::Corrupt {
+            table: "outbox",
+            reason: "x".into(),
+        });
+        assert_eq!(
+            ApiError::from(store).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let bug = RuntimeError::Internal(anyhow::anyhow!("wait step is missing"));
+        let bug = ApiError::from(bug);
+        assert_eq!(bug.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!bug.to_string().contains("wait step"), "{bug}");
+        let refused = AcceptError::Refused("too long".into());
+        assert_eq!(ApiError::from(refused).status(), StatusCode::BAD_REQUEST);
+    }
+}

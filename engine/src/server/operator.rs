@@ -1,0 +1,162 @@
+//! The operator API (`/v1`, behind the bearer token): start flows, read conversations, reply
+//! as a person, record consent, see the queues.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{ApiError, json_body};
+use super::router::AppState;
+use crate::compliance::evidence::ConsentRequest;
+use crate::flow::conversation::Event;
+use crate::flow::runtime::StartRequest;
+use crate::phone::parse_e164;
+
+/// A phone number from the path, or the 422 that says how to write one.
+fn phone(text: &str) -> Result<String, ApiError> {
+    parse_e164(text).map_err(|problem| ApiError::Unprocessable(problem.to_string()))
+}
+
+/// `POST /v1/flows/{flow_id}/start`'s body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    to: String,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+    #[serde(default)]
+    locale: Option<String>,
+}
+
+/// `POST /v1/flows/{flow_id}/start`: 201 with the conversation and the texts queued.
+pub(super) async fn start_flow(
+    State(state): State<Arc<AppState>>,
+    Path(flow_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let body: StartBody = json_body(&body, "a start request")?;
+    let request = StartRequest {
+        flow: flow_id,
+        from: state.our_number.clone(),
+        to: phone(&body.to)?,
+        fields: body.fields,
+        locale: body.locale,
+    };
+    let outcome = state.runtime.start(request).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "conversation": outcome.conversation,
+            "sent": outcome.sent_texts(),
+        })),
+    ))
+}
+
+/// `GET /v1/conversations/{phone}`: state, transcript and each outbound text with its gate
+/// decisions.
+pub(super) async fn conversation(
+    State(state): State<Arc<AppState>>,
+    Path(contact): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let contact = phone(&contact)?;
+    let runtime = &state.runtime;
+    let Some(conversation) = runtime.conversation(&state.our_number, &contact)? else {
+        return Err(ApiError::NotFound(format!(
+            "no conversation with {contact}"
+        )));
+    };
+    let transcript = runtime.transcript(&state.our_number, &contact)?;
+    let messages = transcript
+        .iter()
+        .filter_map(|entry| match &entry.event {
+            Event::Outbound { message_id, .. } => Some(message_id),
+            _ => None,
+        })
+        .filter_map(|id| state.outbox.message(id).transpose())
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(|error| ApiError::store("conversation read failed", &error))?;
+    Ok(Json(json!({
+        "conversation": conversation,
+        "transcript": transcript,
+        "messages": messages,
+    })))
+}
+
+/// `POST /v1/conversations/{phone}/reply`'s body: a person's reply from the agent inbox.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentReplyBody {
+    agent: String,
+    text: String,
+}
+
+/// `POST /v1/conversations/{phone}/reply`: 202 with the queued text's id.
+pub(super) async fn agent_reply(
+    State(state): State<Arc<AppState>>,
+    Path(contact): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let contact = phone(&contact)?;
+    let body: AgentReplyBody = json_body(&body, "a reply")?;
+    if body.text.trim().is_empty() || body.agent.trim().is_empty() {
+        return Err(ApiError::Unprocessable(
+            "a reply needs an agent and a text".into(),
+        ));
+    }
+    let outcome = state
+        .runtime
+        .agent_reply(&state.our_number, &contact, &body.agent, &body.text)
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "queued": outcome.queued_ids(),
+            "note": "queued: the compliance gate decides when it is sent; see GET /v1/conversations",
+        })),
+    ))
+}
+
+/// `POST /v1/consent`: an opt-in collected elsewhere, with its evidence; 201 with the record.
+pub(super) async fn record_consent(
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let request: ConsentRequest = json_body(&body, "a consent record")?;
+    let flows = state.runtime.registry().current();
+    let known_program = |program: &str| {
+        state.compliance.program(program).is_some()
+            || flows.by_id.values().any(|flow| flow.program == program)
+    };
+    let new = request
+        .validate(known_program, state.clock.now_ms())
+        .map_err(|refused| ApiError::Unprocessable(refused.to_string()))?;
+    let record = state
+        .compliance
+        .ledger()
+        .append(new)
+        .map_err(|error| ApiError::store("consent not recorded", &error))?;
+    state.runtime.store().flush().await?;
+    Ok((StatusCode::CREATED, Json(json!({ "recorded": record }))))
+}
+
+/// `GET /v1/status`: how much work waits in each queue.
+pub(super) async fn status(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let read = |error: anyhow::Error| ApiError::store("status read failed", &error);
+    let events = match &state.events {
+        Some(events) => events.pending().map_err(read)?.len(),
+        None => 0,
+    };
+    Ok(Json(json!({
+        "inbox": {
+            "pending": state.inbox.pending_len().map_err(read)?,
+            "dead_letters": state.inbox.dead_letters().map_err(read)?.len(),
+        },
+        "outbox": { "due": state.outbox.due_len().map_err(read)? },
+        "events": { "pending": events },
+    })))
+}

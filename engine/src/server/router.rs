@@ -1,0 +1,115 @@
+//! The routes, grouped by who may call them, and the state handlers share.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::error::ApiError;
+use super::{MAX_BODY_BYTES, TELNYX_PATH, TWILIO_INBOUND_PATH, TWILIO_STATUS_PATH};
+use super::{auth, operator, providers};
+use crate::clock::SharedClock;
+use crate::compliance::Compliance;
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::events::Events;
+use crate::flow::runtime::Runtime;
+use crate::inbox::Inbox;
+use crate::ingress::accept::Ingest;
+use crate::outbound::Outbox;
+use crate::phone::parse_e164;
+
+/// What the handlers share: the engine's parts they call and the settings of the edges.
+pub struct AppState {
+    pub(super) ingest: Arc<Ingest>,
+    pub(super) runtime: Arc<Runtime>,
+    pub(super) inbox: Arc<Inbox>,
+    pub(super) outbox: Arc<Outbox>,
+    pub(super) events: Option<Arc<Events>>,
+    pub(super) compliance: Arc<Compliance>,
+    pub(super) clock: SharedClock,
+    /// The SHA-256 of `[server] api_token`; no token disables the operator API.
+    pub(super) api_token_digest: Option<[u8; 32]>,
+    pub(super) our_number: String,
+    pub(super) public_url: Option<String>,
+    pub(super) twilio_auth_token: Option<String>,
+    pub(super) telnyx_public_key: Option<String>,
+}
+
+impl AppState {
+    /// The state for `engine` with `config`'s edge settings.
+    ///
+    /// # Errors
+    ///
+    /// When `[provider] from` is not an E.164 number.
+    pub fn new(engine: &Engine, config: &Config) -> anyhow::Result<Self> {
+        Ok(Self {
+            ingest: Arc::clone(engine.ingest()),
+            runtime: Arc::clone(engine.runtime()),
+            inbox: Arc::clone(engine.inbox()),
+            outbox: Arc::clone(engine.outbox()),
+            events: engine.events().cloned(),
+            compliance: Arc::clone(engine.runtime().compliance()),
+            clock: engine.clock().clone(),
+            api_token_digest: config.server.api_token.as_deref().map(auth::digest),
+            our_number: parse_e164(&config.provider.from)
+                .map_err(|error| anyhow::anyhow!("[provider] from: {error}"))?,
+            public_url: config
+                .server
+                .public_url
+                .as_ref()
+                .map(|url| url.trim_end_matches('/').to_owned()),
+            twilio_auth_token: config.provider.auth_token.clone(),
+            telnyx_public_key: config.provider.telnyx_public_key.clone(),
+        })
+    }
+}
+
+/// Every route: public ones, the providers' webhooks (each verified by its own signature) and
+/// the operator API (behind the bearer token).
+pub fn router(state: Arc<AppState>) -> Router {
+    let providers = Router::new()
+        .route(TWILIO_INBOUND_PATH, post(providers::twilio_inbound))
+        .route(TWILIO_STATUS_PATH, post(providers::twilio_status))
+        .route(TELNYX_PATH, post(providers::telnyx_webhook));
+    let operator = Router::new()
+        .route("/v1/flows/{flow_id}/start", post(operator::start_flow))
+        .route("/v1/conversations/{phone}", get(operator::conversation))
+        .route(
+            "/v1/conversations/{phone}/reply",
+            post(operator::agent_reply),
+        )
+        .route("/v1/consent", post(operator::record_consent))
+        .route("/v1/status", get(operator::status))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_bearer,
+        ));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(providers)
+        .merge(operator)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(refuse_oversized))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Refuses a body announced larger than [`MAX_BODY_BYTES`] before reading any of it; a body
+/// without a length is cut off at the limit when read.
+async fn refuse_oversized(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return ApiError::PayloadTooLarge(MAX_BODY_BYTES).into_response();
+    }
+    next.run(request).await
+}

@@ -1,0 +1,262 @@
+//! The consent ledger's records: append-only, hash-chained (the chain and its checks are
+//! [`crate::compliance::ledger`]'s).
+//!
+//! Key: `<seq u64 BE>`, from 1 without gaps: the key order is the chain's order.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+use super::codec::json_value;
+use super::keys::Seq;
+use super::table::Table;
+use super::{Batch, Result, Store, TableId};
+
+/// The program of an opt-out that covers every program (STOPALL).
+pub const ALL_PROGRAMS: &str = "*";
+
+/// What kind of messages a consent is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentClass {
+    /// Messages the contact's own actions trigger (codes, receipts, replies).
+    Transactional,
+    /// Promotional messages, which need express written consent.
+    Marketing,
+}
+
+impl ConsentClass {
+    /// The serde name: `transactional` or `marketing`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Transactional => "transactional",
+            Self::Marketing => "marketing",
+        }
+    }
+}
+
+/// What happened to a contact's consent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentEvent {
+    /// The contact gave consent (START, a web form, an API call, an import).
+    OptIn,
+    /// The contact withdrew consent (STOP, STOPALL, a provider's opt-out report).
+    OptOut,
+    /// The contact asked for help; recorded, changes nothing.
+    Help,
+    /// The engine sent the opt-in confirmation text; recorded, changes nothing.
+    ConfirmationSent,
+}
+
+impl ConsentEvent {
+    /// The serde name: `opt_in`, `opt_out`, `help` or `confirmation_sent`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OptIn => "opt_in",
+            Self::OptOut => "opt_out",
+            Self::Help => "help",
+            Self::ConfirmationSent => "confirmation_sent",
+        }
+    }
+}
+
+/// Where a consent change came from: the evidence for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ConsentSource {
+    /// An inbound text with a compliance keyword.
+    Keyword {
+        /// The keyword as recognised (`STOP`, `START`, `HELP`, …).
+        keyword: String,
+        /// The provider's id of the inbound message.
+        message_id: String,
+    },
+    /// A call to the operator API.
+    Api {
+        /// Who made the call, when known.
+        actor: Option<String>,
+    },
+    /// A web form the contact submitted.
+    WebForm {
+        /// The form's page.
+        url: String,
+        /// The submitter's IP address.
+        ip: String,
+        /// The submitter's browser.
+        user_agent: String,
+    },
+    /// A bulk import of consent collected elsewhere.
+    Import {
+        /// The import batch, to find its source file.
+        batch: String,
+    },
+    /// A report from the SMS provider (e.g. Twilio error 21610: the recipient replied STOP).
+    Provider {
+        /// The provider's name.
+        provider: String,
+        /// What the provider reported.
+        detail: String,
+    },
+}
+
+impl ConsentSource {
+    /// The serde tag: `keyword`, `api`, `web_form`, `import` or `provider`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Keyword { .. } => "keyword",
+            Self::Api { .. } => "api",
+            Self::WebForm { .. } => "web_form",
+            Self::Import { .. } => "import",
+            Self::Provider { .. } => "provider",
+        }
+    }
+}
+
+/// One entry of the ledger, as stored and exported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentRecord {
+    /// Position in the ledger: 1, 2, 3, … without gaps; also the record's key.
+    pub seq: u64,
+    /// The contact's number, as the caller gave it (E.164 by convention).
+    pub number: String,
+    /// The messaging program; [`ALL_PROGRAMS`] (`*`) for an opt-out from every program.
+    pub program: String,
+    /// Which kind of messages the change is about.
+    pub class: ConsentClass,
+    /// What happened.
+    pub event: ConsentEvent,
+    /// Where it came from.
+    pub source: ConsentSource,
+    /// The disclosure (terms) text the contact was shown, if any.
+    pub disclosure: Option<String>,
+    /// Lowercase hex SHA-256 of `disclosure`'s UTF-8, computed on append.
+    pub disclosure_sha256: Option<String>,
+    /// The message frequency promised ("up to 4 msgs/month").
+    pub frequency: Option<String>,
+    /// The inbound text, for keyword events.
+    pub raw_text: Option<String>,
+    /// When the change happened, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// The previous record's `hash`; [`GENESIS_HASH`] for the first.
+    pub prev_hash: String,
+    /// Lowercase hex SHA-256 over `prev_hash` and the canonical JSON of the other fields (see
+    /// the module documentation).
+    pub hash: String,
+}
+
+json_value!(ConsentRecord);
+
+/// What every appender of one store shares, behind one lock: the chain's end and each number's
+/// record seqs. Held from choosing a record's seq until its batch is applied, so the chain
+/// never forks; both are loaded on first use.
+#[derive(Debug, Default)]
+pub struct ChainState {
+    /// The last record's seq and hash, once read.
+    pub head: Option<(u64, String)>,
+    /// Each number's record seqs, oldest first, once indexed: the gate asks for a number's
+    /// consent on every text and must not scan the whole ledger to answer.
+    pub by_number: Option<HashMap<String, Vec<u64>>>,
+}
+
+/// The consent ledger table.
+#[derive(Debug, Clone)]
+pub struct ConsentLedger {
+    table: Table<Seq, ConsentRecord>,
+    chain: Arc<Mutex<ChainState>>,
+}
+
+impl ConsentLedger {
+    pub(super) fn new(store: &Store) -> Self {
+        Self {
+            table: store.table(TableId::Consent),
+            chain: Arc::clone(&store.consent_chain),
+        }
+    }
+
+    /// The chain's shared state, locked. A holder that panicked leaves it consistent: its
+    /// batch was either applied or not, and the head is re-read after a failed append.
+    pub fn lock_chain(&self) -> MutexGuard<'_, ChainState> {
+        self.chain.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The record with `seq`.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or the record does not decode.
+    pub fn get(&self, seq: u64) -> Result<Option<ConsentRecord>> {
+        self.table.get(&Seq(seq))
+    }
+
+    /// The last record.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or the record does not decode.
+    pub fn last(&self) -> Result<Option<ConsentRecord>> {
+        Ok(self.table.last()?.map(|(_, record)| record))
+    }
+
+    /// Every record in seq order, with the seq of its key (which [`ConsentRecord::seq`] must
+    /// repeat). A record that does not decode is an `Err` naming its table; the walk goes on.
+    pub fn walk(&self) -> impl Iterator<Item = (Option<u64>, Result<ConsentRecord>)> + '_ {
+        self.table.raw_rows().map(|row| match row {
+            Ok((key, Ok(record))) => (Some(key.0), Ok(record)),
+            Ok((key, Err(error))) => (Some(key.0), Err(error)),
+            Err(error) => (None, Err(error)),
+        })
+    }
+
+    /// Adds `record` under its seq to `batch`. Only the ledger calls this, holding its append
+    /// lock, so the chain never forks.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be encoded.
+    pub fn put_in(&self, batch: &mut Batch, record: &ConsentRecord) -> Result<()> {
+        self.table.put_in(batch, &Seq(record.seq), record)
+    }
+
+    /// Applies a batch of records chained by [`crate::compliance::ledger::Ledger`] on their own
+    /// (an append outside any other batch).
+    ///
+    /// # Errors
+    ///
+    /// When sled cannot write.
+    pub fn apply_chained(&self, batch: Batch) -> Result<()> {
+        self.table.apply(batch)
+    }
+
+    /// Overwrites the record under `seq` as given, chained or not: for tests that tamper with
+    /// the ledger to prove tampering is found.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be written.
+    #[doc(hidden)]
+    pub fn overwrite_for_tests(&self, seq: u64, record: &ConsentRecord) -> Result<()> {
+        self.table.insert(&Seq(seq), record)
+    }
+
+    /// Overwrites the record under `seq` with raw bytes: for tests that damage the ledger.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be written.
+    #[doc(hidden)]
+    pub fn overwrite_raw_for_tests(&self, seq: u64, bytes: &[u8]) -> Result<()> {
+        self.table.insert_raw(&Seq(seq), bytes)
+    }
+
+    /// Removes the record under `seq`: for tests that tamper with the ledger.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be written.
+    #[doc(hidden)]
+    pub fn remove_for_tests(&self, seq: u64) -> Result<()> {
+        self.table.remove(&Seq(seq))
+    }
+}

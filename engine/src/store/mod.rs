@@ -1,0 +1,501 @@
+//! The store: every table the engine keeps, its key layout, codec and order, and the batches
+//! that write several tables at once. Nothing outside this module sees sled.
+//!
+//! # Layout
+//!
+//! One sled tree, `smsflow`, holds every table. A key is one byte naming its table (the
+//! [`TableId`]) followed by the table's own layout, documented on each table type; a value is
+//! the table's codec ([`codec`]). One tree rather than one per table because sled applies a
+//! [`Batch`] to one tree atomically and cheaply, while atomic writes across trees need its
+//! multi-tree transactions (several times the work, measured in `BENCHMARKS.md`).
+//!
+//! | id | table | key | value |
+//! | --- | --- | --- | --- |
+//! | 0x01 | [`conversations::Conversations`] | our number, contact | a conversation |
+//! | 0x02 | [`transcript::Transcript`] | conversation, seq | a transcript entry |
+//! | 0x03 | [`timers::Timers`] | due time, conversation, n | a timer |
+//! | 0x04 | [`handoffs::Handoffs`] | queue, conversation | a handoff |
+//! | 0x05 | [`processed::Processed`] | event id | when it was processed |
+//! | 0x06 | [`flow_versions::FlowVersions`] | flow id, version | the flow file's text |
+//! | 0x07 | [`outbox::Outbox`] | seq | an outbound text |
+//! | 0x08 | [`outbox::OutboxDue`] | due time, seq | (nothing) |
+//! | 0x09 | [`outbox::ProviderIds`] | provider, provider's id | outbox seq |
+//! | 0x0a | [`suppressions::Suppressions`] | number | why |
+//! | 0x0b | [`inbox::Inbox`] (pending) | seq | an inbound text |
+//! | 0x0c | [`inbox::InboxSeen`] | provider, provider's id | inbox seq |
+//! | 0x0d | [`inbox::Inbox`] (dead letters) | seq | an inbound text |
+//! | 0x0e | [`events::EventQueue`] (pending) | seq | an event delivery |
+//! | 0x0f | [`events::EventQueue`] (dead letters) | seq | an event delivery |
+//! | 0x10 | [`consent::ConsentLedger`] | seq | a consent record |
+//! | 0x11 | [`send_log::SendLog`] | contact, time, seq | a sent text |
+//! | 0x12 | [`send_log::ProgramContacts`] | contact, program | first text's time |
+//! | 0x13 | [`plugin_kv::PluginKv`] | plugin, key | bytes |
+//! | 0x7f | format marker | `format` | the layout version |
+//!
+//! Strings in keys end at a 0x00 byte, which is why identifiers that reach a key (numbers,
+//! provider ids, queue and flow names) are refused at the edges when they contain one. Numbers
+//! in keys are big-endian so keys sort in numeric order; times are [`codec::time_key`], which
+//! sorts in time order, negatives first.
+//!
+//! # Writes and durability
+//!
+//! A single-key write is atomic. Writes that belong together (a turn's state, transcript,
+//! texts, timers and events; an inbound text with its dedup key and consent record; a send's
+//! bookkeeping) go in one [`Batch`], applied atomically by [`Store::apply`]. Nothing is durable
+//! until [`Store::flush`], which concurrent writers share (group commit): acknowledge only after
+//! it. sled's log is ordered, so a flush makes everything applied before it durable and never
+//! something applied after without what came before.
+
+pub mod codec;
+pub mod consent;
+pub mod conversations;
+pub mod events;
+pub mod flow_versions;
+pub mod handoffs;
+pub mod inbox;
+mod keys;
+mod migrate;
+pub mod outbox;
+pub mod plugin_kv;
+pub mod processed;
+pub mod send_log;
+pub mod suppressions;
+mod table;
+pub mod timers;
+pub mod transcript;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub use self::table::TableId;
+use self::table::{Key, Table, Value};
+
+/// The name of the one sled tree every table lives in.
+const TREE: &str = "smsflow";
+
+/// The layout version [`Store::open`] writes and reads: 2 is one tree with table prefixes
+/// (1 was one sled tree per table, migrated on open).
+const FORMAT: u32 = 2;
+
+/// The key of the format marker.
+const FORMAT_KEY: &[u8] = b"\x7fformat";
+
+/// How much of the database sled caches in memory. sled's default is 1 GiB, which a server
+/// with a million idle conversations would fill with pages it never reads again; the working
+/// set of active conversations is far smaller.
+const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
+/// Why the store failed. Every variant says what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled could not read or write.
+    #[error(
+        "the store could not read or write table `{table}`: {source}; check the disk (space, permissions)"
+    )]
+    Io {
+        /// The table.
+        table: &'static str,
+        /// sled's error.
+        #[source]
+        source: sled::Error,
+    },
+    /// A stored value does not decode.
+    #[error(
+        "a stored value in table `{table}` does not decode: {reason}; the store is damaged or was written by a newer smsflow"
+    )]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What the decoder said.
+        reason: String,
+    },
+    /// A value could not be encoded (a map with non-string keys: a bug).
+    #[error("a value for table `{table}` cannot be encoded: {reason}")]
+    Encode {
+        /// The table.
+        table: &'static str,
+        /// What the encoder said.
+        reason: String,
+    },
+    /// The store could not be opened.
+    #[error(
+        "cannot open the store at {path}: {source}; is another smsflow using it? (`smsflow serve` holds it while running)"
+    )]
+    Open {
+        /// Its folder.
+        path: String,
+        /// sled's error.
+        #[source]
+        source: sled::Error,
+    },
+    /// The disk write of a flush failed.
+    #[error("cannot flush the store to disk: {0}; check the disk (space, permissions)")]
+    Flush(#[source] sled::Error),
+    /// The store was written by a newer smsflow.
+    #[error(
+        "the store at {path} has layout version {found}; this smsflow reads version {FORMAT}: use the smsflow that wrote it"
+    )]
+    NewerFormat {
+        /// Its folder.
+        path: String,
+        /// The version found.
+        found: u32,
+    },
+}
+
+/// Results of store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The engine's database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+    group_commit: Arc<GroupCommit>,
+    /// The consent ledger's chain state, shared by every handle on this store.
+    consent_chain: Arc<std::sync::Mutex<consent::ChainState>>,
+    /// False for a temporary store: it is deleted when dropped, so an fsync buys nothing.
+    durable: bool,
+}
+
+/// Flushes shared between concurrent writers: each flush covers every write made before it
+/// started, so writers that wait together pay for one fsync (group commit) instead of one each.
+#[derive(Debug, Default)]
+struct GroupCommit {
+    /// Tickets handed out: a writer takes one after its write.
+    requested: AtomicU64,
+    /// Every ticket up to this one is on disk.
+    flushed: AtomicU64,
+    /// Held by the writer whose flush is running.
+    leader: tokio::sync::Mutex<()>,
+}
+
+/// Settings for [`Store::open_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct StoreSettings {
+    /// How much of the database sled keeps in memory.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`, migrating a store of the previous layout.
+    ///
+    /// # Errors
+    ///
+    /// When sled cannot open the path (permissions, another process holding its lock,
+    /// corruption), or the store was written by a newer smsflow.
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, StoreSettings::default())
+    }
+
+    /// [`Store::open`] with settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::open`].
+    pub fn open_with(path: &Path, settings: StoreSettings) -> Result<Self> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(settings.cache_bytes)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        let store = Self::from_db(db, true)?;
+        store.check_format(path)?;
+        Ok(store)
+    }
+
+    /// A database that lives in a temporary directory and is removed when dropped: for
+    /// one-off commands such as `smsflow plugin call`, and tests. [`Store::flush`] does not
+    /// sync it to disk.
+    ///
+    /// # Errors
+    ///
+    /// When sled cannot create the temporary database.
+    pub fn temporary() -> Result<Self> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: "(temporary)".to_owned(),
+                source,
+            })?;
+        Self::from_db(db, false)
+    }
+
+    fn from_db(db: sled::Db, durable: bool) -> Result<Self> {
+        let tree = db.open_tree(TREE).map_err(|source| StoreError::Io {
+            table: TREE,
+            source,
+        })?;
+        Ok(Self {
+            db,
+            tree,
+            group_commit: Arc::default(),
+            consent_chain: Arc::default(),
+            durable,
+        })
+    }
+
+    /// Refuses a newer layout, migrates an older one, marks a new store.
+    fn check_format(&self, path: &Path) -> Result<()> {
+        let io = |source| StoreError::Io {
+            table: "format",
+            source,
+        };
+        let found = self
+            .tree
+            .get(FORMAT_KEY)
+            .map_err(io)?
+            .and_then(|bytes| Some(u32::from_be_bytes(bytes.as_ref().try_into().ok()?)));
+        match found {
+            Some(FORMAT) => Ok(()),
+            Some(found) if found > FORMAT => Err(StoreError::NewerFormat {
+                path: path.display().to_string(),
+                found,
+            }),
+            _ => {
+                migrate::from_tree_per_table(&self.db, &self.tree)?;
+                self.tree
+                    .insert(FORMAT_KEY, &FORMAT.to_be_bytes())
+                    .map_err(io)?;
+                self.flush_sync()
+            }
+        }
+    }
+
+    /// The table `id` with key type `K` and value type `V`.
+    fn table<K: Key, V: Value>(&self, id: TableId) -> Table<K, V> {
+        Table::new(self.tree.clone(), id)
+    }
+
+    /// A new id, unique in this database for its lifetime (across restarts).
+    ///
+    /// # Errors
+    ///
+    /// When sled cannot persist the id counter.
+    pub fn generate_id(&self) -> Result<u64> {
+        self.db.generate_id().map_err(|source| StoreError::Io {
+            table: "ids",
+            source,
+        })
+    }
+
+    /// Applies `batch` atomically: after a crash, either all of it is there or none.
+    /// Not durable until [`Store::flush`].
+    ///
+    /// # Errors
+    ///
+    /// When sled cannot write.
+    pub fn apply(&self, batch: Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.tree
+            .apply_batch(batch.writes)
+            .map_err(|source| StoreError::Io {
+                table: batch.first_table.map_or("batch", TableId::name),
+                source,
+            })
+    }
+
+    /// [`Store::apply`], then [`Store::flush`].
+    ///
+    /// # Errors
+    ///
+    /// When sled cannot write or flush.
+    pub async fn commit(&self, batch: Batch) -> Result<()> {
+        self.apply(batch)?;
+        self.flush().await
+    }
+
+    /// Returns once everything written before the call is on disk (an fsync): call before
+    /// acknowledging anything durable. Concurrent callers share flushes.
+    ///
+    /// # Errors
+    ///
+    /// When the disk write fails.
+    pub async fn flush(&self) -> Result<()> {
+        if !self.durable {
+            return Ok(());
+        }
+        let commit = &self.group_commit;
+        let ticket = commit.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let _leader = commit.leader.lock().await;
+        if commit.flushed.load(Ordering::SeqCst) >= ticket {
+            // A flush that started after our write finished while we waited.
+            return Ok(());
+        }
+        let covered = commit.requested.load(Ordering::SeqCst);
+        self.db.flush_async().await.map_err(StoreError::Flush)?;
+        commit.flushed.fetch_max(covered, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Writes everything to disk now, blocking: for one-off commands outside the server.
+    ///
+    /// # Errors
+    ///
+    /// When the disk write fails.
+    pub fn flush_sync(&self) -> Result<()> {
+        if self.durable {
+            self.db.flush().map_err(StoreError::Flush)?;
+        }
+        Ok(())
+    }
+
+    /// Erases every table of a temporary store, so a simulation can reuse it instead of
+    /// creating a new database per run.
+    ///
+    /// # Errors
+    ///
+    /// When the store is not temporary (this never erases a real database), or sled fails.
+    pub fn erase_temporary(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.durable, "only a temporary store can be erased");
+        self.tree.clear().map_err(|source| StoreError::Io {
+            table: TREE,
+            source,
+        })?;
+        *self
+            .consent_chain
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = consent::ChainState::default();
+        Ok(())
+    }
+
+    /// Bytes the database takes on disk.
+    ///
+    /// # Errors
+    ///
+    /// When sled cannot measure it.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.db.size_on_disk().map_err(|source| StoreError::Io {
+            table: TREE,
+            source,
+        })
+    }
+}
+
+/// Writes to several tables, applied at once by [`Store::apply`]: all or nothing.
+///
+/// Tables add to it with their `put_in`/`remove_in` methods. Later writes to a key replace
+/// earlier ones in the same batch.
+#[derive(Default)]
+pub struct Batch {
+    writes: sled::Batch,
+    len: usize,
+    first_table: Option<TableId>,
+}
+
+impl std::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batch").field("writes", &self.len).finish()
+    }
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// How many writes were added.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    fn insert(&mut self, table: TableId, key: Vec<u8>, value: Vec<u8>) {
+        self.note(table);
+        self.writes.insert(key, value);
+    }
+
+    fn remove(&mut self, table: TableId, key: Vec<u8>) {
+        self.note(table);
+        self.writes.remove(key);
+    }
+
+    fn note(&mut self, table: TableId) {
+        self.len += 1;
+        self.first_table.get_or_insert(table);
+    }
+}
+
+/// Every table, as handles that share the store. Components take the ones they use.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    /// Conversations by (our number, contact).
+    pub conversations: conversations::Conversations,
+    /// Transcript entries.
+    pub transcript: transcript::Transcript,
+    /// Conversation timers by due time.
+    pub timers: timers::Timers,
+    /// Conversations handed to people, by queue.
+    pub handoffs: handoffs::Handoffs,
+    /// Events already processed.
+    pub processed: processed::Processed,
+    /// Every flow version conversations may be pinned to.
+    pub flow_versions: flow_versions::FlowVersions,
+    /// Outbound texts.
+    pub outbox: outbox::Outbox,
+    /// Outbound texts by when they are due.
+    pub outbox_due: outbox::OutboxDue,
+    /// Provider ids of sent texts.
+    pub provider_ids: outbox::ProviderIds,
+    /// Numbers the provider reports as opted out.
+    pub suppressions: suppressions::Suppressions,
+    /// Inbound texts acknowledged and not yet processed, and the dead letters.
+    pub inbox: inbox::Inbox,
+    /// Provider message ids already accepted.
+    pub inbox_seen: inbox::InboxSeen,
+    /// Event webhook deliveries, pending and dead.
+    pub events: events::EventQueue,
+    /// The consent ledger.
+    pub consent: consent::ConsentLedger,
+    /// What went to each number recently.
+    pub send_log: send_log::SendLog,
+    /// When each program first texted each number.
+    pub program_contacts: send_log::ProgramContacts,
+    /// Plugins' key-value data.
+    pub plugin_kv: plugin_kv::PluginKv,
+}
+
+impl Store {
+    /// Handles on every table.
+    pub fn tables(&self) -> Tables {
+        Tables {
+            conversations: conversations::Conversations::new(self),
+            transcript: transcript::Transcript::new(self),
+            timers: timers::Timers::new(self),
+            handoffs: handoffs::Handoffs::new(self),
+            processed: processed::Processed::new(self),
+            flow_versions: flow_versions::FlowVersions::new(self),
+            outbox: outbox::Outbox::new(self),
+            outbox_due: outbox::OutboxDue::new(self),
+            provider_ids: outbox::ProviderIds::new(self),
+            suppressions: suppressions::Suppressions::new(self),
+            inbox: inbox::Inbox::new(self),
+            inbox_seen: inbox::InboxSeen::new(self),
+            events: events::EventQueue::new(self),
+            consent: consent::ConsentLedger::new(self),
+            send_log: send_log::SendLog::new(self),
+            program_contacts: send_log::ProgramContacts::new(self),
+            plugin_kv: plugin_kv::PluginKv::new(self),
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Events already processed (inbound texts by `<provider>:<message id>`): a replayed event is
+//! recognised and changes nothing.
+//!
+//! Key: the event id's bytes. Value: when it was processed ([`TimeMs`]).
+
+use super::codec::TimeMs;
+use super::table::Table;
+use super::{Batch, Result, Store, TableId};
+
+/// The processed-events table.
+#[derive(Debug, Clone)]
+pub struct Processed {
+    table: Table<String, TimeMs>,
+}
+
+impl Processed {
+    pub(super) fn new(store: &Store) -> Self {
+        Self {
+            table: store.table(TableId::Processed),
+        }
+    }
+
+    /// Whether `event_id` was processed.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn contains(&self, event_id: &str) -> Result<bool> {
+        self.table.contains(&event_id.to_owned())
+    }
+
+    /// Adds marking `event_id` processed at `at_ms` to `batch`.
+    ///
+    /// # Errors
+    ///
+    /// Never in practice (the value is 8 bytes).
+    pub fn put_in(&self, batch: &mut Batch, event_id: &str, at_ms: i64) -> Result<()> {
+        self.table
+            .put_in(batch, &event_id.to_owned(), &TimeMs(at_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_is_processed_once_marked() {
+        let store = Store::temporary().unwrap();
+        let processed = Processed::new(&store);
+        assert!(!processed.contains("twilio:SM1").unwrap());
+        let mut batch = Batch::new();
+        processed.put_in(&mut batch, "twilio:SM1", 5).unwrap();
+        store.apply(batch).unwrap();
+        assert!(processed.contains("twilio:SM1").unwrap());
+        assert!(!processed.contains("twilio:SM").unwrap());
+    }
+}

@@ -1,0 +1,315 @@
+//! A typed table over a key prefix of the store's tree: the one place keys get their table byte
+//! and values their codec.
+
+use std::marker::PhantomData;
+use std::ops::Bound;
+
+use super::{Batch, Result, StoreError};
+
+/// A table: the first byte of each of its keys. The numbers are part of the on-disk format:
+/// never reuse or renumber one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum TableId {
+    /// [`super::conversations::Conversations`].
+    Conversations = 0x01,
+    /// [`super::transcript::Transcript`].
+    Transcript = 0x02,
+    /// [`super::timers::Timers`].
+    Timers = 0x03,
+    /// [`super::handoffs::Handoffs`].
+    Handoffs = 0x04,
+    /// [`super::processed::Processed`].
+    Processed = 0x05,
+    /// [`super::flow_versions::FlowVersions`].
+    FlowVersions = 0x06,
+    /// [`super::outbox::Outbox`].
+    Outbox = 0x07,
+    /// [`super::outbox::OutboxDue`].
+    OutboxDue = 0x08,
+    /// [`super::outbox::ProviderIds`].
+    ProviderIds = 0x09,
+    /// [`super::suppressions::Suppressions`].
+    Suppressions = 0x0a,
+    /// [`super::inbox::Inbox`], pending texts.
+    Inbox = 0x0b,
+    /// [`super::inbox::InboxSeen`].
+    InboxSeen = 0x0c,
+    /// [`super::inbox::Inbox`], dead letters.
+    InboxDead = 0x0d,
+    /// [`super::events::EventQueue`], pending deliveries.
+    Events = 0x0e,
+    /// [`super::events::EventQueue`], dead letters.
+    EventsDead = 0x0f,
+    /// [`super::consent::ConsentLedger`].
+    Consent = 0x10,
+    /// [`super::send_log::SendLog`].
+    SendLog = 0x11,
+    /// [`super::send_log::ProgramContacts`].
+    ProgramContacts = 0x12,
+    /// [`super::plugin_kv::PluginKv`].
+    PluginKv = 0x13,
+}
+
+impl TableId {
+    /// The table's name, as errors and the migration name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Conversations => "conversations",
+            Self::Transcript => "transcript",
+            Self::Timers => "timers",
+            Self::Handoffs => "handoffs",
+            Self::Processed => "processed_events",
+            Self::FlowVersions => "flow_versions",
+            Self::Outbox => "outbox",
+            Self::OutboxDue => "outbox_due",
+            Self::ProviderIds => "outbox_provider_ids",
+            Self::Suppressions => "suppressions",
+            Self::Inbox => "inbox",
+            Self::InboxSeen => "inbox_seen",
+            Self::InboxDead => "dead_letters",
+            Self::Events => "events",
+            Self::EventsDead => "event_dead_letters",
+            Self::Consent => "consent_ledger",
+            Self::SendLog => "send_log",
+            Self::ProgramContacts => "program_contacts",
+            Self::PluginKv => "plugin_kv",
+        }
+    }
+
+    /// Every table.
+    pub const ALL: [TableId; 19] = [
+        Self::Conversations,
+        Self::Transcript,
+        Self::Timers,
+        Self::Handoffs,
+        Self::Processed,
+        Self::FlowVersions,
+        Self::Outbox,
+        Self::OutboxDue,
+        Self::ProviderIds,
+        Self::Suppressions,
+        Self::Inbox,
+        Self::InboxSeen,
+        Self::InboxDead,
+        Self::Events,
+        Self::EventsDead,
+        Self::Consent,
+        Self::SendLog,
+        Self::ProgramContacts,
+        Self::PluginKv,
+    ];
+
+    fn byte(self) -> u8 {
+        self as u8
+    }
+}
+
+/// A key layout: how a key is written after its table byte, and read back.
+pub(super) trait Key: Sized {
+    /// Appends the key's bytes.
+    fn write(&self, out: &mut Vec<u8>);
+    /// The key written by [`Key::write`], or `None` when `bytes` is not one.
+    fn read(bytes: &[u8]) -> Option<Self>;
+}
+
+/// A value codec.
+pub(super) trait Value: Sized {
+    /// The stored bytes.
+    fn encode(&self) -> std::result::Result<Vec<u8>, String>;
+    /// The value of stored bytes.
+    fn decode(bytes: &[u8]) -> std::result::Result<Self, String>;
+}
+
+/// A table of `K` to `V` in the store's tree.
+pub(super) struct Table<K, V> {
+    tree: sled::Tree,
+    id: TableId,
+    marker: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for Table<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            tree: self.tree.clone(),
+            id: self.id,
+            marker: PhantomData,
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for Table<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Table").field(&self.id.name()).finish()
+    }
+}
+
+impl<K: Key, V: Value> Table<K, V> {
+    pub(super) fn new(tree: sled::Tree, id: TableId) -> Self {
+        Self {
+            tree,
+            id,
+            marker: PhantomData,
+        }
+    }
+
+    fn io(&self) -> impl Fn(sled::Error) -> StoreError {
+        let table = self.id.name();
+        move |source| StoreError::Io { table, source }
+    }
+
+    fn corrupt(&self, reason: impl Into<String>) -> StoreError {
+        StoreError::Corrupt {
+            table: self.id.name(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The full key of `key`: the table byte, then its layout.
+    fn full_key(&self, key: &K) -> Vec<u8> {
+        let mut bytes = vec![self.id.byte()];
+        key.write(&mut bytes);
+        bytes
+    }
+
+    /// The full key of a layout prefix.
+    fn full_prefix(&self, prefix: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(prefix.len() + 1);
+        bytes.push(self.id.byte());
+        bytes.extend_from_slice(prefix);
+        bytes
+    }
+
+    fn decode_value(&self, bytes: &[u8]) -> Result<V> {
+        V::decode(bytes).map_err(|reason| self.corrupt(reason))
+    }
+
+    fn encode_value(&self, value: &V) -> Result<Vec<u8>> {
+        value.encode().map_err(|reason| StoreError::Encode {
+            table: self.id.name(),
+            reason,
+        })
+    }
+
+    fn decode_row(&self, key: &[u8], value: &[u8]) -> Result<(K, V)> {
+        let layout = key.get(1..).unwrap_or_default();
+        let key = K::read(layout)
+            .ok_or_else(|| self.corrupt(format!("malformed key {}", hex::encode(layout))))?;
+        Ok((key, self.decode_value(value)?))
+    }
+
+    /// The value at `key`.
+    pub(super) fn get(&self, key: &K) -> Result<Option<V>> {
+        self.tree
+            .get(self.full_key(key))
+            .map_err(self.io())?
+            .map(|bytes| self.decode_value(&bytes))
+            .transpose()
+    }
+
+    /// Whether `key` has a value.
+    pub(super) fn contains(&self, key: &K) -> Result<bool> {
+        self.tree
+            .contains_key(self.full_key(key))
+            .map_err(self.io())
+    }
+
+    /// Writes `value` at `key` now, on its own (atomic, not durable until a flush).
+    pub(super) fn insert(&self, key: &K, value: &V) -> Result<()> {
+        let value = self.encode_value(value)?;
+        self.tree
+            .insert(self.full_key(key), value)
+            .map_err(self.io())?;
+        Ok(())
+    }
+
+    /// Removes `key` now, on its own.
+    pub(super) fn remove(&self, key: &K) -> Result<()> {
+        self.tree.remove(self.full_key(key)).map_err(self.io())?;
+        Ok(())
+    }
+
+    /// Adds writing `value` at `key` to `batch`.
+    pub(super) fn put_in(&self, batch: &mut Batch, key: &K, value: &V) -> Result<()> {
+        let value = self.encode_value(value)?;
+        batch.insert(self.id, self.full_key(key), value);
+        Ok(())
+    }
+
+    /// Adds removing `key` to `batch`.
+    pub(super) fn remove_in(&self, batch: &mut Batch, key: &K) {
+        batch.remove(self.id, self.full_key(key));
+    }
+
+    /// Applies `batch` to the store's tree (every table shares it): see [`super::Store::apply`].
+    pub(super) fn apply(&self, batch: Batch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.tree.apply_batch(batch.writes).map_err(self.io())
+    }
+
+    /// Rows whose layout starts with `prefix`, in key order.
+    pub(super) fn scan_prefix(&self, prefix: &[u8]) -> impl Iterator<Item = Result<(K, V)>> + '_ {
+        self.tree
+            .scan_prefix(self.full_prefix(prefix))
+            .map(move |row| {
+                let (key, value) = row.map_err(self.io())?;
+                self.decode_row(&key, &value)
+            })
+    }
+
+    /// Rows whose layout is in `[start, end)`, in key order (`end` `None`: to the table's end).
+    pub(super) fn range(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> impl DoubleEndedIterator<Item = Result<(K, V)>> + '_ {
+        let start = Bound::Included(self.full_prefix(start));
+        let end = match end {
+            Some(end) => Bound::Excluded(self.full_prefix(end)),
+            None => Bound::Excluded(vec![self.id.byte() + 1]),
+        };
+        self.tree.range((start, end)).map(move |row| {
+            let (key, value) = row.map_err(self.io())?;
+            self.decode_row(&key, &value)
+        })
+    }
+
+    /// Every row, in key order.
+    pub(super) fn all(&self) -> impl DoubleEndedIterator<Item = Result<(K, V)>> + '_ {
+        self.range(&[], None)
+    }
+
+    /// The first row.
+    pub(super) fn first(&self) -> Result<Option<(K, V)>> {
+        self.all().next().transpose()
+    }
+
+    /// The last row.
+    pub(super) fn last(&self) -> Result<Option<(K, V)>> {
+        self.all().next_back().transpose()
+    }
+
+    /// Every row in key order, each value decoded on its own: a value that does not decode is
+    /// an `Err` in its place, so a walk can report where the damage is and go on.
+    pub(super) fn raw_rows(&self) -> impl Iterator<Item = Result<(K, Result<V>)>> + '_ {
+        let start = vec![self.id.byte()];
+        let end = vec![self.id.byte() + 1];
+        self.tree.range(start..end).map(move |row| {
+            let (key, value) = row.map_err(self.io())?;
+            let layout = key.get(1..).unwrap_or_default();
+            let key = K::read(layout)
+                .ok_or_else(|| self.corrupt(format!("malformed key {}", hex::encode(layout))))?;
+            Ok((key, self.decode_value(&value)))
+        })
+    }
+
+    /// Writes `bytes` at `key` as they are, bypassing the codec: for tests that damage a row.
+    pub(super) fn insert_raw(&self, key: &K, bytes: &[u8]) -> Result<()> {
+        self.tree
+            .insert(self.full_key(key), bytes)
+            .map_err(self.io())?;
+        Ok(())
+    }
+}

@@ -1,0 +1,210 @@
+//! Transcripts: every entry of every run of a conversation, in order.
+//!
+//! Key: `<conversation key> 0x00 <seq u64 BE>`, so one conversation's entries are one prefix
+//! scan, in the order they were written (the conversation's `transcript_len` hands out seqs).
+
+use serde::{Deserialize, Serialize};
+
+use super::codec::json_value;
+use super::conversations::ConversationKey;
+use super::keys::{Reader, push_u64};
+use super::table::{Key, Table};
+use super::{Batch, Result, Store, TableId};
+
+/// Entry `seq` of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct EntryKey {
+    conversation: ConversationKey,
+    seq: u64,
+}
+
+impl Key for EntryKey {
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&prefix(&self.conversation));
+        push_u64(out, self.seq);
+    }
+
+    fn read(bytes: &[u8]) -> Option<Self> {
+        let (conversation, seq) = Reader::new(bytes).rest_then_u64()?;
+        let conversation = conversation.strip_suffix(&[0])?;
+        Some(Self {
+            conversation: ConversationKey::read(conversation)?,
+            seq,
+        })
+    }
+}
+
+/// The layout every entry of `conversation` starts with.
+fn prefix(conversation: &ConversationKey) -> Vec<u8> {
+    let mut out = Vec::new();
+    conversation.write(&mut out);
+    out.push(0);
+    out
+}
+
+/// One line of a transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Its sequence number in the conversation.
+    pub seq: u64,
+    /// When.
+    pub at_ms: i64,
+    /// What happened.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// What a transcript entry records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A text from the contact.
+    Inbound {
+        /// The provider's message id.
+        message_id: String,
+        /// The text.
+        text: String,
+    },
+    /// A text to the contact, queued in the outbox.
+    Outbound {
+        /// The outbox id.
+        message_id: String,
+        /// The text.
+        text: String,
+        /// The step that sent it.
+        step: String,
+        /// Segments billed.
+        segments: usize,
+    },
+    /// A flow run began.
+    Started {
+        /// The flow.
+        flow: String,
+        /// Its version.
+        version: String,
+        /// `api`, `keyword`, `catch_all`.
+        trigger: String,
+    },
+    /// The run entered a step.
+    Step {
+        /// The step.
+        step: String,
+    },
+    /// A classifier's answer.
+    Classified {
+        /// The intent.
+        intent: String,
+        /// Its confidence.
+        confidence: f32,
+    },
+    /// A split assigned a variant.
+    Variant {
+        /// The split step.
+        step: String,
+        /// The variant.
+        variant: String,
+    },
+    /// A wait timed out.
+    TimedOut {
+        /// The wait step.
+        step: String,
+    },
+    /// A step failed.
+    Error {
+        /// The step.
+        step: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The conversation went to people.
+    Handoff {
+        /// The queue.
+        queue: String,
+        /// Why.
+        reason: String,
+    },
+    /// The run ended.
+    Ended {
+        /// Its outcome.
+        outcome: Option<String>,
+    },
+}
+
+json_value!(Entry);
+
+/// The transcript table.
+#[derive(Debug, Clone)]
+pub struct Transcript {
+    table: Table<EntryKey, Entry>,
+}
+
+impl Transcript {
+    pub(super) fn new(store: &Store) -> Self {
+        Self {
+            table: store.table(TableId::Transcript),
+        }
+    }
+
+    /// Every entry of `conversation`, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or an entry does not decode.
+    pub fn of(&self, conversation: &ConversationKey) -> Result<Vec<Entry>> {
+        self.table
+            .scan_prefix(&prefix(conversation))
+            .map(|row| row.map(|(_, entry)| entry))
+            .collect()
+    }
+
+    /// Adds writing `entry` of `conversation` to `batch`.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be encoded.
+    pub fn put_in(
+        &self,
+        batch: &mut Batch,
+        conversation: &ConversationKey,
+        entry: &Entry,
+    ) -> Result<()> {
+        let key = EntryKey {
+            conversation: conversation.clone(),
+            seq: entry.seq,
+        };
+        self.table.put_in(batch, &key, entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64) -> Entry {
+        Entry {
+            seq,
+            at_ms: 5,
+            event: Event::Step {
+                step: format!("s{seq}"),
+            },
+        }
+    }
+
+    #[test]
+    fn entries_come_back_in_seq_order_per_conversation() {
+        let store = Store::temporary().unwrap();
+        let table = Transcript::new(&store);
+        let ana = ConversationKey::new("+15550001000", "+12125550100");
+        // A contact whose number extends Ana's must not show up in her transcript.
+        let longer = ConversationKey::new("+15550001000", "+121255501001");
+        let mut batch = Batch::new();
+        for seq in [2, 0, 256, 1] {
+            table.put_in(&mut batch, &ana, &entry(seq)).unwrap();
+        }
+        table.put_in(&mut batch, &longer, &entry(0)).unwrap();
+        store.apply(batch).unwrap();
+        let seqs: Vec<u64> = table.of(&ana).unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [0, 1, 2, 256]);
+        assert_eq!(table.of(&longer).unwrap(), [entry(0)]);
+    }
+}
