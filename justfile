@@ -20,12 +20,22 @@ test: plugins
     cargo clippy --workspace --all-targets -- -D warnings
     cd plugins && cargo clippy --workspace --all-targets -- -D warnings
 
-# Benchmarks: a plugin call (fresh instance + classify) against the same classifier compiled natively.
-bench: plugins
-    cargo bench -p smsflow --bench plugin_call
-    cargo bench -p smsflow --bench flow_turn
-    cargo bench -p smsflow --bench ingest_latency
-    cargo bench -p smsflow --bench gate
+# In one run on this machine (under 15 minutes on 2 cores, after building): bare HTTP's ceiling, smsflow end to
+# end (HELP, a classified reply, texts no flow matches), the plugin call, seeded stores. Needs `just plugins`.
+# Benchmarks against the machine's HTTP ceiling: writes bench/results/<date>.json and the table in BENCHMARKS.md.
+bench *args:
+    cargo build --release -p smsflow -p smsflow-bench
+    cargo bench -p smsflow --bench plugin_call --no-run
+    cargo run --release -p smsflow-bench --bin bench -- {{args}}
+
+# Its numbers mean little, so BENCHMARKS.md is left alone.
+# `just bench` with every part a few seconds: checks the harness.
+bench-quick:
+    just bench --quick
+
+# The criterion micro-benchmarks: plugin call, flow turn, ingest latency, the gate.
+bench-micro: plugins
+    cargo bench -p smsflow
 
 # The compliance property with a million random cases (release build; about 45 minutes on 2 cores).
 prop-long: plugins
