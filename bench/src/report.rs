@@ -273,9 +273,14 @@ fn heading(results: &Results) -> String {
     } else {
         ""
     };
+    let (run, suffix) = if results.plan.quick {
+        ("`just bench-quick`", "-quick")
+    } else {
+        ("`just bench`", "")
+    };
     format!(
-        "`just bench` of {} on {} cores ({}), commit {commit}{dirty}; every number is in \
-         `bench/results/{}.json`.",
+        "{run} of {} on {} cores ({}), commit {commit}{dirty}; every number is in \
+         `bench/results/{}{suffix}.json`.",
         results.date,
         machine.cores,
         machine.cpu.as_deref().unwrap_or("unknown CPU"),

@@ -54,6 +54,9 @@ fn main() -> anyhow::Result<()> {
         .repo
         .clone()
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
+    let repo = repo
+        .canonicalize()
+        .with_context(|| format!("the repository {} is not there", repo.display()))?;
     let target =
         std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo.join("target"), PathBuf::from);
     let paths = Paths { repo, target };
@@ -73,6 +76,8 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(paths: &Paths, plan: Plan, skip: &[Part]) -> anyhow::Result<Results> {
     let started = Instant::now();
+    // Before anything runs: the commit and work tree measured, not what they became meanwhile.
+    let machine = machine::describe(&paths.repo);
     let contacts = Contacts::default();
     eprintln!(
         "ceiling: {} connections, {:?}",
@@ -123,7 +128,7 @@ async fn run(paths: &Paths, plan: Plan, skip: &[Part]) -> anyhow::Result<Results
     let ratios = Ratios::of(&ceiling, &end_to_end, &plugin, &state);
     Ok(Results {
         date: machine::today(),
-        machine: machine::describe(&paths.repo),
+        machine,
         plan,
         wall_seconds: started.elapsed().as_secs_f64(),
         ceiling,
