@@ -20,6 +20,9 @@ pub struct Machine {
     pub git_commit: Option<String>,
     /// Whether the work tree had changes not committed.
     pub git_dirty: Option<bool>,
+    /// The 1-minute load average when the run started (/proc/loadavg): above the core count,
+    /// other work shared the machine and every number is lower than the machine allows.
+    pub load_average: Option<f64>,
 }
 
 /// Describes this machine and `repo`'s commit.
@@ -31,16 +34,16 @@ pub fn describe(repo: &Path) -> Machine {
         cpu: cpu_model(&cpuinfo),
         memory_bytes: crate::process::parse_status_kib(&meminfo, "MemTotal").map(|kib| kib * 1024),
         kernel: run(Command::new("uname").arg("-r")),
-        git_commit: run(Command::new("git")
-            .arg("-C")
-            .arg(repo)
-            .args(["rev-parse", "HEAD"])),
-        git_dirty: run(Command::new("git")
-            .arg("-C")
-            .arg(repo)
-            .args(["status", "--porcelain"]))
-        .map(|changes| !changes.is_empty()),
+        git_commit: git(repo, &["rev-parse", "HEAD"]),
+        git_dirty: git(repo, &["status", "--porcelain"]).map(|changes| !changes.is_empty()),
+        load_average: std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|text| text.split_whitespace().next()?.parse().ok()),
     }
+}
+
+fn git(repo: &Path, args: &[&str]) -> Option<String> {
+    run(Command::new("git").arg("-C").arg(repo).args(args))
 }
 
 /// The first `model name` of a /proc/cpuinfo text.

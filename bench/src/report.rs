@@ -278,8 +278,11 @@ fn heading(results: &Results) -> String {
     } else {
         ("`just bench`", "")
     };
+    let load = machine.load_average.map_or_else(String::new, |load| {
+        format!(", load average {load:.1} at the start")
+    });
     format!(
-        "{run} of {} on {} cores ({}), commit {commit}{dirty}; every number is in \
+        "{run} of {} on {} cores ({}{load}), commit {commit}{dirty}; every number is in \
          `bench/results/{}{suffix}.json`.",
         results.date,
         machine.cores,
