@@ -491,7 +491,7 @@ async fn a_sigkill_while_texts_are_being_sent_sends_none_of_them_twice() {
     let contacts: Vec<String> = (0..300).map(|n| format!("+1212777{n:04}")).collect();
     for chunk in contacts.chunks(50) {
         let posts = chunk.iter().map(|contact| {
-            let sid: &'static str = Box::leak(format!("SMhelp{contact}").into_boxed_str());
+            let sid: &'static str = Box::leak(format!("SMhelp{}", &contact[1..]).into_boxed_str());
             post_inbound(&setup, sid, contact, "HELP")
         });
         for (status, body) in futures_util::future::join_all(posts).await {
@@ -516,7 +516,11 @@ async fn a_sigkill_while_texts_are_being_sent_sends_none_of_them_twice() {
         .iter()
         .filter(|contact| sent.iter().filter(|text| &text.to == *contact).count() > 1)
         .collect();
-    assert!(doubled.is_empty(), "{} numbers got two texts: {doubled:?}", doubled.len());
+    assert!(
+        doubled.is_empty(),
+        "{} numbers got two texts: {doubled:?}",
+        doubled.len()
+    );
     assert_eq!(sent.len(), 300);
     assert!(
         setup.fake.list_requests.load(Ordering::SeqCst) > 0,

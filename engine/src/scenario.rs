@@ -16,12 +16,12 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow};
 use serde::Deserialize;
 
-use crate::flow::conversation::{Entry, Event, Status};
-use crate::flow::runtime::{Outcome, RuntimeError, StartRequest};
-use crate::flow::{Flow, check};
 use crate::clock::{ManualClock, SharedClock};
 use crate::config::Config;
 use crate::engine::{Engine, EngineBuilder};
+use crate::flow::conversation::{Entry, Event, Status};
+use crate::flow::runtime::{Outcome, RuntimeError, StartRequest};
+use crate::flow::{Flow, check};
 use crate::outbound::{Cleared, Provider, Receipt, SendError};
 use crate::plugin::{Grant, PluginHost};
 use crate::sms::InboundText;
@@ -485,11 +485,7 @@ fn check_step(
 }
 
 /// `expect_replies`, `expect_replies_contain` and `expect_route`.
-fn check_texts(
-    step: &ScenarioStep,
-    new_entries: &[Entry],
-    problems: &mut Vec<String>,
-) {
+fn check_texts(step: &ScenarioStep, new_entries: &[Entry], problems: &mut Vec<String>) {
     let replies: Vec<&str> = new_entries
         .iter()
         .filter_map(|entry| match &entry.event {
@@ -563,10 +559,7 @@ fn check_status(step: &ScenarioStep, status: Option<&Status>, problems: &mut Vec
 
 /// The gate's latest decision on each text queued in `new_entries` (`queued` when it has not
 /// decided yet).
-fn gate_decisions(
-    engine: &Engine,
-    new_entries: &[Entry],
-) -> anyhow::Result<Vec<String>> {
+fn gate_decisions(engine: &Engine, new_entries: &[Entry]) -> anyhow::Result<Vec<String>> {
     new_entries
         .iter()
         .filter_map(|entry| match &entry.event {

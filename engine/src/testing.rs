@@ -89,7 +89,10 @@ pub fn example_plugins() -> crate::plugin::PluginsConfig {
     };
     let grants = [
         ("crm-notes", grant(&[Capability::Config, Capability::Http])),
-        ("order-status", grant(&[Capability::Config, Capability::Http])),
+        (
+            "order-status",
+            grant(&[Capability::Config, Capability::Http]),
+        ),
         ("faq-replies", grant(&[Capability::Config])),
     ];
     crate::plugin::PluginsConfig {

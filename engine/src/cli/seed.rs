@@ -1,6 +1,7 @@
 //! `smsflow bench-seed`: fills a store with idle conversations and pending timers, the state a
 //! large deployment restarts on, for the benchmarks (`just bench`). Run it with the server
-//! stopped.
+//! stopped. The timers are resolution deadlines: one that fires hands its conversation off,
+//! which the benchmark watches for through the API to time the resume after a restart.
 
 use std::path::Path;
 
@@ -27,6 +28,15 @@ pub struct Seed {
     pub flow: String,
     /// The clock's now, in milliseconds.
     pub now_ms: i64,
+}
+
+/// The number of the `n`th seeded contact.
+pub fn contact(n: u64) -> String {
+    if n < 10_000_000 {
+        format!("+1212{n:07}")
+    } else {
+        format!("+1646{:07}", n - 10_000_000)
+    }
 }
 
 /// Seeds `config`'s store; returns the number of conversations written.
@@ -59,12 +69,7 @@ pub fn seed(config: &Config, seed: &Seed) -> anyhow::Result<u64> {
     };
     let mut batch = Batch::new();
     for n in 0..seed.conversations {
-        let contact = format!("+1212{:07}", n % 10_000_000);
-        let contact = if n < 10_000_000 {
-            contact
-        } else {
-            format!("+1646{:07}", n - 10_000_000)
-        };
+        let contact = contact(n);
         let mut conversation = Conversation::new(&ours, &contact, seed.now_ms);
         conversation.flow = Some(pinned.clone());
         conversation.program = Some(flow.program.clone());
@@ -94,14 +99,11 @@ pub fn seed(config: &Config, seed: &Seed) -> anyhow::Result<u64> {
                 n: 0,
             };
             conversation.timers_set = 1;
-            conversation.wait_timer = Some(key.to_hex());
+            conversation.deadline_timer = Some(key.to_hex());
             let record = TimerRecord {
                 our_number: ours.clone(),
                 contact: contact.clone(),
-                timer: Timer::WaitTimeout {
-                    run: 1,
-                    step: wait.name.clone(),
-                },
+                timer: Timer::ResolveDeadline { run: 1 },
             };
             tables.timers.put_in(&mut batch, &key, &record)?;
         }

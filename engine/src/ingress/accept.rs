@@ -281,7 +281,7 @@ mod tests {
             text("SM1", "nul\0here"),
             text("", "hi"),
             text(&"x".repeat(MAX_MESSAGE_ID_BYTES + 1), "hi"),
-            text("SM\01", "hi"),
+            text("SM\u{0}1", "hi"),
             text("SM 1", "hi"),
         ] {
             assert!(

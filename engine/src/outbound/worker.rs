@@ -471,6 +471,6 @@ impl Outbox {
     ///
     /// When the store cannot be read.
     pub fn due_len(&self) -> anyhow::Result<usize> {
-        Ok(self.due.len()?)
+        Ok(self.due.count()?)
     }
 }

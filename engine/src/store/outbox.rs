@@ -308,12 +308,12 @@ impl OutboxDue {
         self.table.remove_in(batch, &due);
     }
 
-    /// How many texts are queued.
+    /// How many texts are queued (a scan of the queue: for the status API and tools).
     ///
     /// # Errors
     ///
     /// When the store cannot be read.
-    pub fn len(&self) -> Result<usize> {
+    pub fn count(&self) -> Result<usize> {
         let mut count = 0;
         for row in self.table.all() {
             row?;
@@ -388,7 +388,7 @@ mod tests {
         assert_eq!(order, [(10, 3), (10, 9), (20, 1)]);
         assert_eq!(due.due(20, 1).unwrap().len(), 1);
         assert_eq!(due.next_due().unwrap(), Some(10));
-        assert_eq!(due.len().unwrap(), 4);
+        assert_eq!(due.count().unwrap(), 4);
     }
 
     #[test]
