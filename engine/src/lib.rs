@@ -6,6 +6,7 @@
 //! | --- | --- |
 //! | [`engine`] | the composition root: builds everything from [`config::Config`] once |
 //! | [`server`] | the HTTP layer: routes by caller, the bearer layer, one error type |
+//! | [`listener`] | TCP under connection limits hostile clients cannot outlast (HTTP/1.1) |
 //! | [`ingress`] | provider webhooks (verify, parse) and the one accept pipeline |
 //! | [`inbox`] | the durable inbound queue, retries, dead letters |
 //! | [`compliance`] | keyword screening, the consent ledger, the send gate |
@@ -28,6 +29,7 @@ pub mod events;
 pub mod flow;
 pub mod inbox;
 pub mod ingress;
+pub mod listener;
 pub mod locks;
 pub mod outbound;
 pub mod phone;
