@@ -1,11 +1,13 @@
 //! `smsflow::listener::serve` against real sockets on loopback: silent, trickling, idle,
 //! oversized, over the cap, half-sent, not reading, starved of file descriptors, and shut down
-//! mid-request.
+//! mid-request; then the real `smsflow serve` under hundreds of silent sockets.
 //!
 //! The limits are short (a few hundred milliseconds) and closures are asserted within ten times
 //! them: the machine is shared and noisy.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
 
 use std::convert::Infallible;
 use std::io::{BufRead as _, Read as _, Write as _};
@@ -506,6 +508,83 @@ fn accept_errors_back_off_instead_of_spinning() {
         .count();
     assert_eq!(reports, 1, "one report for the burst:\n{log}");
     assert!(log.contains("Too many open files"), "{log}");
+}
+
+/// The real binary: a config whose connections are few and whose heads must come quickly.
+fn serve_binary(dir: &std::path::Path) -> (common::Server, u16) {
+    std::fs::create_dir(dir.join("flows")).unwrap();
+    std::fs::create_dir(dir.join("plugins")).unwrap();
+    let port = common::free_port();
+    let config = dir.join("smsflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:{port}"
+header_read_timeout = "500ms"
+max_connections = 64
+
+[store]
+path = "data/smsflow.db"
+
+[flows]
+dir = "flows"
+
+[plugins]
+dir = "plugins"
+"#
+        ),
+    )
+    .unwrap();
+    (common::Server::start(&config, port), port)
+}
+
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn smsflow_serve_closes_silent_sockets_and_answers_healthz_through_hundreds_of_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, port) = serve_binary(dir.path());
+    let baseline = open_descriptors(server.pid());
+    let mut silent: Vec<std::net::TcpStream> = (0..300)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+
+    // 300 silent sockets against a cap of 64: they leave 64 at a time as their heads time out,
+    // and /healthz, queued behind them, is answered.
+    let started = Instant::now();
+    let mut peak = baseline;
+    while !common::healthy(port) {
+        peak = peak.max(open_descriptors(server.pid()));
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "/healthz unanswered"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        peak <= baseline + 64 + 4,
+        "{peak} descriptors open, {baseline} before the sockets"
+    );
+
+    // Every silent socket was closed by the server.
+    for socket in &mut silent {
+        socket
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut byte = [0; 1];
+        match socket.read(&mut byte) {
+            Ok(0) => {}
+            Err(problem) if problem.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("a silent socket was not closed: {other:?}"),
+        }
+    }
+    assert!(common::healthy(port));
 }
 
 /// The resident memory of this process, in KiB.

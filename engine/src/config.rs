@@ -1,10 +1,13 @@
 //! `smsflow.toml`: the operator's configuration.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use crate::compliance::duration_serde;
+use crate::listener::ConnectionLimits;
 use crate::plugin::PluginsConfig;
 
 /// The whole configuration file. Unknown keys are errors, so a typo is never silently ignored.
@@ -69,9 +72,9 @@ fn default_lanes() -> usize {
     8
 }
 
-/// The `[server]` section.
+/// The `[server]` section; a key left out takes [`ServerConfig::default`]'s value.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// The address to listen on.
     #[serde(default = "default_listen")]
@@ -83,14 +86,48 @@ pub struct ServerConfig {
     /// request.
     #[serde(default)]
     pub api_token: Option<String>,
+    /// How long a client has to send a request's head (from accept, for the first).
+    #[serde(with = "duration_serde")]
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay open with no request in flight.
+    #[serde(with = "duration_serde")]
+    pub idle_timeout: Duration,
+    /// How long a request's body may take to arrive after its head (then 408).
+    #[serde(with = "duration_serde")]
+    pub body_read_timeout: Duration,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// The largest request head in bytes (then 431).
+    pub max_header_bytes: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
+        // One place says what the connection limits default to, and why.
+        let limits = ConnectionLimits::default();
         Self {
             listen: default_listen(),
             public_url: None,
             api_token: None,
+            header_read_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
+            body_read_timeout: limits.body_read_timeout,
+            max_connections: limits.max_connections,
+            max_header_bytes: limits.max_header_bytes,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The limits every connection is served under, with `shutdown_grace` after shutdown.
+    pub fn connection_limits(&self, shutdown_grace: Duration) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            body_read_timeout: self.body_read_timeout,
+            max_connections: self.max_connections,
+            max_header_bytes: self.max_header_bytes,
+            shutdown_grace,
         }
     }
 }

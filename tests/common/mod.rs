@@ -112,6 +112,11 @@ impl Server {
         self.child.wait().unwrap().success()
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill(mut self) {
         self.child.kill().unwrap();
@@ -136,7 +141,8 @@ pub fn cli(config: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn healthy(port: u16) -> bool {
+/// Whether `GET /healthz` on `port` answers `ok` within 2 s.
+pub fn healthy(port: u16) -> bool {
     let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };

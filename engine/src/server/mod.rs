@@ -39,24 +39,45 @@ pub use crate::ingress::{TELNYX_PATH, TWILIO_INBOUND_PATH, TWILIO_STATUS_PATH};
 /// When the engine cannot be built (store, plugins, flows, provider settings) or the address
 /// cannot be bound.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let limits = config.server.connection_limits(SHUTDOWN_GRACE);
+    limits.check().context("[server]")?;
     let engine = EngineBuilder::from_config(&config).build().await?;
     let workers = engine.spawn_workers();
     let state = Arc::new(AppState::new(&engine, &config)?);
-    let listener = tokio::net::TcpListener::bind(&config.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let listener = bind(&config.server.listen).await?;
     println!("smsflow listening on http://{}", listener.local_addr()?);
     // Requests in flight finish before this returns. Then the texts being processed and the
     // sends being made finish too; whatever was not started is still in the store for the next
     // start.
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+    crate::listener::serve(listener, router(state), limits, shutdown_signal())
         .await
         .context("the server failed")?;
     engine.drain(SHUTDOWN_GRACE).await;
     workers.abort();
     engine.store().flush().await?;
     Ok(())
+}
+
+/// Connections the kernel queues while the server is at its connection cap. The standard
+/// library's default is 128; a burst of provider retries is larger than that.
+const ACCEPT_BACKLOG: u32 = 1024;
+
+/// Listens on `address` with [`ACCEPT_BACKLOG`].
+async fn bind(address: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let cannot = || format!("cannot listen on {address}");
+    let address = tokio::net::lookup_host(address)
+        .await
+        .with_context(cannot)?
+        .next()
+        .with_context(cannot)?;
+    let socket = match address {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    }
+    .with_context(cannot)?;
+    socket.set_reuseaddr(true).with_context(cannot)?;
+    socket.bind(address).with_context(cannot)?;
+    socket.listen(ACCEPT_BACKLOG).with_context(cannot)
 }
 
 async fn shutdown_signal() {
