@@ -282,3 +282,38 @@ impl Config {
         Ok(config)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_config_writes_out_the_default_connection_limits() {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../smsflow.toml");
+        let config = Config::from_file(&demo).unwrap();
+        let grace = std::time::Duration::from_secs(10);
+        assert_eq!(
+            config.server.connection_limits(grace),
+            ConnectionLimits {
+                shutdown_grace: grace,
+                ..ConnectionLimits::default()
+            }
+        );
+    }
+
+    #[test]
+    fn connection_limits_read_humantime_durations() {
+        let config: Config = toml::from_str(
+            "[server]\nheader_read_timeout = \"500ms\"\nidle_timeout = \"2m\"\nmax_connections = 64\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.server.header_read_timeout,
+            Duration::from_millis(500)
+        );
+        assert_eq!(config.server.idle_timeout, Duration::from_secs(120));
+        assert_eq!(config.server.max_connections, 64);
+        assert_eq!(config.server.listen, "127.0.0.1:8080");
+        assert!(toml::from_str::<Config>("[server]\nidle_timeout = 75\n").is_err());
+    }
+}

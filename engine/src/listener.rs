@@ -92,13 +92,15 @@ impl Default for ConnectionLimits {
             // 100 texts/s at 0.5 s is 50 connections. 512 is ten times that, stays under the
             // 1,024 open files many systems (and systemd services) get by default with room for
             // the store, the plugins and outbound HTTP, and bounds what held connections can
-            // pin: 512 unfinished heads are about 16 MiB (see `max_header_bytes`).
+            // pin: 512 unfinished 16 KB heads added 13 MiB of resident memory (measured with
+            // `memory_of_2000_unfinished_heads` in tests/listener.rs).
             max_connections: 512,
             // A provider's webhook head is well under 4 KiB (a signature, a user agent, a
             // content type); 16 KiB is Node's default and leaves room for a proxy's forwarding
-            // headers or an SSO token. It is also what hyper's read buffer may grow to while a
-            // head is unfinished: with the 390 KB of hyper's default, 2,000 such connections
-            // pinned 740 MiB.
+            // headers or an SSO token. It also bounds hyper's read buffer, which holds an
+            // unfinished head: a connection pins at most that plus hyper's 8 KiB write buffer,
+            // about 22 KiB measured, so 2,000 of them 43 MiB. Under axum::serve's 400 KB buffer
+            // 2,000 unfinished 390 KB heads pinned 740 MiB in the probe, 416 MiB in our run.
             max_header_bytes: 16 * 1024,
             // The same grace the engine gives its workers at shutdown.
             shutdown_grace: Duration::from_secs(10),
@@ -250,9 +252,13 @@ struct Acceptor {
     slots: Arc<Semaphore>,
     max_connections: usize,
     backoff: AcceptBackoff,
-    /// Whether the last slot had to be waited for: the cap is reported once per stay at it.
-    at_cap: bool,
+    /// When reaching the cap was last logged: at most once a minute, however often a busy
+    /// server touches it.
+    cap_reported: Option<Instant>,
 }
+
+/// How often reaching the connection cap is logged at most.
+const CAP_REPORT_INTERVAL: Duration = Duration::from_secs(60);
 
 impl Acceptor {
     fn new(listener: TcpListener, max_connections: usize) -> Self {
@@ -262,7 +268,7 @@ impl Acceptor {
             slots: Arc::new(Semaphore::new(max_connections)),
             max_connections,
             backoff: AcceptBackoff::default(),
-            at_cap: false,
+            cap_reported: None,
         }
     }
 
@@ -294,18 +300,16 @@ impl Acceptor {
     /// guarantee within `header_read_timeout` for a silent client.
     async fn slot(&mut self) -> OwnedSemaphorePermit {
         if let Ok(slot) = Arc::clone(&self.slots).try_acquire_owned() {
-            if self.at_cap {
-                tracing::info!("below the connection cap again");
-                self.at_cap = false;
-            }
             return slot;
         }
-        if !self.at_cap {
+        let now = Instant::now();
+        let quiet = |at: Instant| now.saturating_duration_since(at) >= CAP_REPORT_INTERVAL;
+        if self.cap_reported.is_none_or(quiet) {
             tracing::warn!(
                 max_connections = self.max_connections,
                 "at the connection cap: new connections wait in the backlog until one closes"
             );
-            self.at_cap = true;
+            self.cap_reported = Some(now);
         }
         match Arc::clone(&self.slots).acquire_owned().await {
             Ok(slot) => slot,
