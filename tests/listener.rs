@@ -434,9 +434,19 @@ fn blocking_get(port: u16) -> Option<String> {
     Some(answer)
 }
 
+/// A child process, killed when dropped: a failed assertion leaves no server running.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn accept_errors_back_off_instead_of_spinning() {
-    let mut child = Command::new("sh")
+    let child = Command::new("sh")
         .arg("-c")
         .arg(r#"ulimit -n 64 && exec "$0" "$@""#)
         .arg(std::env::current_exe().unwrap())
@@ -452,7 +462,9 @@ fn accept_errors_back_off_instead_of_spinning() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut child = Reaped(child);
+    let pid = child.0.id();
+    let stdout = std::io::BufReader::new(child.0.stdout.take().unwrap());
     let (port_tx, port_rx) = std::sync::mpsc::channel::<u16>();
     // Keeps reading the child's stdout, so that it never writes to a closed pipe.
     std::thread::spawn(move || {
@@ -467,7 +479,7 @@ fn accept_errors_back_off_instead_of_spinning() {
         .recv_timeout(Duration::from_secs(60))
         .expect("the child's port");
     // Read its log as it comes, so a flood of lines cannot block the child on a full pipe.
-    let mut stderr = child.stderr.take().unwrap();
+    let mut stderr = child.0.stderr.take().unwrap();
     let log = std::thread::spawn(move || {
         let mut log = String::new();
         let _ = stderr.read_to_string(&mut log);
@@ -479,9 +491,9 @@ fn accept_errors_back_off_instead_of_spinning() {
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();
     std::thread::sleep(Duration::from_secs(1));
-    let before = cpu_ticks(child.id());
+    let before = cpu_ticks(pid);
     std::thread::sleep(Duration::from_secs(2));
-    let used = cpu_ticks(child.id()) - before;
+    let used = cpu_ticks(pid) - before;
     // A loop retrying accept at once burns the 200 ticks of a core in 2 s.
     assert!(
         used < 40,
@@ -499,8 +511,7 @@ fn accept_errors_back_off_instead_of_spinning() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
     let log = log.join().unwrap();
     let reports = log
         .lines()
