@@ -20,7 +20,7 @@
 //! so on a keep-alive connection it is the idle timeout too, and one value cannot be both 10 s
 //! for a client that is sending and 75 s for a load balancer's pooled connection (hyperium/hyper
 //! pull request 3828). Go's `net/http` and Envoy keep the two apart, and so does this module: a
-//! [`Watch`] per connection knows which stage it is in and closes it at its deadline.
+//! `Watch` per connection knows which stage it is in and closes it at its deadline.
 //!
 //! Only HTTP/1.1 is served, as `axum::serve` did with axum's default features: SMS providers
 //! call webhooks over HTTP/1.1, and a proxy in front speaks it too. Upgrades (WebSocket) are not
