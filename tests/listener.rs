@@ -383,14 +383,10 @@ async fn limits_that_cannot_serve_are_an_error_not_a_server() {
 /// Set for the child process of [`accept_errors_back_off_instead_of_spinning`].
 const FD_STARVED: &str = "SMSFLOW_TEST_FD_STARVED_SERVER";
 
-/// The server half of [`accept_errors_back_off_instead_of_spinning`]: in a child process whose
-/// open-files limit is 64, so that accepting fails with EMFILE. Does nothing on its own.
-#[test]
-#[ignore = "run by accept_errors_back_off_instead_of_spinning in a child process"]
+/// The server half of [`accept_errors_back_off_instead_of_spinning`]: the test re-runs itself
+/// as a child process whose open-files limit is 64, so that accepting fails with EMFILE, and in
+/// that child it serves here instead.
 fn fd_starved_server() {
-    if std::env::var_os(FD_STARVED).is_none() {
-        return;
-    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -446,14 +442,17 @@ impl Drop for Reaped {
 
 #[test]
 fn accept_errors_back_off_instead_of_spinning() {
+    if std::env::var_os(FD_STARVED).is_some() {
+        fd_starved_server();
+        return;
+    }
     let child = Command::new("sh")
         .arg("-c")
         .arg(r#"ulimit -n 64 && exec "$0" "$@""#)
         .arg(std::env::current_exe().unwrap())
         .args([
-            "fd_starved_server",
+            "accept_errors_back_off_instead_of_spinning",
             "--exact",
-            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -469,7 +468,7 @@ fn accept_errors_back_off_instead_of_spinning() {
     // Keeps reading the child's stdout, so that it never writes to a closed pipe.
     std::thread::spawn(move || {
         for line in stdout.lines().map_while(Result::ok) {
-            // libtest's "test fd_starved_server ... " comes first on the line.
+            // libtest's "test accept_errors_back_off_instead_of_spinning ... " comes first.
             if let Some((_, port)) = line.split_once("PORT=") {
                 let _ = port_tx.send(port.parse().unwrap());
             }
@@ -596,96 +595,4 @@ fn smsflow_serve_closes_silent_sockets_and_answers_healthz_through_hundreds_of_t
         }
     }
     assert!(common::healthy(port));
-}
-
-/// The resident memory of this process, in KiB.
-fn resident_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-/// Measures, asserts nothing: what 2,000 connections with unfinished heads pin, as in the probe.
-/// `LISTENER_MEASURE=axum|listener|listener-uncapped`, `HEAD_BYTES` (default 390000):
-///
-/// ```text
-/// LISTENER_MEASURE=axum cargo test --release -p smsflow --test listener -- --ignored --nocapture memory_of_2000_unfinished_heads
-/// ```
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement: run it by name with LISTENER_MEASURE set"]
-async fn memory_of_2000_unfinished_heads() {
-    let Ok(server) = std::env::var("LISTENER_MEASURE") else {
-        return;
-    };
-    let head_bytes: usize = std::env::var("HEAD_BYTES").map_or(390_000, |v| v.parse().unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    match server.as_str() {
-        "axum" => drop(tokio::spawn(
-            async move { axum::serve(listener, app()).await },
-        )),
-        "listener" | "listener-uncapped" => {
-            let limits = ConnectionLimits {
-                max_connections: if server == "listener" { 512 } else { 4096 },
-                // Long enough that every head is still unfinished when measured.
-                header_read_timeout: Duration::from_secs(120),
-                ..ConnectionLimits::default()
-            };
-            drop(tokio::spawn(serve(
-                listener,
-                app(),
-                limits,
-                std::future::pending(),
-            )));
-        }
-        other => panic!("LISTENER_MEASURE={other}: write axum, listener or listener-uncapped"),
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let before = resident_kib();
-    let head = format!(
-        "GET / HTTP/1.1\r\nHost: test\r\nX-Big: {}",
-        "a".repeat(head_bytes)
-    );
-    let clients = tokio::task::spawn_blocking(move || {
-        (0..2000)
-            .map(|_| {
-                // Past the cap and a full backlog, a connection is not even made.
-                let mut stream =
-                    std::net::TcpStream::connect_timeout(&address, Duration::from_millis(250))
-                        .ok()?;
-                stream
-                    .set_write_timeout(Some(Duration::from_secs(1)))
-                    .unwrap();
-                // The whole head as far as the server reads it, but never its end.
-                let _ = stream.write_all(head.as_bytes());
-                stream.set_nonblocking(true).unwrap();
-                Some(stream)
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let connected = clients.iter().flatten().count();
-    let open = clients
-        .iter()
-        .flatten()
-        .filter(|client| {
-            let mut byte = [0; 1];
-            matches!(
-                (&**client).read(&mut byte),
-                Err(ref problem) if problem.kind() == std::io::ErrorKind::WouldBlock
-            )
-        })
-        .count();
-    let after = resident_kib();
-    println!(
-        "{server}, {head_bytes}-byte heads: {connected} of 2000 connected, {open} still open and unanswered after 5 s, resident {} MiB -> {} MiB (+{} MiB)",
-        before / 1024,
-        after / 1024,
-        after.saturating_sub(before) / 1024
-    );
 }

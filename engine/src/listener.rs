@@ -93,7 +93,7 @@ impl Default for ConnectionLimits {
             // 1,024 open files many systems (and systemd services) get by default with room for
             // the store, the plugins and outbound HTTP, and bounds what held connections can
             // pin: 512 unfinished 16 KB heads added 13 MiB of resident memory (measured with
-            // `memory_of_2000_unfinished_heads` in tests/listener.rs).
+            // `engine/benches/unfinished_heads.rs`).
             max_connections: 512,
             // A provider's webhook head is well under 4 KiB (a signature, a user agent, a
             // content type); 16 KiB is Node's default and leaves room for a proxy's forwarding
