@@ -20,20 +20,20 @@ test: plugins
     cargo clippy --workspace --all-targets -- -D warnings
     cd plugins && cargo clippy --workspace --all-targets -- -D warnings
 
-# In one run on this machine (under 15 minutes on 2 cores, after building): bare HTTP's ceiling, smsflow end to
-# end (HELP, a classified reply, texts no flow matches), the plugin call, seeded stores. Needs `just plugins`.
-# Benchmarks against the machine's HTTP ceiling: writes bench/results/<date>.json and the table in BENCHMARKS.md.
-bench *args:
+# Benchmarks against the machine's HTTP ceiling, in one run (under 15 minutes on 2 cores after
+# building): bare HTTP, smsflow end to end (HELP, a classified reply, texts no flow matches), the
+# plugin call, seeded stores. Writes bench/results/<date>.json and the table in BENCHMARKS.md.
+bench *args: plugins
     cargo build --release -p smsflow -p smsflow-bench
     cargo bench -p smsflow --bench plugin_call --no-run
     cargo run --release -p smsflow-bench --bin bench -- {{args}}
 
-# Its numbers mean little, so BENCHMARKS.md is left alone.
-# `just bench` with every part a few seconds: checks the harness.
+# `just bench` with every part a few seconds: checks the harness (BENCHMARKS.md is left alone).
 bench-quick:
     just bench --quick
 
-# The criterion micro-benchmarks: plugin call, flow turn, ingest latency, the gate.
+# The micro-benchmarks: plugin call, flow turn, ingest latency, the gate, a turn's store writes,
+# memory held by unfinished request heads.
 bench-micro: plugins
     cargo bench -p smsflow
 

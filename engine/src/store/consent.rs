@@ -260,3 +260,44 @@ impl ConsentLedger {
         self.table.remove(&Seq(seq))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64) -> ConsentRecord {
+        ConsentRecord {
+            seq,
+            number: "+12125550100".into(),
+            program: "deals".into(),
+            class: ConsentClass::Marketing,
+            event: ConsentEvent::OptIn,
+            source: ConsentSource::Api { actor: None },
+            disclosure: None,
+            disclosure_sha256: None,
+            frequency: None,
+            raw_text: None,
+            at_ms: 1,
+            prev_hash: String::new(),
+            hash: String::new(),
+        }
+    }
+
+    #[test]
+    fn records_walk_in_seq_order_past_256_and_the_last_is_the_highest() {
+        let store = Store::temporary().unwrap();
+        let ledger = ConsentLedger::new(&store);
+        let mut batch = Batch::new();
+        for seq in [1, 256, 2, 257, 3] {
+            ledger.put_in(&mut batch, &record(seq)).unwrap();
+        }
+        ledger.apply_chained(batch).unwrap();
+        let seqs: Vec<Option<u64>> = ledger.walk().map(|(seq, _)| seq).collect();
+        assert_eq!(seqs, [Some(1), Some(2), Some(3), Some(256), Some(257)]);
+        assert_eq!(ledger.last().unwrap().map(|r| r.seq), Some(257));
+        assert_eq!(ledger.get(256).unwrap(), Some(record(256)));
+        ledger.overwrite_raw_for_tests(2, b"\x01not json").unwrap();
+        let damaged: Vec<bool> = ledger.walk().map(|(_, record)| record.is_err()).collect();
+        assert_eq!(damaged, [false, true, false, false, false]);
+    }
+}

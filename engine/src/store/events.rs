@@ -114,3 +114,47 @@ impl EventQueue {
         self.pending.put_in(batch, &Seq(delivery.seq), delivery)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(seq: u64) -> EventDelivery {
+        EventDelivery {
+            seq,
+            url: "http://hooks".into(),
+            kind: "conversion".into(),
+            msg_id: format!("msg_{seq}"),
+            body: "{}".into(),
+            created_at_ms: 1,
+            attempts: 0,
+            next_attempt_ms: 1,
+            last_attempt_ms: None,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn deliveries_come_in_emission_order_and_move_to_the_dead_letters_and_back() {
+        let store = Store::temporary().unwrap();
+        let queue = EventQueue::new(&store);
+        let mut batch = Batch::new();
+        for seq in [300, 2, 17] {
+            queue.put_in(&mut batch, &delivery(seq)).unwrap();
+        }
+        store.apply(batch).unwrap();
+        let seqs: Vec<u64> = queue.pending().unwrap().iter().map(|d| d.seq).collect();
+        assert_eq!(seqs, [2, 17, 300]);
+        let mut batch = Batch::new();
+        queue.bury_in(&mut batch, &delivery(17)).unwrap();
+        queue.remove_in(&mut batch, 2);
+        store.apply(batch).unwrap();
+        assert_eq!(queue.pending().unwrap(), [delivery(300)]);
+        assert_eq!(queue.dead_letters().unwrap(), [delivery(17)]);
+        let mut batch = Batch::new();
+        queue.revive_in(&mut batch, &delivery(17)).unwrap();
+        store.apply(batch).unwrap();
+        assert!(queue.dead_letters().unwrap().is_empty());
+        assert_eq!(queue.pending().unwrap().len(), 2);
+    }
+}

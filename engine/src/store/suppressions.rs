@@ -38,3 +38,22 @@ impl Suppressions {
             .put_in(batch, &number.to_owned(), &reason.to_owned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suppressed_number_is_found_and_only_that_number() {
+        let store = Store::temporary().unwrap();
+        let suppressions = Suppressions::new(&store);
+        let mut batch = Batch::new();
+        suppressions
+            .put_in(&mut batch, "+12125550100", "21610")
+            .unwrap();
+        store.apply(batch).unwrap();
+        assert!(suppressions.contains("+12125550100").unwrap());
+        assert!(!suppressions.contains("+1212555010").unwrap());
+        assert!(!suppressions.contains("+121255501000").unwrap());
+    }
+}
