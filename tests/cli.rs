@@ -292,6 +292,125 @@ fn check_finds_loops_unreachable_steps_and_marketing_texts_without_opt_out() {
     );
 }
 
+/// Runs `check` on `dir` with `args` after it, and the line of its output that starts with
+/// `path:at`.
+fn check_line(dir: &std::path::Path, args: &[&str], path: &std::path::Path, at: &str) -> String {
+    let mut command = vec!["check", dir.to_str().unwrap()];
+    command.extend(args);
+    let output = smsflow(&command);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    let prefix = format!("{}:{at}: ", path.display());
+    out.lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no `{prefix}...` in:\n{out}"))
+        .to_owned()
+}
+
+#[test]
+fn check_refuses_a_text_over_the_segment_limit_and_says_where_the_limit_comes_from() {
+    let dir = flows_copy();
+    let path = dir.path().join("order-status.toml");
+    let from = "text = \"Order {{order_id}} {{order_status_text}}. Estimated delivery: {{order_eta}}. Text ORDER any time to check again.\"";
+    // "Order : " and the rest are 66 parts of 153 septets; the field only adds to it.
+    let to = format!(
+        "text = \"Order {{{{order_id}}}}: {}\"",
+        "a".repeat(66 * 153 - 8)
+    );
+    let source = std::fs::read_to_string(&path).unwrap();
+    assert!(source.contains(from), "the example changed: {from}");
+    std::fs::write(&path, source.replacen(from, &to, 1)).unwrap();
+    let at = format!("{}:8", line_of(&source, from));
+    let message = |limit: u32, from: &str| {
+        format!(
+            "step `status_with_eta` (en): this text takes at least 66 segments, more than the \
+             limit of {limit} ({from}): the compliance gate would refuse to send it; shorten it, \
+             split it over several `send` steps or raise the limit"
+        )
+    };
+
+    let line = check_line(dir.path(), &[], &path, &at);
+    assert_eq!(
+        line,
+        message(
+            6,
+            "the default `[compliance] max_segments`: pass --config to check against yours"
+        )
+    );
+    let line = check_line(dir.path(), &["--config", "smsflow.toml"], &path, &at);
+    assert_eq!(
+        line,
+        message(6, "`[compliance] max_segments` in smsflow.toml")
+    );
+
+    // The operator's limit decides: at 65 it is still refused, at 66 it passes.
+    // Outside the flows folder, where every `*.toml` is a flow.
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("operator.toml");
+    let plugins = repository().join("target/plugins");
+    let write_config = |max: u32| {
+        let text = format!(
+            "[plugins]\ndir = {:?}\n\n[compliance]\nmax_segments = {max}\n",
+            plugins.display().to_string()
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    write_config(65);
+    let line = check_line(
+        dir.path(),
+        &["--config", config.to_str().unwrap()],
+        &path,
+        &at,
+    );
+    assert_eq!(
+        line,
+        message(
+            65,
+            &format!("`[compliance] max_segments` in {}", config.display())
+        )
+    );
+    write_config(66);
+    let output = smsflow(&[
+        "check",
+        dir.path().to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stdout(&output));
+}
+
+#[test]
+fn check_refuses_a_turn_longer_than_the_runtime_runs_at_the_step_that_crosses_it() {
+    let dir = flows_copy();
+    let path = dir.path().join("billing-issue.toml");
+    let mut source = std::fs::read_to_string(&path).unwrap().replacen(
+        "start = \"to_billing\"",
+        "start = \"step_000\"",
+        1,
+    );
+    // 101 steps before the handoff: the handoff would be the 102nd step of the first turn.
+    for step in 0..=100 {
+        let next = if step == 100 {
+            "to_billing".to_owned()
+        } else {
+            format!("step_{:03}", step + 1)
+        };
+        source.push_str(&format!(
+            "\n[steps.step_{step:03}]\ntype = \"set\"\nfields = {{ n = \"{step}\" }}\nnext = \"{next}\"\n"
+        ));
+    }
+    std::fs::write(&path, &source).unwrap();
+    let at = format!("{}:1", line_of(&source, "[steps.step_100]"));
+    let line = check_line(dir.path(), &[], &path, &at);
+    assert_eq!(
+        line,
+        "step `step_100` would be step 101 of one turn without a `wait`: the runtime hands the \
+         conversation off after MAX_STEPS_PER_TURN = 100 steps in one turn (this turn starts at \
+         `step_000`, the flow's `start`, and its longest path runs 102 steps); add a `wait` \
+         before this step or shorten the path"
+    );
+}
+
 #[test]
 fn consent_verify_fails_on_a_ledger_with_one_record_altered_on_disk() {
     use smsflow::compliance::ledger::{

@@ -22,6 +22,7 @@ use crate::compliance::gate::Gate;
 use crate::config::{Config, ProviderKind};
 use crate::events::Events;
 use crate::flow::Flow;
+use crate::flow::check::CheckLimits;
 use crate::flow::registry::Registry;
 use crate::flow::runtime::{Inbound, Notifiers, Runtime, RuntimeParts};
 use crate::inbox::{Inbox, InboxEvent, InboxHandler, InboxSettings};
@@ -163,7 +164,14 @@ impl<'c> EngineBuilder<'c> {
             outbox = outbox.with_events(Arc::clone(events));
         }
         let outbox = Arc::new(outbox);
-        let registry = Arc::new(Registry::new(tables.flow_versions.clone()));
+        // The flows are held to the limits of the gate their texts will pass, so the server
+        // refuses at load (and reload) what the gate would refuse at send time.
+        let limits = CheckLimits::new(
+            &config.compliance,
+            &config.programs,
+            "the server's `[compliance] max_segments`",
+        );
+        let registry = Arc::new(Registry::new(tables.flow_versions.clone(), limits));
         let watch = match self.flows {
             Some(flows) => {
                 registry.install(flows)?;

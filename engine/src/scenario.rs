@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::clock::{ManualClock, SharedClock};
 use crate::config::Config;
 use crate::engine::{Engine, EngineBuilder};
+use crate::flow::check::CheckLimits;
 use crate::flow::conversation::{Entry, Event, Status};
 use crate::flow::runtime::{Outcome, RuntimeError, StartRequest};
 use crate::flow::{Flow, check};
@@ -180,14 +181,14 @@ pub fn scenario_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// Runs one scenario file under the operator's `config`; the flows are those in the file's
-/// folder.
-pub async fn run_file(path: &Path, config: &Config) -> FileReport {
+/// folder, checked against `limits`.
+pub async fn run_file(path: &Path, config: &Config, limits: &CheckLimits) -> FileReport {
     let mut report = FileReport {
         path: path.to_owned(),
         error: None,
         scenarios: Vec::new(),
     };
-    match run_file_inner(path, config, &mut report).await {
+    match run_file_inner(path, config, limits, &mut report).await {
         Ok(()) => {}
         Err(error) => report.error = Some(format!("{error:#}")),
     }
@@ -197,6 +198,7 @@ pub async fn run_file(path: &Path, config: &Config) -> FileReport {
 async fn run_file_inner(
     path: &Path,
     config: &Config,
+    limits: &CheckLimits,
     report: &mut FileReport,
 ) -> anyhow::Result<()> {
     let plugins_config = &config.plugins;
@@ -236,7 +238,7 @@ async fn run_file_inner(
     .await?;
     let host = Arc::new(host);
     let folder = path.parent().unwrap_or(Path::new("."));
-    let loaded = check::load(folder, Some(&host));
+    let loaded = check::load(folder, Some(&host), limits);
     if !loaded.errors.is_empty() {
         let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
         anyhow::bail!("the flows do not load:\n{}", errors.join("\n"));

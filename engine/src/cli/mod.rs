@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::flow;
+use crate::flow::check::CheckLimits;
 use crate::plugin::{Grant, Manifest, PluginHost, PluginsConfig};
 use crate::store::Store;
 
@@ -321,10 +322,16 @@ async fn call(
     }
 }
 
-fn plugins_config(config: Option<&Path>) -> anyhow::Result<PluginsConfig> {
-    Ok(match config {
-        Some(path) => Config::from_file(path)?.plugins,
-        None => PluginsConfig::default(),
+/// The operator's config at `path` (the defaults without one), and the limits flows are
+/// checked against, saying where they come from.
+fn tool_config(path: Option<&Path>) -> anyhow::Result<(Config, CheckLimits)> {
+    Ok(match path {
+        Some(path) => {
+            let config = Config::from_file(path)?;
+            let limits = CheckLimits::from_config(&config, path);
+            (config, limits)
+        }
+        None => (Config::default(), CheckLimits::default()),
     })
 }
 
@@ -339,8 +346,9 @@ async fn tool_plugin_host(config: &PluginsConfig) -> anyhow::Result<PluginHost> 
 }
 
 async fn check(path: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let host = tool_plugin_host(&plugins_config(config)?).await?;
-    let loaded = flow::check::load(path, Some(&host));
+    let (config, limits) = tool_config(config)?;
+    let host = tool_plugin_host(&config.plugins).await?;
+    let loaded = flow::check::load(path, Some(&host), &limits);
     for error in &loaded.errors {
         println!("{error}");
     }
@@ -371,17 +379,14 @@ async fn check(path: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
 }
 
 async fn test(path: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let config = match config {
-        Some(path) => Config::from_file(path)?,
-        None => Config::default(),
-    };
+    let (config, limits) = tool_config(config)?;
     let files = crate::scenario::scenario_files(path)?;
     if files.is_empty() {
         anyhow::bail!("no scenario files (*.test.toml) at {}", path.display());
     }
     let mut reports = Vec::new();
     for file in files {
-        reports.push(crate::scenario::run_file(&file, &config).await);
+        reports.push(crate::scenario::run_file(&file, &config, &limits).await);
     }
     Ok(if crate::scenario::print_reports(&reports) {
         ExitCode::SUCCESS

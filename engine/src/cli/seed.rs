@@ -45,7 +45,12 @@ pub fn contact(n: u64) -> String {
 ///
 /// When the flows do not load, the flow has no wait step, or the store cannot be written.
 pub fn seed(config: &Config, seed: &Seed) -> anyhow::Result<u64> {
-    let loaded = check::load(&config.flows.dir, None);
+    let limits = check::CheckLimits::new(
+        &config.compliance,
+        &config.programs,
+        "the config's `[compliance] max_segments`",
+    );
+    let loaded = check::load(&config.flows.dir, None, &limits);
     let flow = loaded
         .flows
         .iter()

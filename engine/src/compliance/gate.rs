@@ -42,6 +42,28 @@ pub const CONFIRMATION_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// The wording added to a program's first text when it lacks one.
 pub const OPT_OUT_WORDING: &str = "Reply STOP to opt out.";
 
+/// A program's first text as the gate sends it: `body` with `brand` in front when it does not
+/// name it, and [`OPT_OUT_WORDING`] at the end when it has no "stop"; and what was added.
+/// `smsflow check` counts the segments of a flow's first texts with it too.
+pub fn with_first_text_wording(body: &str, brand: Option<&str>) -> (String, Vec<&'static str>) {
+    let mut body = body.to_owned();
+    let mut added = Vec::new();
+    let normalized = keywords::normalize(&body);
+    // A flow with no brand anywhere cannot be helped here; `smsflow check` asks marketing
+    // flows for one.
+    if let Some(brand) = brand
+        && !normalized.contains(&keywords::normalize(brand))
+    {
+        body = format!("{brand}: {body}");
+        added.push("the brand");
+    }
+    if !normalized.split(' ').any(|word| word == "stop") {
+        body = format!("{} {OPT_OUT_WORDING}", body.trim_end());
+        added.push("the opt-out wording");
+    }
+    (body, added)
+}
+
 /// What the gate needs to know about a text.
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate<'a> {
@@ -337,21 +359,8 @@ impl Gate {
         if text.origin.is_compliance_reply() || self.program_contacts.contains(text.to, program)? {
             return unchanged();
         }
-        let mut body = text.body.to_owned();
-        let mut added = Vec::new();
-        let normalized = keywords::normalize(&body);
-        // A flow with no brand anywhere cannot be helped here; `smsflow check` asks marketing
-        // flows for one.
-        if let Some(brand) = self.compliance.brand(Some(program), text.brand)
-            && !normalized.contains(&keywords::normalize(&brand))
-        {
-            body = format!("{brand}: {body}");
-            added.push("the brand");
-        }
-        if !normalized.split(' ').any(|word| word == "stop") {
-            body = format!("{} {OPT_OUT_WORDING}", body.trim_end());
-            added.push("the opt-out wording");
-        }
+        let brand = self.compliance.brand(Some(program), text.brand);
+        let (body, added) = with_first_text_wording(text.body, brand.as_deref());
         let note = (!added.is_empty())
             .then(|| format!("first text of the program: added {}", added.join(" and ")));
         Ok((body, note))

@@ -1,15 +1,77 @@
 //! Checks that need more than one file: a folder of flows against each other (unique ids,
-//! keywords and catch-all) and against the loaded plugins (the plugin exists, is of the right
-//! kind, and knows the intents routed on). `smsflow check` and the server both load flows here.
+//! keywords and catch-all), against the loaded plugins (the plugin exists, is of the right
+//! kind, and knows the intents routed on) and against the operator's limits (no text the
+//! compliance gate would refuse as too long). `smsflow check` and the server both load flows
+//! here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use super::compile::compile_with_problems;
 use super::diagnostic::{Diagnostic, Location};
 use super::{Action, Flow};
+use crate::compliance::gate::with_first_text_wording;
+use crate::compliance::{ComplianceConfig, ProgramConfig};
+use crate::config::Config;
 use crate::plugin::{PluginHost, World};
 use crate::sms::segments::{Encoding, segments};
+
+/// The operator's limits flows are checked against: what the compliance gate would refuse to
+/// send, `check` refuses to load.
+#[derive(Debug, Clone)]
+pub struct CheckLimits {
+    /// The most segments one text may take (`[compliance] max_segments`).
+    pub max_segments: u32,
+    /// Where `max_segments` comes from, for the error message.
+    pub max_segments_from: String,
+    /// Each program's configured brand (`[programs.<id>] brand`), which the gate puts in a
+    /// program's first text before the flow's own `brand`.
+    pub brands: BTreeMap<String, String>,
+}
+
+impl Default for CheckLimits {
+    /// The gate's defaults, for a check with no operator config.
+    fn default() -> Self {
+        Self::new(
+            &ComplianceConfig::default(),
+            &BTreeMap::new(),
+            "the default `[compliance] max_segments`: pass --config to check against yours",
+        )
+    }
+}
+
+impl CheckLimits {
+    /// The limits of a compliance policy and its programs; `from` says where they were read.
+    pub fn new(
+        compliance: &ComplianceConfig,
+        programs: &BTreeMap<String, ProgramConfig>,
+        from: impl Into<String>,
+    ) -> Self {
+        let brands = programs
+            .iter()
+            .filter_map(|(id, program)| Some((id.clone(), program.brand.clone()?)))
+            .collect();
+        Self {
+            max_segments: compliance.max_segments,
+            max_segments_from: from.into(),
+            brands,
+        }
+    }
+
+    /// The limits of the operator's config, read from `path`.
+    pub fn from_config(config: &Config, path: &Path) -> Self {
+        let from = format!("`[compliance] max_segments` in {}", path.display());
+        Self::new(&config.compliance, &config.programs, from)
+    }
+
+    /// The brand the gate puts in `flow`'s first text: its program's, else the flow's.
+    fn brand<'a>(&'a self, flow: &'a Flow) -> Option<&'a str> {
+        self.brands
+            .get(&flow.program)
+            .or(flow.brand.as_ref())
+            .map(String::as_str)
+    }
+}
 
 /// The flows of a folder (or one file), with every problem found in them.
 #[derive(Debug, Default)]
@@ -44,8 +106,9 @@ pub fn flow_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Loads and checks every flow at `path`. With `plugins`, plugin steps are checked against them.
-pub fn load(path: &Path, plugins: Option<&PluginHost>) -> Loaded {
+/// Loads and checks every flow at `path`. With `plugins`, plugin steps are checked against them;
+/// every text is checked against `limits`.
+pub fn load(path: &Path, plugins: Option<&PluginHost>, limits: &CheckLimits) -> Loaded {
     let mut loaded = Loaded::default();
     let files = match flow_files(path) {
         Ok(files) => files,
@@ -75,6 +138,7 @@ pub fn load(path: &Path, plugins: Option<&PluginHost>) -> Loaded {
                 if let Some(plugins) = plugins {
                     problems.extend(check_plugins(&flow, plugins));
                 }
+                problems.extend(check_segments(&flow, limits));
                 if problems.is_empty() {
                     loaded.flows.push(flow);
                 } else {
@@ -153,6 +217,69 @@ pub fn check_plugins(flow: &Flow, plugins: &PluginHost) -> Vec<Diagnostic> {
     errors
 }
 
+/// Texts the compliance gate would refuse as too long whatever their fields hold: the fixed
+/// text alone (fields render to at least nothing; `{{brand}}` to the flow's brand), with the
+/// brand and opt-out wording the gate adds when it can be a program's first text, takes more
+/// than `limits.max_segments`, counted as the gate counts.
+pub fn check_segments(flow: &Flow, limits: &CheckLimits) -> Vec<Diagnostic> {
+    let first: BTreeSet<&str> = flow
+        .first_texts()
+        .into_iter()
+        .map(|step| step.name.as_str())
+        .collect();
+    let known: BTreeMap<String, String> = flow
+        .brand
+        .iter()
+        .map(|brand| ("brand".to_owned(), brand.clone()))
+        .collect();
+    let max = usize::try_from(limits.max_segments).unwrap_or(usize::MAX);
+    let mut errors = Vec::new();
+    for step in flow.steps.values() {
+        let Some(text) = step.action.text() else {
+            continue;
+        };
+        for (locale, template) in &text.variants {
+            let mut body = template.render_known(&known);
+            let mut added = Vec::new();
+            if first.contains(step.name.as_str()) {
+                (body, added) = with_first_text_wording(&body, limits.brand(flow));
+            }
+            let count = segments(&body).segments;
+            if count <= max {
+                continue;
+            }
+            let with = first_text_note(&added, limits.brand(flow));
+            errors.push(Diagnostic {
+                path: flow.path.clone(),
+                at: text.at,
+                message: format!(
+                    "step `{}` ({locale}): this text takes at least {count} segments{with}, more \
+                     than the limit of {} ({}): the compliance gate would refuse to send it; \
+                     shorten it, split it over several `send` steps or raise the limit",
+                    step.name, limits.max_segments, limits.max_segments_from
+                ),
+            });
+        }
+    }
+    errors
+}
+
+/// What the gate adds to a first text, for an error message: `added` as
+/// [`with_first_text_wording`] says it.
+fn first_text_note(added: &[&str], brand: Option<&str>) -> String {
+    if added.is_empty() {
+        return String::new();
+    }
+    let brand = brand
+        .filter(|_| added.contains(&"the brand"))
+        .map(|brand| format!(" (the brand is \"{brand}\")"))
+        .unwrap_or_default();
+    format!(
+        " once the gate adds {} to it as a program's first text{brand}",
+        added.join(" and ")
+    )
+}
+
 /// Problems between flows: two flows with one id, one keyword starting two flows, more than
 /// one catch-all.
 pub fn check_set(flows: &[Flow]) -> Vec<Diagnostic> {
@@ -210,12 +337,9 @@ pub fn segment_report(flow: &Flow) -> Vec<String> {
     let mut steps: Vec<_> = flow.steps.values().collect();
     steps.sort_by_key(|step| step.at);
     for step in steps {
-        let texts = match &step.action {
-            Action::Send { text, .. } => Some(text),
-            Action::Handoff { text, .. } | Action::End { text, .. } => text.as_ref(),
-            _ => None,
+        let Some(texts) = step.action.text() else {
+            continue;
         };
-        let Some(texts) = texts else { continue };
         for (locale, template) in &texts.variants {
             let literal = template.render_literal();
             let info = segments(&literal);

@@ -1,9 +1,10 @@
 //! From a flow file's text to a checked [`Flow`]: every mistake that needs no plugin to find
 //! (syntax, unknown keys, keys that do not belong to a step's type, routes to missing steps,
-//! unreachable steps, loops without a wait, templates with undefined fields, a marketing flow
-//! whose first text lacks its brand or opt-out wording) is reported at its file, line and column.
+//! unreachable steps, loops without a wait and turns longer than the runtime runs (see
+//! [`super::graph`]), templates with undefined fields, a marketing flow whose first text lacks
+//! its brand or opt-out wording) is reported at its file, line and column.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::Path;
 
@@ -79,7 +80,7 @@ pub fn compile_with_problems(
         errors.sort_by_key(|error| error.at);
         return Err(errors);
     }
-    let mut problems = check_graph(&map, &flow);
+    let mut problems = super::graph::check_graph(&map, &flow);
     problems.extend(check_fields(&map, &flow));
     problems.extend(check_marketing(&map, &file, &flow));
     problems.sort_by_key(|problem| problem.at);
@@ -252,14 +253,11 @@ impl Compiler<'_> {
     fn target(&mut self, target: &Spanned<String>, key: &str) -> String {
         let name = target.get_ref();
         if !self.file.steps.contains_key(name) {
-            let known: Vec<&str> = self.file.steps.keys().map(String::as_str).collect();
-            self.error(
-                target.span(),
-                format!(
-                    "`{key}` goes to step `{name}`, which does not exist (steps: {})",
-                    known.join(", ")
-                ),
+            let message = format!(
+                "`{key}` goes to step `{name}`, which does not exist (steps: {})",
+                step_list(self.file.steps.keys())
             );
+            self.error(target.span(), message);
         }
         name.clone()
     }
@@ -322,6 +320,7 @@ impl Compiler<'_> {
                 return Some(LocalizedTemplate {
                     variants: BTreeMap::from([(self.file.locale.clone(), template)]),
                     default_locale: self.file.locale.clone(),
+                    at: self.map.locate(span.start),
                 });
             }
             LocalizedText::PerLocale(variants) => variants.clone(),
@@ -345,6 +344,7 @@ impl Compiler<'_> {
         Some(LocalizedTemplate {
             variants: parsed,
             default_locale: self.file.locale.clone(),
+            at: self.map.locate(span.start),
         })
     }
 
@@ -579,6 +579,20 @@ impl Compiler<'_> {
     }
 }
 
+/// The step names for an error message, the first few of a big flow only: listing all 50,000
+/// in each of its broken routes made the message, and the time to build it, grow with the
+/// square of the flow.
+fn step_list<'n>(names: impl ExactSizeIterator<Item = &'n String>) -> String {
+    const SHOWN: usize = 20;
+    let count = names.len();
+    let list: Vec<&str> = names.take(SHOWN).map(String::as_str).collect();
+    if count > SHOWN {
+        format!("{}, and {} more", list.join(", "), count - SHOWN)
+    } else {
+        list.join(", ")
+    }
+}
+
 fn valid_id(id: &str) -> bool {
     !id.is_empty()
         && id
@@ -591,85 +605,6 @@ fn serde_name<T: serde::Serialize>(value: &T) -> Option<String> {
         .ok()?
         .as_str()
         .map(str::to_owned)
-}
-
-/// Unreachable steps and loops that never wait.
-fn check_graph(map: &SourceMap<'_>, flow: &Flow) -> Vec<Diagnostic> {
-    let mut errors = Vec::new();
-    let mut reached = BTreeSet::new();
-    let mut pending = vec![flow.start.as_str()];
-    pending.extend(flow.on_error.as_deref());
-    while let Some(name) = pending.pop() {
-        if reached.insert(name)
-            && let Some(step) = flow.steps.get(name)
-        {
-            pending.extend(step.action.targets());
-        }
-    }
-    for step in flow.steps.values() {
-        if !reached.contains(step.name.as_str()) {
-            errors.push(map.error_at(
-                step.at,
-                format!(
-                    "step `{}` is unreachable: no route from `{}` leads to it",
-                    step.name, flow.start
-                ),
-            ));
-        }
-    }
-    // A cycle made only of steps that do not wait would run forever on one event.
-    let mut state: BTreeMap<&str, Visit> = BTreeMap::new();
-    for name in flow.steps.keys() {
-        if let Some(cycle) = find_cycle(flow, name, &mut state, &mut Vec::new())
-            && let Some(first) = flow.steps.get(cycle[0])
-        {
-            errors.push(map.error_at(
-                first.at,
-                format!(
-                    "steps {} form a loop with no `wait` step: it would repeat forever",
-                    cycle.join(" -> ")
-                ),
-            ));
-        }
-    }
-    errors
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Visit {
-    InProgress,
-    Done,
-}
-
-fn find_cycle<'f>(
-    flow: &'f Flow,
-    name: &'f str,
-    state: &mut BTreeMap<&'f str, Visit>,
-    path: &mut Vec<&'f str>,
-) -> Option<Vec<&'f str>> {
-    match state.get(name) {
-        Some(Visit::Done) => return None,
-        Some(Visit::InProgress) => {
-            let from = path.iter().position(|step| *step == name)?;
-            let mut cycle = path[from..].to_vec();
-            cycle.push(name);
-            return Some(cycle);
-        }
-        None => {}
-    }
-    let step = flow.steps.get(name)?;
-    state.insert(name, Visit::InProgress);
-    path.push(name);
-    if !matches!(step.action, Action::Wait { .. }) {
-        for target in step.action.targets() {
-            if let Some(cycle) = find_cycle(flow, target, state, path) {
-                return Some(cycle);
-            }
-        }
-    }
-    path.pop();
-    state.insert(name, Visit::Done);
-    None
 }
 
 /// Templates that use a field nothing defines.

@@ -10,6 +10,7 @@ pub mod check;
 pub mod compile;
 pub mod conversation;
 pub mod diagnostic;
+pub mod graph;
 pub mod model;
 pub mod registry;
 pub mod runtime;
@@ -21,10 +22,14 @@ use std::path::PathBuf;
 
 pub use self::diagnostic::{Diagnostic, Location};
 
-/// Steps one turn may run before the runtime decides the flow is stuck and hands it off.
-pub const MAX_STEPS_PER_TURN: usize = 100;
 pub use self::model::FlowKind;
 use self::template::Template;
+
+/// Steps one turn (a start, a reply, a timeout) may run before the runtime decides the flow is
+/// stuck and hands the conversation off. `check` refuses a flow with a longer path between
+/// waits, so in a checked flow only the flow-level `on_error` route (taken on failures, and not
+/// followed by the checker) can run into it.
+pub const MAX_STEPS_PER_TURN: usize = 100;
 
 /// A compiled flow.
 #[derive(Debug, Clone)]
@@ -321,6 +326,8 @@ pub struct Variant {
 pub struct LocalizedTemplate {
     /// Locale to template.
     pub variants: BTreeMap<String, Template>,
+    /// Where the text is written in the flow file (the `text` value).
+    pub at: Location,
     /// The flow's locale, used when the contact's has no variant.
     pub default_locale: String,
 }
@@ -408,6 +415,15 @@ impl Action {
         }
     }
 
+    /// The text the step sends, when it sends one of its own (a plugin's draft is not).
+    pub fn text(&self) -> Option<&LocalizedTemplate> {
+        match self {
+            Action::Send { text, .. } => Some(text),
+            Action::Handoff { text, .. } | Action::End { text, .. } => text.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The plugin the step calls.
     pub fn plugin(&self) -> Option<&str> {
         match self {
@@ -439,6 +455,15 @@ impl Flow {
     /// The `send` steps that can be the first text of a conversation: those reached from the
     /// start before any other text goes out.
     pub fn first_sends(&self) -> Vec<&Step> {
+        self.first_texts()
+            .into_iter()
+            .filter(|step| matches!(step.action, Action::Send { .. }))
+            .collect()
+    }
+
+    /// The steps whose text can be the first one of a conversation (a `send`, or a `handoff` or
+    /// `end` with a text): those reached from the start before any other text goes out.
+    pub fn first_texts(&self) -> Vec<&Step> {
         let mut seen = BTreeSet::new();
         let mut pending = vec![self.start.as_str()];
         let mut first = Vec::new();
@@ -449,7 +474,7 @@ impl Flow {
             let Some(step) = self.steps.get(name) else {
                 continue;
             };
-            if matches!(step.action, Action::Send { .. }) {
+            if step.action.text().is_some() {
                 first.push(step);
             } else {
                 pending.extend(step.action.targets());

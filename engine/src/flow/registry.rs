@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, anyhow};
 
+use super::check::CheckLimits;
 use super::compile::compile;
 use super::conversation::FlowRef;
 use super::{Diagnostic, Flow, check};
@@ -50,15 +51,20 @@ pub struct Registry {
     current: RwLock<Arc<FlowSet>>,
     versions: Mutex<HashMap<(String, String), Arc<Flow>>>,
     sources: FlowVersions,
+    /// What reloaded flows are checked against: a flow the gate would refuse to send from is
+    /// refused here instead.
+    limits: CheckLimits,
 }
 
 impl Registry {
-    /// An empty registry storing version texts in `sources`.
-    pub fn new(sources: FlowVersions) -> Self {
+    /// An empty registry storing version texts in `sources`, checking the flows it loads
+    /// against `limits`.
+    pub fn new(sources: FlowVersions, limits: CheckLimits) -> Self {
         Self {
             current: RwLock::new(Arc::new(FlowSet::default())),
             versions: Mutex::new(HashMap::new()),
             sources,
+            limits,
         }
     }
 
@@ -143,14 +149,15 @@ impl Registry {
         Ok(compiled)
     }
 
-    /// Loads and checks the flows at `dir` and installs them if they are all good; on any
-    /// problem nothing changes and the problems are returned.
+    /// Loads and checks the flows at `dir` (against the plugins and the registry's limits) and
+    /// installs them if they are all good; on any problem nothing changes and the problems are
+    /// returned.
     ///
     /// # Errors
     ///
     /// The problems found, or a storage failure as a single diagnostic.
     pub fn reload(&self, dir: &Path, plugins: &PluginHost) -> Result<usize, Vec<Diagnostic>> {
-        let loaded = check::load(dir, Some(plugins));
+        let loaded = check::load(dir, Some(plugins), &self.limits);
         if !loaded.errors.is_empty() {
             return Err(loaded.errors);
         }

@@ -199,11 +199,17 @@ impl Template {
     /// The template's fixed text, with every placeholder left out: what the validator counts
     /// segments on, since field values are only known at send time.
     pub fn render_literal(&self) -> String {
+        self.render_known(&BTreeMap::new())
+    }
+
+    /// The template with the fields that have a value in `values` filled in and the others
+    /// left out: the least the text can be when the rest are only known at send time.
+    pub fn render_known(&self, values: &BTreeMap<String, String>) -> String {
         self.pieces
             .iter()
             .filter_map(|piece| match piece {
                 Piece::Text(literal) => Some(literal.as_str()),
-                Piece::Field(_) => None,
+                Piece::Field(name) => values.get(name).map(String::as_str),
             })
             .collect()
     }
