@@ -1,9 +1,9 @@
 //! The outbox worker: passes that hand the due texts to the provider, many at once, each
 //! recipient at most once per pass.
 //!
-//! A pass: read the due texts; flush (the turns that queued them may not be on disk yet); ask
-//! the gate about each, marking the ones it clears `sending`; apply and flush those marks;
-//! call the provider for all of them concurrently; write every result in one batch; flush.
+//! A pass: read the due texts; ask the gate about each, marking the ones it clears `sending`;
+//! apply and flush those marks (which also puts the turns that queued the texts on disk: they
+//! are applied, not flushed); call the provider for all of them concurrently; write every result in one batch; flush.
 //! Because a recipient gets at most one text per pass and a pass ends with its results on
 //! disk, the record of a send is durable before the next send to that number leaves.
 
@@ -153,9 +153,6 @@ impl Outbox {
         if due.is_empty() {
             return Ok(0);
         }
-        // The turns that queued these texts are applied but maybe not yet durable: no text
-        // leaves before the turn that queued it is on disk.
-        self.store.flush().await?;
         let claims = self.claim(due).await?;
         if claims.is_empty() {
             return Ok(0);
@@ -230,7 +227,9 @@ impl Outbox {
         }
         if !claims.is_empty() {
             // A crash during the calls finds these `sending` and looks them up before
-            // sending again.
+            // sending again. The same flush puts the turns that queued the texts on disk
+            // (they are applied, not flushed): no text leaves before the turn that queued it
+            // is durable.
             self.store.flush().await?;
         }
         Ok(claims)

@@ -302,12 +302,15 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        self.tree
-            .apply_batch(batch.writes)
-            .map_err(|source| StoreError::Io {
-                table: batch.first_table.map_or("batch", TableId::name),
-                source,
-            })
+        let table = batch.first_table.map_or("batch", TableId::name);
+        let io = |source| StoreError::Io { table, source };
+        // One write is atomic by itself. sled applies a batch under a lock that every read and
+        // write of the database waits for, so a batch of one is written without it.
+        match batch.first {
+            Some(Write::Insert(key, value)) => self.tree.insert(key, value).map(drop).map_err(io),
+            Some(Write::Remove(key)) => self.tree.remove(key).map(drop).map_err(io),
+            None => self.tree.apply_batch(batch.writes).map_err(io),
+        }
     }
 
     /// [`Store::apply`], then [`Store::flush`].
@@ -393,9 +396,18 @@ impl Store {
 /// earlier ones in the same batch.
 #[derive(Default)]
 pub struct Batch {
+    /// The writes, once there are two or more.
     writes: sled::Batch,
+    /// The only write, while there is one.
+    first: Option<Write>,
     len: usize,
     first_table: Option<TableId>,
+}
+
+/// One write of a [`Batch`].
+enum Write {
+    Insert(Vec<u8>, Vec<u8>),
+    Remove(Vec<u8>),
 }
 
 impl std::fmt::Debug for Batch {
@@ -421,18 +433,26 @@ impl Batch {
     }
 
     fn insert(&mut self, table: TableId, key: Vec<u8>, value: Vec<u8>) {
-        self.note(table);
-        self.writes.insert(key, value);
+        self.add(table, Write::Insert(key, value));
     }
 
     fn remove(&mut self, table: TableId, key: Vec<u8>) {
-        self.note(table);
-        self.writes.remove(key);
+        self.add(table, Write::Remove(key));
     }
 
-    fn note(&mut self, table: TableId) {
+    fn add(&mut self, table: TableId, write: Write) {
         self.len += 1;
         self.first_table.get_or_insert(table);
+        if self.len == 1 {
+            self.first = Some(write);
+            return;
+        }
+        for write in self.first.take().into_iter().chain([write]) {
+            match write {
+                Write::Insert(key, value) => self.writes.insert(key, value),
+                Write::Remove(key) => self.writes.remove(key),
+            }
+        }
     }
 }
 
@@ -497,5 +517,58 @@ impl Store {
             program_contacts: send_log::ProgramContacts::new(self),
             plugin_kv: plugin_kv::PluginKv::new(self),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table of strings by string, for the batch tests.
+    fn table(store: &Store) -> table::Table<String, String> {
+        store.table(TableId::Suppressions)
+    }
+
+    fn put(batch: &mut Batch, table: &table::Table<String, String>, key: &str, value: &str) {
+        table
+            .put_in(batch, &key.to_owned(), &value.to_owned())
+            .unwrap();
+    }
+
+    fn read(table: &table::Table<String, String>, key: &str) -> Option<String> {
+        table.get(&key.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn a_batch_of_one_two_or_three_writes_applies_each_of_them_in_order() {
+        let store = Store::temporary().unwrap();
+        let table = table(&store);
+        // One insert, written without sled's batch.
+        let mut batch = Batch::new();
+        put(&mut batch, &table, "a", "1");
+        assert_eq!(batch.len(), 1);
+        store.apply(batch).unwrap();
+        assert_eq!(read(&table, "a").as_deref(), Some("1"));
+        // One removal.
+        let mut batch = Batch::new();
+        table.remove_in(&mut batch, &"a".to_owned());
+        store.apply(batch).unwrap();
+        assert_eq!(read(&table, "a"), None);
+        // Two writes to one key: the later wins, the first is not lost on the way to a batch.
+        let mut batch = Batch::new();
+        put(&mut batch, &table, "b", "1");
+        put(&mut batch, &table, "b", "2");
+        store.apply(batch).unwrap();
+        assert_eq!(read(&table, "b").as_deref(), Some("2"));
+        // Three writes: an insert, a removal of an earlier key, another insert.
+        let mut batch = Batch::new();
+        put(&mut batch, &table, "c", "3");
+        table.remove_in(&mut batch, &"b".to_owned());
+        put(&mut batch, &table, "d", "4");
+        assert_eq!(batch.len(), 3);
+        store.apply(batch).unwrap();
+        assert_eq!(read(&table, "b"), None);
+        assert_eq!(read(&table, "c").as_deref(), Some("3"));
+        assert_eq!(read(&table, "d").as_deref(), Some("4"));
     }
 }
