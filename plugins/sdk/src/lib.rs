@@ -50,6 +50,8 @@ use host_bindings::smsflow::plugin as host;
 
 pub use host::types::{Context, Field, PluginError};
 
+#[cfg(target_arch = "wasm32")]
+pub mod alloc;
 mod context;
 pub mod http;
 
