@@ -113,6 +113,23 @@ async fn keyword_intents_classifies_common_replies() {
 }
 
 #[tokio::test]
+async fn keyword_intents_classifies_a_text_near_the_input_limit_in_the_sandbox() {
+    // About 60 KB: far more than the 128 KiB memory the component starts with can hold in
+    // tokens, spans and matches, so its allocator must grow the memory.
+    let (host, _store) = host_with(&grants("", "")).await;
+    let text = "blah ".repeat(12_000) + "refund thursday";
+    let intent = host
+        .classify("keyword-intents", &text, &Context::default())
+        .await
+        .unwrap();
+    assert_eq!(intent.name, "complaint");
+    assert_eq!(
+        intent.entities.get("day").map(String::as_str),
+        Some("thursday")
+    );
+}
+
+#[tokio::test]
 async fn faq_replies_answers_from_its_config_and_hands_off_when_unsure() {
     let (host, _store) = host_with(&grants("", "")).await;
     let english = Context::default();

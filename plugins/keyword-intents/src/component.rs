@@ -3,6 +3,12 @@
 use smsflow_plugin_sdk::classifier::{Classifier, Intent};
 use smsflow_plugin_sdk::{Context, PluginError};
 
+// Every call is a fresh instance and allocates a few hundred bytes: the standard allocator's
+// first allocation grew the memory by a page on every call, which the host paid for in two
+// `mprotect`s (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: smsflow_plugin_sdk::alloc::PerCall = smsflow_plugin_sdk::alloc::PerCall::new();
+
 /// The classifier the host instantiates.
 #[derive(Default)]
 pub struct KeywordIntents;

@@ -6,34 +6,32 @@
 //! names and the English abbreviations `mon tue tues wed thu thur thurs fri`; the value is the full
 //! name in the text's language (`thursday`, `jueves`). Each value is reported once, in text order.
 
-/// A weekday spelling and the full name it stands for.
-const DAYS: &[(&str, &str)] = &[
-    ("monday", "monday"),
-    ("mon", "monday"),
-    ("tuesday", "tuesday"),
-    ("tue", "tuesday"),
-    ("tues", "tuesday"),
-    ("wednesday", "wednesday"),
-    ("wed", "wednesday"),
-    ("thursday", "thursday"),
-    ("thu", "thursday"),
-    ("thur", "thursday"),
-    ("thurs", "thursday"),
-    ("friday", "friday"),
-    ("fri", "friday"),
-    ("saturday", "saturday"),
-    ("sunday", "sunday"),
-    ("lunes", "lunes"),
-    ("martes", "martes"),
-    ("miercoles", "miercoles"),
-    ("jueves", "jueves"),
-    ("viernes", "viernes"),
-    ("sabado", "sabado"),
-    ("domingo", "domingo"),
-];
+/// The full weekday name `token` spells, if it spells one.
+///
+/// A `match`, which compiles to a switch on the length and a comparison or two, where a table
+/// would be scanned: most tokens are not weekdays.
+fn day(token: &str) -> Option<&'static str> {
+    Some(match token {
+        "monday" | "mon" => "monday",
+        "tuesday" | "tue" | "tues" => "tuesday",
+        "wednesday" | "wed" => "wednesday",
+        "thursday" | "thu" | "thur" | "thurs" => "thursday",
+        "friday" | "fri" => "friday",
+        "saturday" => "saturday",
+        "sunday" => "sunday",
+        "lunes" => "lunes",
+        "martes" => "martes",
+        "miercoles" => "miercoles",
+        "jueves" => "jueves",
+        "viernes" => "viernes",
+        "sabado" => "sabado",
+        "domingo" => "domingo",
+        _ => return None,
+    })
+}
 
 /// The `time` and `day` entities in `tokens`, in text order, each value once.
-pub fn extract(tokens: &[String]) -> Vec<(&'static str, String)> {
+pub fn extract<T: AsRef<str>>(tokens: &[T]) -> Vec<(&'static str, String)> {
     let mut out: Vec<(&'static str, String)> = Vec::new();
     let mut push = |name: &'static str, value: String| {
         if !out.iter().any(|(n, v)| *n == name && *v == value) {
@@ -41,7 +39,7 @@ pub fn extract(tokens: &[String]) -> Vec<(&'static str, String)> {
         }
     };
     for (i, token) in tokens.iter().enumerate() {
-        if let Some(&(_, day)) = DAYS.iter().find(|(spelling, _)| spelling == token) {
+        if let Some(day) = day(token.as_ref()) {
             push("day", day.to_owned());
         } else if let Some(time) = time_at(tokens, i) {
             push("time", time);
@@ -51,8 +49,13 @@ pub fn extract(tokens: &[String]) -> Vec<(&'static str, String)> {
 }
 
 /// The time that starts at `tokens[i]`, if one does.
-fn time_at(tokens: &[String], i: usize) -> Option<String> {
-    let token = tokens[i].as_str();
+fn time_at<T: AsRef<str>>(tokens: &[T], i: usize) -> Option<String> {
+    let word = |i: usize| tokens.get(i).map(AsRef::as_ref);
+    let token = word(i)?;
+    // Every time starts with its hour: most tokens are out after one comparison.
+    if !token.as_bytes().first()?.is_ascii_digit() {
+        return None;
+    }
     // `3pm`, `3:30am`.
     for suffix in ["am", "pm"] {
         if let Some(clock) = token.strip_suffix(suffix)
@@ -64,8 +67,7 @@ fn time_at(tokens: &[String], i: usize) -> Option<String> {
     }
     let (hour, minutes) = parse_clock(token)?;
     // `3 pm`, `3:30 p.m.` (normalised to `3:30 p m`).
-    let next = tokens.get(i + 1).map(String::as_str);
-    let meridiem = match (next, tokens.get(i + 2).map(String::as_str)) {
+    let meridiem = match (word(i + 1), word(i + 2)) {
         (Some(m @ ("am" | "pm")), _) => Some(m),
         (Some("a"), Some("m")) => Some("am"),
         (Some("p"), Some("m")) => Some("pm"),
@@ -81,7 +83,7 @@ fn time_at(tokens: &[String], i: usize) -> Option<String> {
         return (hour < 24).then(|| token.to_owned());
     }
     // `at 3`, `a las 5`, `las 5`.
-    let previous = i.checked_sub(1).map(|p| tokens[p].as_str());
+    let previous = i.checked_sub(1).and_then(word);
     (matches!(previous, Some("at" | "las")) && hour < 24).then(|| token.to_owned())
 }
 

@@ -17,6 +17,11 @@
 //!    cancel (nor is "please cancel my account");
 //!    "no problem" is a confirm, not a cancel; neutral phrases such as "not sure" match only to hide
 //!    the keywords inside them.
+//!
+//!    The table is laid out at compile time ([`rules::lookup`]: a hash index of the rules by their
+//!    first word, and of the fillers), and the normalisation of ASCII text is a table look-up:
+//!    in the wasm build every call is a fresh instance, so a call does no set-up and its work
+//!    follows the text's length, not the table's.
 //! 3. The intents with a match are the candidates. With several, the one of highest priority wins:
 //!    complaint > reschedule > cancel > confirm > pricing_question > help_request (a complaint is an
 //!    escalation cue and beats everything).
@@ -54,7 +59,8 @@ pub mod rules;
 #[cfg(target_arch = "wasm32")]
 mod component;
 
-use rules::{FILLERS, Intent, Place};
+use normalize::Tokens;
+use rules::{Intent, Place, Word};
 
 /// The intents [`classify`] can return, besides [`UNKNOWN`].
 pub const INTENTS: &[&str] = &[
@@ -85,16 +91,18 @@ pub struct Classification {
 
 /// Classifies an inbound text.
 pub fn classify(text: &str) -> Classification {
-    let tokens = normalize::tokens(text);
-    let entities = entities::extract(&tokens);
-    let matches = find_matches(&tokens);
+    let tokens = Tokens::new(text);
+    let words: Vec<&str> = tokens.iter().collect();
+    let entities = entities::extract(&words);
+    let looked_up: Vec<Option<&Word>> = words.iter().map(|word| rules::lookup(word)).collect();
+    let matches = find_matches(&tokens, &looked_up);
 
-    // Tokens covered by each intent's phrases, and by any intent's.
-    let mut covered = vec![[false; Intent::ALL.len()]; tokens.len()];
+    // For each token, a bit for each intent whose phrases cover it.
+    let mut covered = vec![0_u8; tokens.len()];
     for m in &matches {
         if let Some(intent) = m.intent {
-            for flags in &mut covered[m.start..m.start + m.len] {
-                flags[intent as usize] = true;
+            for flags in covered.iter_mut().skip(m.start).take(m.len) {
+                *flags |= intent.bit();
             }
         }
     }
@@ -115,12 +123,13 @@ pub fn classify(text: &str) -> Classification {
         .filter_map(|m| m.intent)
         .any(|intent| intent != winner);
 
-    let counted = tokens
+    let filler = |word: &Option<&Word>| word.is_some_and(|word| word.filler);
+    let counted = looked_up
         .iter()
         .zip(&covered)
-        .filter(|(token, flags)| flags.iter().any(|f| *f) || !FILLERS.contains(&token.as_str()))
+        .filter(|(word, flags)| **flags != 0 || !filler(word))
         .count();
-    let winner_covered = covered.iter().filter(|f| f[winner as usize]).count();
+    let winner_covered = covered.iter().filter(|f| *f & winner.bit() != 0).count();
     // `counted` is at least `winner_covered`, which is at least 1.
     let share = winner_covered as f32 / counted.max(1) as f32;
 
@@ -159,63 +168,45 @@ impl Match {
 
 /// Every rule that matches, less those that share a token with a longer match.
 ///
-/// A scan of the rule table with no index: in the wasm build every call runs in a fresh
-/// instance, so an index built on first use would be rebuilt on every call and cost more than
-/// the scan. A rule is looked at further only when its first word is the token at hand.
-fn find_matches(tokens: &[String]) -> Vec<Match> {
+/// Each token is looked up once in the word index laid out at build time ([`rules::lookup`]);
+/// only the rules that start with it are compared further, against the joined tokens.
+fn find_matches(tokens: &Tokens, looked_up: &[Option<&Word>]) -> Vec<Match> {
     let n = tokens.len();
     let mut found = Vec::new();
-    for (start, token) in tokens.iter().enumerate() {
-        let first_byte = token.as_bytes().first();
-        for rule in rules::rules() {
-            // A first-byte check before the prefix comparison: in wasm the comparison is a call
-            // to a byte-by-byte `memcmp`, and almost every rule fails on its first byte.
-            if rule.phrase.as_bytes().first() != first_byte {
-                continue;
-            }
-            let Some(rest) = rule.phrase.strip_prefix(token.as_str()) else {
-                continue;
-            };
-            let Some(rest) = (if rest.is_empty() {
-                Some("")
-            } else {
-                rest.strip_prefix(' ')
-            }) else {
-                continue;
-            };
-            let len = if rest.is_empty() {
-                1
-            } else {
-                2 + rest.matches(' ').count()
-            };
+    for (start, word) in looked_up.iter().enumerate() {
+        let Some(word) = word else {
+            continue;
+        };
+        for candidate in word.rules() {
+            let len = candidate.words;
             let end = start + len;
             let placed = end <= n
-                && match rule.place {
+                && match candidate.rule.place {
                     Place::Anywhere => true,
                     Place::Edge => start == 0 || end == n,
                     Place::Whole => len == n,
                     Place::NotWhole => len < n,
                 };
-            let rest_matches = || {
-                rest.is_empty()
-                    || rest
-                        .split(' ')
-                        .eq(tokens[start + 1..end].iter().map(String::as_str))
-            };
-            if placed && rest_matches() {
+            // A one-word phrase is the word looked up; a longer one is compared in full.
+            if placed && (len == 1 || tokens.starts_with_at(start, candidate.rule.phrase)) {
                 found.push(Match {
-                    intent: rule.intent,
+                    intent: candidate.rule.intent,
                     start,
                     len,
                 });
             }
         }
     }
-    found
-        .iter()
-        .copied()
-        .filter(|m| !found.iter().any(|other| m.shadowed_by(*other)))
-        .collect()
+    // `found` is in order of `start`, and a match can only overlap those that start fewer than
+    // `LONGEST_PHRASE` tokens before it: the check stays linear in the number of matches.
+    let shadowed = |m: Match| {
+        let near = found.partition_point(|other| other.start + rules::LONGEST_PHRASE <= m.start);
+        found[near..]
+            .iter()
+            .take_while(|other| other.start < m.end())
+            .any(|other| m.shadowed_by(*other))
+    };
+    found.iter().copied().filter(|m| !shadowed(*m)).collect()
 }
 
 #[cfg(test)]

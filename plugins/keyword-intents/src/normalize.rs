@@ -16,25 +16,117 @@
 //! Finally a run of three or more of the same letter is shortened to one, so `yesss`, `okkk` and
 //! `nooo` are `yes`, `ok` and `no`.
 
+/// A normalised text: its tokens joined by single spaces, and where each one is.
+///
+/// Built in one pass over the characters, into one string: no string per token. The rules
+/// compare a phrase against the joined text directly (phrases are written with single spaces).
+#[derive(Debug, Default)]
+pub struct Tokens {
+    text: String,
+    /// Byte range of each token in `text`.
+    spans: Vec<(usize, usize)>,
+}
+
+impl Tokens {
+    /// The normalised tokens of `text`.
+    pub fn new(text: &str) -> Self {
+        let mut builder = Builder {
+            out: Tokens {
+                text: String::with_capacity(text.len()),
+                spans: Vec::new(),
+            },
+            ..Builder::default()
+        };
+        for c in text.chars() {
+            fold_char(c, &mut builder);
+        }
+        builder.separate();
+        builder.out
+    }
+
+    /// How many tokens there are.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The `i`-th token.
+    pub fn get(&self, i: usize) -> &str {
+        let Some(&(start, end)) = self.spans.get(i) else {
+            return "";
+        };
+        self.text.get(start..end).unwrap_or_default()
+    }
+
+    /// Every token, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Whether the tokens from the `i`-th on start with `phrase`'s words (single spaces).
+    pub fn starts_with_at(&self, i: usize, phrase: &str) -> bool {
+        let Some(&(start, _)) = self.spans.get(i) else {
+            return false;
+        };
+        let rest = self.text.as_bytes().get(start..).unwrap_or_default();
+        rest.starts_with(phrase.as_bytes())
+            && rest.get(phrase.len()).is_none_or(|&next| next == b' ')
+    }
+
+    /// The tokens joined by single spaces.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
 /// The normalised tokens of `text`.
 pub fn tokens(text: &str) -> Vec<String> {
-    let mut folded = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        fold_char(c, &mut folded);
-    }
-    let mut out = Vec::new();
-    for chunk in folded.split_whitespace() {
-        split_chunk(chunk, &mut out);
-    }
-    out
+    Tokens::new(text).iter().map(str::to_owned).collect()
 }
 
 /// The normalised tokens of `text`, joined by single spaces.
 pub fn normalize(text: &str) -> String {
-    tokens(text).join(" ")
+    Tokens::new(text).text
 }
 
-fn fold_char(c: char, out: &mut String) {
+/// What an ASCII character becomes, laid out at build time: the character the tokens see
+/// (lower case for a letter), or [`SEPARATES`], or [`DROPPED`]. Most texts are all ASCII, and
+/// one load here replaces the range tests below.
+static ASCII: [u8; 128] = {
+    let mut table = [SEPARATES; 128];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        table[b] = match c {
+            b'a'..=b'z' | b'0'..=b'9' | b':' | b'.' => c,
+            b'A'..=b'Z' => c.to_ascii_lowercase(),
+            b'\'' | b'`' => DROPPED,
+            _ => SEPARATES,
+        };
+        b += 1;
+    }
+    table
+};
+/// In [`ASCII`]: the character separates tokens.
+const SEPARATES: u8 = 0;
+/// In [`ASCII`]: the character is dropped, joining the word (an apostrophe).
+const DROPPED: u8 = 1;
+
+/// Folds one character of the input into what the tokens see: nothing, a separator, or one or
+/// more characters.
+fn fold_char(c: char, out: &mut Builder) {
+    if let Some(&folded) = ASCII.get(c as usize) {
+        match folded {
+            SEPARATES => out.separate(),
+            DROPPED => {}
+            folded => out.push(char::from(folded)),
+        }
+        return;
+    }
     let c = match u32::from(c) {
         code @ 0xFF01..=0xFF5E => char::from_u32(code - 0xFEE0).unwrap_or(' '),
         0x3000 => ' ',
@@ -59,11 +151,11 @@ fn fold_char(c: char, out: &mut String) {
             }
         }
         c if is_symbol(c) => {
-            out.push(' ');
+            out.separate();
             out.push(c);
-            out.push(' ');
+            out.separate();
         }
-        _ => out.push(' '),
+        _ => out.separate(),
     }
 }
 
@@ -85,39 +177,51 @@ fn strip_accent(c: char) -> char {
     }
 }
 
-/// Splits a whitespace-free chunk at `:` and `.` that are not between two digits, and pushes the
-/// pieces.
-fn split_chunk(chunk: &str, out: &mut Vec<String>) {
-    let mut current = Token::default();
-    let mut previous = None;
-    let mut chars = chunk.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == ':' || c == '.' {
-            let after_digit = previous.is_some_and(|p: char| p.is_ascii_digit());
-            let before_digit = chars.peek().is_some_and(char::is_ascii_digit);
-            if after_digit && before_digit && !current.text.is_empty() {
-                current.push(c);
-            } else {
-                current.flush(out);
-            }
-        } else {
-            current.push(c);
-        }
-        previous = Some(c);
-    }
-    current.flush(out);
-}
-
-/// A token being built, shortening runs of three or more of the same letter to one letter.
+/// Cuts the folded characters into tokens as they come.
+///
+/// Between separators, `:` and `.` split a token unless they stand between two digits; the
+/// character after them decides, so one of them waits in `pending`. A run of three or more of
+/// the same letter is shortened to one letter.
 #[derive(Default)]
-struct Token {
-    text: String,
+struct Builder {
+    out: Tokens,
+    /// Where the token being built starts in `out.text`, if one is.
+    start: Option<usize>,
+    /// The character before, since the last separator.
+    previous: Option<char>,
+    /// A `:` or `.` that stays only if a digit follows, and whether a digit came before it.
+    pending: Option<(char, bool)>,
+    /// The last character pushed into the token, and how many times in a row.
     last: Option<char>,
     run: usize,
 }
 
-impl Token {
+impl Builder {
     fn push(&mut self, c: char) {
+        if let Some((mark, after_digit)) = self.pending.take() {
+            if after_digit && c.is_ascii_digit() && self.start.is_some() {
+                self.push_to_token(mark);
+            } else {
+                self.end_token();
+            }
+        }
+        if c == ':' || c == '.' {
+            let after_digit = self.previous.is_some_and(|p| p.is_ascii_digit());
+            self.pending = Some((c, after_digit));
+        } else {
+            self.push_to_token(c);
+        }
+        self.previous = Some(c);
+    }
+
+    /// Whitespace, punctuation or the end of the text: a `:` or `.` waiting is dropped.
+    fn separate(&mut self) {
+        self.pending = None;
+        self.end_token();
+        self.previous = None;
+    }
+
+    fn push_to_token(&mut self, c: char) {
         if self.last == Some(c) {
             self.run += 1;
         } else {
@@ -127,16 +231,22 @@ impl Token {
         if self.run >= 3 && c.is_alphabetic() {
             // The third of a run takes back the second; later ones are dropped.
             if self.run == 3 {
-                self.text.pop();
+                self.out.text.pop();
             }
-        } else {
-            self.text.push(c);
+            return;
         }
+        if self.start.is_none() {
+            if !self.out.text.is_empty() {
+                self.out.text.push(' ');
+            }
+            self.start = Some(self.out.text.len());
+        }
+        self.out.text.push(c);
     }
 
-    fn flush(&mut self, out: &mut Vec<String>) {
-        if !self.text.is_empty() {
-            out.push(std::mem::take(&mut self.text));
+    fn end_token(&mut self) {
+        if let Some(start) = self.start.take() {
+            self.out.spans.push((start, self.out.text.len()));
         }
         self.last = None;
         self.run = 0;
@@ -145,7 +255,7 @@ impl Token {
 
 #[cfg(test)]
 mod tests {
-    use super::{normalize, tokens};
+    use super::{Tokens, normalize, tokens};
 
     #[test]
     fn lowercases_and_separates_punctuation() {
@@ -195,6 +305,23 @@ mod tests {
     fn collapses_elongated_letters() {
         assert_eq!(normalize("Yesss okkk nooo"), "yes ok no");
         assert_eq!(normalize("good 1000"), "good 1000");
+    }
+
+    #[test]
+    fn phrases_match_whole_tokens_from_a_token_on() {
+        let tokens = Tokens::new("Please, cancel it!  cancelled");
+        assert_eq!(tokens.as_str(), "please cancel it cancelled");
+        assert_eq!(
+            tokens.iter().collect::<Vec<_>>(),
+            ["please", "cancel", "it", "cancelled"]
+        );
+        assert!(tokens.starts_with_at(1, "cancel it"));
+        assert!(tokens.starts_with_at(0, "please cancel"));
+        assert!(!tokens.starts_with_at(1, "cancel i"));
+        assert!(!tokens.starts_with_at(3, "cancel"));
+        assert!(tokens.starts_with_at(3, "cancelled"));
+        assert!(!tokens.starts_with_at(4, "cancelled"));
+        assert_eq!(tokens.get(9), "");
     }
 
     #[test]

@@ -53,6 +53,11 @@ impl Intent {
             Intent::HelpRequest => 1,
         }
     }
+
+    /// A bit of its own, to mark the tokens an intent's phrases cover in one byte.
+    pub const fn bit(self) -> u8 {
+        1 << self as u8
+    }
 }
 
 /// Where in the text a keyword may match.
@@ -385,19 +390,309 @@ const TABLE: &[(Option<Intent>, Phrases)] = &[
 
 /// Every rule, in table order.
 pub fn rules() -> impl Iterator<Item = Rule> {
-    TABLE.iter().flat_map(|&(intent, phrases)| {
-        phrases.iter().map(move |&(phrase, place)| Rule {
-            phrase,
-            intent,
-            place,
-        })
-    })
+    RULES.iter().copied()
 }
 
+/// The table flattened, at build time.
+static RULES: [Rule; RULE_COUNT] = FLAT;
+const FLAT: [Rule; RULE_COUNT] = flatten();
+
+const RULE_COUNT: usize = {
+    let mut count = 0;
+    let mut group = 0;
+    while group < TABLE.len() {
+        count += TABLE[group].1.len();
+        group += 1;
+    }
+    count
+};
+
+const fn flatten() -> [Rule; RULE_COUNT] {
+    let mut rules = [Rule {
+        phrase: "",
+        intent: None,
+        place: Anywhere,
+    }; RULE_COUNT];
+    let (mut group, mut next) = (0, 0);
+    while group < TABLE.len() {
+        let (intent, phrases) = TABLE[group];
+        let mut i = 0;
+        while i < phrases.len() {
+            let (phrase, place) = phrases[i];
+            rules[next] = Rule {
+                phrase,
+                intent,
+                place,
+            };
+            next += 1;
+            i += 1;
+        }
+        group += 1;
+    }
+    rules
+}
+
+/// A word the matcher looks up, with what the table says about it.
+#[derive(Clone, Copy, Debug)]
+pub struct Word {
+    /// The word, normalised.
+    pub text: &'static str,
+    /// Whether it is one of the [`FILLERS`].
+    pub filler: bool,
+    /// Where the rules that start with this word begin in [`Candidate`]s of the index.
+    first: u16,
+    /// How many rules start with this word.
+    count: u16,
+}
+
+impl Word {
+    /// The rules whose phrase starts with this word, in table order.
+    pub fn rules(&self) -> &'static [Candidate] {
+        let first = self.first as usize;
+        CANDIDATES
+            .get(first..first + self.count as usize)
+            .unwrap_or_default()
+    }
+}
+
+/// A rule as the matcher reads it: the rule, and how many words its phrase has.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate {
+    /// The rule.
+    pub rule: Rule,
+    /// The number of words in `rule.phrase`.
+    pub words: usize,
+}
+
+/// The [`Word`] for `token`, when some rule starts with it or it is a filler.
+///
+/// One hash of the token and, on average, under two slots probed: the index is laid out at
+/// build time, so a call does no set-up (in the wasm build every call is a fresh instance, and
+/// an index built on first use would be built on every call).
+pub fn lookup(token: &str) -> Option<&'static Word> {
+    let mut slot = hash(token.as_bytes()) as usize;
+    loop {
+        slot &= SLOTS - 1;
+        // An empty slot is out of range of `WORDS`: the word is not there.
+        let word = WORDS.get(*SLOT_TABLE.get(slot)? as usize)?;
+        if word.text == token {
+            return Some(word);
+        }
+        slot += 1;
+    }
+}
+
+/// Slots of the open-addressing table: a power of two, at least twice the words, so a lookup of
+/// a word that is not there (most words of a text) probes about two slots.
+const SLOTS: usize = 512;
+/// A slot holding no word.
+const EMPTY: u16 = u16::MAX;
+
+/// FNV-1a: a few instructions a byte, and it spreads these words well over the table.
+const fn hash(bytes: &[u8]) -> u32 {
+    let mut hash = 0x811c_9dc5_u32;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash = (hash ^ bytes[i] as u32).wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    hash
+}
+
+/// The `n`-th key of the index: the first word of each rule, then each filler.
+const fn key(n: usize) -> &'static str {
+    if n >= RULE_COUNT {
+        return FILLERS[n - RULE_COUNT];
+    }
+    let phrase = FLAT[n].phrase;
+    let mut end = 0;
+    while end < phrase.len() && phrase.as_bytes()[end] != b' ' {
+        end += 1;
+    }
+    phrase.split_at(end).0
+}
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+const KEYS: usize = RULE_COUNT + FILLERS.len();
+
+/// The index before it is trimmed to size, built by inserting every key into the hash table.
+struct Layout {
+    /// For each slot, the number of the word in it, or [`EMPTY`].
+    slots: [u16; SLOTS],
+    /// For each key, the number of its word.
+    word_of: [u16; KEYS],
+    /// For each word, the first key that is it.
+    first_key: [u16; KEYS],
+    /// How many distinct words there are.
+    words: usize,
+}
+
+const LAYOUT: Layout = {
+    let mut layout = Layout {
+        slots: [EMPTY; SLOTS],
+        word_of: [0; KEYS],
+        first_key: [0; KEYS],
+        words: 0,
+    };
+    let mut n = 0;
+    while n < KEYS {
+        let mut slot = hash(key(n).as_bytes()) as usize & (SLOTS - 1);
+        loop {
+            let word = layout.slots[slot];
+            if word == EMPTY {
+                assert!(2 * layout.words < SLOTS, "the word index needs more slots");
+                layout.slots[slot] = layout.words as u16;
+                layout.first_key[layout.words] = n as u16;
+                layout.word_of[n] = layout.words as u16;
+                layout.words += 1;
+                break;
+            }
+            if same(key(layout.first_key[word as usize] as usize), key(n)) {
+                layout.word_of[n] = word;
+                break;
+            }
+            slot = (slot + 1) & (SLOTS - 1);
+        }
+        n += 1;
+    }
+    layout
+};
+
+const WORD_COUNT: usize = LAYOUT.words;
+
+/// The hash table: for each slot, the number of the word in it, or [`EMPTY`].
+static SLOT_TABLE: [u16; SLOTS] = LAYOUT.slots;
+
+/// The distinct words, each with its filler flag and its range of [`CANDIDATES`].
+static WORDS: [Word; WORD_COUNT] = WORD_TABLE;
+const WORD_TABLE: [Word; WORD_COUNT] = {
+    let mut words = [Word {
+        text: "",
+        filler: false,
+        first: 0,
+        count: 0,
+    }; WORD_COUNT];
+    let mut n = 0;
+    while n < KEYS {
+        let word = &mut words[LAYOUT.word_of[n] as usize];
+        word.text = key(n);
+        if n < RULE_COUNT {
+            word.count += 1;
+        } else {
+            word.filler = true;
+        }
+        n += 1;
+    }
+    let (mut w, mut first) = (0, 0);
+    while w < WORD_COUNT {
+        words[w].first = first;
+        first += words[w].count;
+        w += 1;
+    }
+    words
+};
+
+/// Every rule, grouped by its first word (in [`WORDS`] order), in table order within a group.
+static CANDIDATES: [Candidate; RULE_COUNT] = {
+    let mut candidates = [Candidate {
+        rule: FLAT[0],
+        words: 0,
+    }; RULE_COUNT];
+    let mut filled = [0_u16; WORD_COUNT];
+    let mut n = 0;
+    while n < RULE_COUNT {
+        let w = LAYOUT.word_of[n] as usize;
+        let rule = FLAT[n];
+        candidates[(WORD_TABLE[w].first + filled[w]) as usize] = Candidate {
+            rule,
+            words: word_count(rule.phrase),
+        };
+        filled[w] += 1;
+        n += 1;
+    }
+    candidates
+};
+
+/// The most words any phrase has.
+pub const LONGEST_PHRASE: usize = {
+    let (mut longest, mut n) = (0, 0);
+    while n < RULE_COUNT {
+        let words = word_count(FLAT[n].phrase);
+        if words > longest {
+            longest = words;
+        }
+        n += 1;
+    }
+    longest
+};
+
+const fn word_count(phrase: &str) -> usize {
+    let mut words = 1;
+    let mut i = 0;
+    while i < phrase.len() {
+        if phrase.as_bytes()[i] == b' ' {
+            words += 1;
+        }
+        i += 1;
+    }
+    words
+}
 #[cfg(test)]
 mod tests {
-    use super::{FILLERS, rules};
+    use super::{FILLERS, LONGEST_PHRASE, lookup, rules};
     use crate::normalize::normalize;
+
+    #[test]
+    fn the_index_holds_every_rule_once_under_its_first_word() {
+        let mut first_words = std::collections::BTreeSet::new();
+        for rule in rules() {
+            let first = rule.phrase.split(' ').next().unwrap_or_default();
+            first_words.insert(first);
+            let word = lookup(first).unwrap_or_else(|| panic!("{first} is not indexed"));
+            assert_eq!(word.text, first);
+            let words = rule.phrase.split(' ').count();
+            assert!(
+                word.rules()
+                    .iter()
+                    .any(|c| c.rule.phrase == rule.phrase && c.words == words),
+                "{rule:?}"
+            );
+        }
+        let indexed: usize = first_words
+            .iter()
+            .filter_map(|w| lookup(w))
+            .map(|w| w.rules().len())
+            .sum();
+        assert_eq!(indexed, rules().count());
+        let longest = rules().map(|rule| rule.phrase.split(' ').count()).max();
+        assert_eq!(Some(LONGEST_PHRASE), longest);
+    }
+
+    #[test]
+    fn the_index_knows_the_fillers_and_nothing_else() {
+        for filler in FILLERS {
+            assert!(lookup(filler).is_some_and(|word| word.filler), "{filler}");
+        }
+        assert!(lookup("please").is_some_and(|word| word.filler && !word.rules().is_empty()));
+        assert!(lookup("yes").is_some_and(|word| !word.filler));
+        for absent in ["", "yesterday", "ye", "yess", "Yes", "cancel my", "🙃"] {
+            assert!(lookup(absent).is_none(), "{absent:?}");
+        }
+    }
 
     #[test]
     fn phrases_are_written_normalised() {
