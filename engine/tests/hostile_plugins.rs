@@ -10,13 +10,16 @@ use std::time::{Duration, Instant};
 
 use smsflow::clock::SystemClock;
 use smsflow::plugin::{
-    CallError, Capability, Context, Grant, LimitsOverride, LoadError, Manifest, PluginHost,
-    PluginsConfig, World,
+    CallError, Capability, Context, CpuMeter, Grant, LimitsOverride, LoadError, Manifest,
+    PluginHost, PluginsConfig, World,
 };
 use smsflow::store::Store;
 use support::{classifier_module, component};
 
 mod support;
+
+/// A classifier body that never returns.
+const ENDLESS_LOOP: &str = "(loop $forever (br $forever)) (unreachable)";
 
 struct Harness {
     host: PluginHost,
@@ -26,11 +29,16 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
+        Self::with_config(PluginsConfig::default())
+    }
+
+    /// A host for `config`, with its own plugin folder and cache.
+    fn with_config(config: PluginsConfig) -> Self {
         let store = Store::temporary().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let config = PluginsConfig {
             cache_dir: Some(dir.path().join("cache")),
-            ..PluginsConfig::default()
+            ..config
         };
         let host =
             PluginHost::new(&config, store.tables().plugin_kv, Arc::new(SystemClock)).unwrap();
@@ -84,6 +92,11 @@ impl Harness {
             .map(|intent| intent.name)
     }
 
+    /// The CPU meter `plugin` was loaded with.
+    fn meter(&self, plugin: &str) -> CpuMeter {
+        self.host.get(plugin).unwrap().grant.limits.cpu
+    }
+
     /// The well-behaved plugin still answers: the host survived whatever came before.
     async fn assert_still_serving(&self) {
         assert_eq!(self.classify("good").await.unwrap(), "confirm");
@@ -115,12 +128,9 @@ async fn an_endless_loop_runs_out_of_cpu_budget() {
         ..LimitsOverride::default()
     };
     harness
-        .load_classifier(
-            "spinner",
-            "(loop $forever (br $forever)) (unreachable)",
-            limits,
-        )
+        .load_classifier("spinner", ENDLESS_LOOP, limits)
         .await;
+    assert_eq!(harness.meter("spinner"), CpuMeter::Fuel);
     let started = Instant::now();
     let error = harness.classify("spinner").await.unwrap_err();
     assert!(
@@ -151,12 +161,9 @@ async fn an_endless_loop_with_fuel_to_spare_hits_the_wall_clock_timeout() {
         ..LimitsOverride::default()
     };
     harness
-        .load_classifier(
-            "sleeper",
-            "(loop $forever (br $forever)) (unreachable)",
-            limits,
-        )
+        .load_classifier("sleeper", ENDLESS_LOOP, limits)
         .await;
+    assert_eq!(harness.meter("sleeper"), CpuMeter::Fuel);
     let started = Instant::now();
     let error = harness.classify("sleeper").await.unwrap_err();
     let elapsed = started.elapsed();
@@ -174,6 +181,102 @@ async fn an_endless_loop_with_fuel_to_spare_hits_the_wall_clock_timeout() {
     assert!(elapsed >= Duration::from_millis(150), "{elapsed:?}");
     assert!(elapsed < Duration::from_millis(1_000), "{elapsed:?}");
     harness.assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn an_endless_loop_with_the_epoch_meter_runs_out_of_cpu_time() {
+    let mut harness = harness_with_good_plugin().await;
+    let limits = LimitsOverride {
+        cpu_ms: Some(50),
+        ..LimitsOverride::default()
+    };
+    harness
+        .load_classifier("ticker", ENDLESS_LOOP, limits)
+        .await;
+    assert_eq!(harness.meter("ticker"), CpuMeter::Epoch);
+    let started = Instant::now();
+    let error = harness.classify("ticker").await.unwrap_err();
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(error, CallError::CpuTimeExceeded { cpu_ms: 50, .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("ticker") && error.to_string().contains("50 ms"));
+    // 25 ticks of 2 ms counted while it ran, then the 26th stops it.
+    assert!(elapsed >= Duration::from_millis(50), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    harness.assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn the_epoch_meter_is_the_default_and_the_timeout_still_covers_it() {
+    let mut harness = harness_with_good_plugin().await;
+    let limits = LimitsOverride {
+        timeout_ms: Some(150),
+        ..LimitsOverride::default()
+    };
+    harness
+        .load_classifier("default-spinner", ENDLESS_LOOP, limits)
+        .await;
+    assert_eq!(harness.meter("default-spinner"), CpuMeter::Epoch);
+    let started = Instant::now();
+    let error = harness.classify("default-spinner").await.unwrap_err();
+    // The default CPU budget (1000 ms) is longer than this timeout, so the timeout ends it.
+    assert!(
+        matches!(
+            error,
+            CallError::Timeout {
+                timeout_ms: 150,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    harness.assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn an_operator_default_of_cpu_fuel_alone_still_means_fuel() {
+    // `[plugins.limits]` as written before the epoch meter existed: the budget names its meter.
+    let config: PluginsConfig = toml::from_str("[limits]\ncpu_fuel = 20000000").unwrap();
+    let mut harness = Harness::with_config(config);
+    harness
+        .load_classifier("old-config", ENDLESS_LOOP, LimitsOverride::default())
+        .await;
+    assert_eq!(harness.meter("old-config"), CpuMeter::Fuel);
+    let error = harness.classify("old-config").await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            CallError::CpuBudgetExceeded {
+                fuel: 20_000_000,
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_budget_for_the_other_cpu_meter_is_refused_at_load() {
+    let mut harness = Harness::new();
+    let bytes = component("classifier", &classifier_module("(i32.const 200)"));
+    let grant: Grant = toml::from_str("limits = { cpu = \"epoch\", cpu_fuel = 1000 }").unwrap();
+    let error = harness
+        .load("confused", World::Classifier, vec![], &bytes, grant)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LoadError::Grant { .. }), "{error}");
+    assert!(
+        error.to_string().contains("confused") && error.to_string().contains("cpu_ms"),
+        "{error}"
+    );
+    assert!(harness.host.get("confused").is_none());
 }
 
 #[tokio::test]

@@ -143,13 +143,25 @@ pub enum CallError {
         /// The limit.
         limit: usize,
     },
-    /// The plugin ran out of CPU budget.
-    #[error("plugin `{plugin}` used up its CPU budget of {fuel} fuel units")]
+    /// The plugin ran out of CPU budget counted in fuel (`cpu = "fuel"`).
+    #[error(
+        "plugin `{plugin}` used up its CPU budget of {fuel} fuel units (a loop? if it needs more, raise `cpu_fuel` in its grant's limits)"
+    )]
     CpuBudgetExceeded {
         /// The plugin's name.
         plugin: String,
         /// The budget.
         fuel: u64,
+    },
+    /// The plugin ran out of CPU budget counted in time (`cpu = "epoch"`).
+    #[error(
+        "plugin `{plugin}` used up its CPU budget of {cpu_ms} ms (a loop? if it needs more, raise `cpu_ms` in its grant's limits)"
+    )]
+    CpuTimeExceeded {
+        /// The plugin's name.
+        plugin: String,
+        /// The budget.
+        cpu_ms: u64,
     },
     /// The plugin tried to grow its memory past its limit.
     #[error(
@@ -206,6 +218,7 @@ impl CallError {
             | Self::InputTooLarge { plugin, .. }
             | Self::OutputTooLarge { plugin, .. }
             | Self::CpuBudgetExceeded { plugin, .. }
+            | Self::CpuTimeExceeded { plugin, .. }
             | Self::MemoryLimitExceeded { plugin, .. }
             | Self::Timeout { plugin, .. }
             | Self::Trap { plugin, .. }

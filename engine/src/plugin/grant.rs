@@ -86,7 +86,8 @@ impl EffectiveGrant {
     ///
     /// [`LoadError::NotGranted`] when the manifest asks for a capability the grant lacks;
     /// [`LoadError::Grant`] for an origin that is not an `http(s)` URL, a credential for an
-    /// origin that is not granted, or a credential whose environment variable is unset.
+    /// origin that is not granted, a credential whose environment variable is unset, or limits
+    /// that give a CPU budget for the other meter than the one they name.
     pub fn new(manifest: &Manifest, grant: &Grant, defaults: &Limits) -> Result<Self, LoadError> {
         let plugin = &manifest.name;
         let grant_error = |message: String| LoadError::Grant {
@@ -158,7 +159,7 @@ impl EffectiveGrant {
             http_origins,
             credentials,
             config,
-            limits: defaults.with(&grant.limits),
+            limits: defaults.with(&grant.limits).map_err(grant_error)?,
         })
     }
 

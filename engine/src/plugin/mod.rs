@@ -4,9 +4,13 @@
 //! reply-generator). The host keeps one wasmtime [`Engine`] with the pooling allocator and epoch
 //! interruption, compiles each component once (cached on disk), checks its imports against its
 //! world, its manifest and the operator's grant, and keeps an `InstancePre` for it. Every call
-//! gets a fresh store with the plugin's limits: a CPU budget (fuel), a memory limit, a wall-clock
-//! timeout that covers host calls, and input and output size limits. A plugin that traps, loops
-//! or runs out of memory fails its call with a [`CallError`]; the engine goes on.
+//! gets a fresh store with the plugin's limits: a CPU budget (time on the CPU counted in epoch
+//! ticks, or fuel), a memory limit, a wall-clock timeout that covers host calls, and input and
+//! output size limits. A plugin that traps, loops or runs out of memory fails its call with a
+//! [`CallError`]; the engine goes on.
+//!
+//! Code compiled to count fuel counts it whatever the store says, so plugins metered with fuel
+//! run on an engine of their own, built when the first of them loads.
 
 mod api;
 mod bindings;
@@ -19,6 +23,7 @@ mod manifest;
 mod sandbox;
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,14 +34,14 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{
     Config as WasmtimeConfig, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
-    Store, Trap,
+    Store, Trap, UpdateDeadline,
 };
 
 pub use api::{CallInput, ConnectorCall, Context, Draft, Intent, PluginFailure, TextInput};
 pub use calls::PluginCalls;
 pub use error::{CallError, LoadError};
 pub use grant::{Credential, EffectiveGrant, Grant};
-pub use limits::{Limits, LimitsOverride};
+pub use limits::{CpuMeter, Limits, LimitsOverride};
 pub use manifest::{Capability, Manifest, World};
 
 use bindings::host::smsflow::plugin as host_interfaces;
@@ -50,8 +55,9 @@ const WIT_VERSION_SUFFIX: &str = "@0.1.0";
 /// The largest memory any plugin may be granted; the pooling allocator reserves slots this big.
 const MAX_MEMORY_BYTES: usize = 256 << 20;
 /// How often the epoch advances: a looping plugin yields to the runtime at this interval, so
-/// its timeout can fire.
-const EPOCH_TICK: Duration = Duration::from_millis(2);
+/// its timeout can fire, and an epoch-metered plugin's CPU time is counted in these.
+const EPOCH_TICK_MS: u64 = 2;
+const EPOCH_TICK: Duration = Duration::from_millis(EPOCH_TICK_MS);
 
 /// The `[plugins]` section of `smsflow.toml`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -134,6 +140,17 @@ pub struct Plugin {
     pre: WorldPre,
 }
 
+impl WorldPre {
+    /// The engine the plugin was compiled for; its stores must belong to it.
+    fn engine(&self) -> &Engine {
+        match self {
+            Self::Classifier(pre) => pre.engine(),
+            Self::Connector(pre) => pre.engine(),
+            Self::ReplyGenerator(pre) => pre.engine(),
+        }
+    }
+}
+
 impl Plugin {
     /// The plugin's name.
     pub fn name(&self) -> &str {
@@ -157,11 +174,44 @@ impl std::fmt::Debug for WorldPre {
     }
 }
 
-/// Loads plugins and runs calls into them, each in its own sandbox.
-pub struct PluginHost {
+/// One wasmtime engine, its linker and its compiled-code cache.
+struct Runtime {
     engine: Engine,
     linker: Linker<CallState>,
     cache: CompileCache,
+}
+
+/// What every runtime is built with.
+#[derive(Debug, Clone)]
+struct RuntimeSettings {
+    max_concurrent_calls: u32,
+    cache_dir: Option<PathBuf>,
+}
+
+impl Runtime {
+    /// An engine whose code counts CPU with `meter`, with the host's imports linked.
+    fn new(meter: CpuMeter, settings: &RuntimeSettings) -> anyhow::Result<Self> {
+        let engine = build_engine(settings.max_concurrent_calls, meter)?;
+        spawn_epoch_ticker(&engine);
+        let mut linker = Linker::new(&engine);
+        // Every interface of the `host` world; the import check at load narrows what each
+        // plugin may actually import.
+        bindings::host::Host_::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(anyhow::Error::from)?;
+        Ok(Self {
+            cache: CompileCache::new(&engine, settings.cache_dir.clone()),
+            engine,
+            linker,
+        })
+    }
+}
+
+/// Loads plugins and runs calls into them, each in its own sandbox.
+pub struct PluginHost {
+    /// An engine per CPU meter in use; the default meter's is built with the host.
+    runtimes: BTreeMap<CpuMeter, Runtime>,
+    /// What a runtime built later is built with.
+    settings: RuntimeSettings,
     services: Services,
     slots: Arc<Semaphore>,
     defaults: Limits,
@@ -189,13 +239,12 @@ impl PluginHost {
         kv: crate::store::plugin_kv::PluginKv,
         clock: crate::clock::SharedClock,
     ) -> anyhow::Result<Self> {
-        let engine = build_engine(config.max_concurrent_calls)?;
-        spawn_epoch_ticker(&engine);
-        let mut linker = Linker::new(&engine);
-        // Every interface of the `host` world; the import check at load narrows what each
-        // plugin may actually import.
-        bindings::host::Host_::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
-            .map_err(anyhow::Error::from)?;
+        let settings = RuntimeSettings {
+            max_concurrent_calls: config.max_concurrent_calls,
+            cache_dir: config.cache_dir.clone(),
+        };
+        let meter = config.limits.cpu;
+        let runtimes = BTreeMap::from([(meter, Runtime::new(meter, &settings)?)]);
         let http = reqwest::Client::builder()
             // A redirect could lead outside the allow-list: plugins see 3xx answers instead.
             .redirect(reqwest::redirect::Policy::none())
@@ -203,9 +252,8 @@ impl PluginHost {
             .build()
             .context("cannot build the plugins' HTTP client")?;
         Ok(Self {
-            cache: CompileCache::new(&engine, config.cache_dir.clone()),
-            engine,
-            linker,
+            runtimes,
+            settings,
             services: Services { kv, http, clock },
             slots: Arc::new(Semaphore::new(config.max_concurrent_calls.max(1) as usize)),
             defaults: config.limits.clone(),
@@ -291,6 +339,7 @@ impl PluginHost {
                 message: format!("memory_bytes is over the host's maximum of {MAX_MEMORY_BYTES}"),
             });
         }
+        let runtime = self.runtime(effective.limits.cpu, &plugin)?;
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,
@@ -311,17 +360,17 @@ impl PluginHost {
                 "the file does not start with a component header".into(),
             ));
         }
-        let component = self
+        let component = runtime
             .cache
-            .load(&self.engine, &bytes)
+            .load(&runtime.engine, &bytes)
             .map_err(|error| invalid(format!("{error:#}")))?;
         let component_type = component.component_type();
         let imports: Vec<String> = component_type
-            .imports(&self.engine)
+            .imports(&runtime.engine)
             .map(|(name, _)| name.to_owned())
             .collect();
         let exports: Vec<String> = component_type
-            .exports(&self.engine)
+            .exports(&runtime.engine)
             .map(|(name, _)| name.to_owned())
             .collect();
         for import in &imports {
@@ -338,7 +387,10 @@ impl PluginHost {
             world: manifest.world,
             message: format!("{error:#}"),
         };
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(mismatch)?;
+        let instance_pre = runtime
+            .linker
+            .instantiate_pre(&component)
+            .map_err(mismatch)?;
         let pre = match manifest.world {
             World::Classifier => WorldPre::Classifier(
                 bindings::classifier::ClassifierPre::new(instance_pre).map_err(mismatch)?,
@@ -378,6 +430,23 @@ impl PluginHost {
         let loaded = Arc::new(loaded);
         self.plugins.insert(plugin, Arc::clone(&loaded));
         Ok(loaded)
+    }
+
+    /// The runtime for plugins metered with `meter`, built on first use.
+    fn runtime(&mut self, meter: CpuMeter, plugin: &str) -> Result<&Runtime, LoadError> {
+        match self.runtimes.entry(meter) {
+            Entry::Occupied(entry) => Ok(entry.into_mut()),
+            Entry::Vacant(entry) => {
+                let runtime =
+                    Runtime::new(meter, &self.settings).map_err(|error| LoadError::Grant {
+                        plugin: plugin.to_owned(),
+                        message: format!(
+                            "cannot set up the engine for cpu = \"{meter}\" ({error:#}); the other meter may work"
+                        ),
+                    })?;
+                Ok(entry.insert(runtime))
+            }
+        }
     }
 
     /// The plugin named `name`.
@@ -581,7 +650,7 @@ impl PluginHost {
             });
         };
         let mut store = Store::new(
-            &self.engine,
+            plugin.pre.engine(),
             CallState::new(
                 Arc::clone(&plugin.name),
                 Arc::clone(&plugin.grant),
@@ -589,28 +658,21 @@ impl PluginHost {
             ),
         );
         store.limiter(|state| state);
-        store
-            .set_fuel(limits.cpu_fuel)
-            .map_err(|error| CallError::Trap {
-                plugin: name.clone(),
-                message: format!("cannot set fuel: {error}"),
-            })?;
-        // A new store's deadline is epoch 0, long passed: without this every call stopped to
-        // yield at its first function entry.
-        store.set_epoch_deadline(1);
-        // Yield to the runtime at every epoch tick, so the timeout below can fire even while the
-        // plugin computes; the timeout itself covers the plugin's host calls (HTTP) as well.
-        store.epoch_deadline_async_yield_and_update(1);
+        set_cpu_budget(&mut store, limits).map_err(|error| CallError::Trap {
+            plugin: name.clone(),
+            message: format!("cannot set the CPU budget: {error}"),
+        })?;
         let remaining = timeout.saturating_sub(started.elapsed());
         let outcome = tokio::time::timeout(remaining, call(&mut store)).await;
-        if let Ok(left) = store.get_fuel() {
-            tracing::debug!(
-                plugin = &*plugin.name,
-                fuel_used = limits.cpu_fuel.saturating_sub(left),
-                elapsed_us = started.elapsed().as_micros(),
-                "plugin call"
-            );
-        }
+        tracing::debug!(
+            plugin = &*plugin.name,
+            fuel_used = store
+                .get_fuel()
+                .map(|left| limits.cpu_fuel.saturating_sub(left))
+                .ok(),
+            elapsed_us = started.elapsed().as_micros(),
+            "plugin call"
+        );
         match outcome {
             Err(_elapsed) => Err(CallError::Timeout {
                 plugin: name,
@@ -689,6 +751,12 @@ fn classify_trap(plugin: &Plugin, store: &Store<CallState>, error: &wasmtime::Er
             limit: limits.memory_bytes,
         };
     }
+    if error.downcast_ref::<CpuTimeExhausted>().is_some() {
+        return CallError::CpuTimeExceeded {
+            plugin: name,
+            cpu_ms: limits.cpu_ms,
+        };
+    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => CallError::CpuBudgetExceeded {
             plugin: name,
@@ -706,11 +774,52 @@ fn classify_trap(plugin: &Plugin, store: &Store<CallState>, error: &wasmtime::Er
     }
 }
 
-fn build_engine(max_concurrent_calls: u32) -> anyhow::Result<Engine> {
+/// What the epoch callback of an epoch-metered call returns once its CPU budget is spent.
+#[derive(Debug)]
+struct CpuTimeExhausted;
+
+impl std::fmt::Display for CpuTimeExhausted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CPU time budget exhausted")
+    }
+}
+
+impl std::error::Error for CpuTimeExhausted {}
+
+/// Gives the store its CPU budget, and makes the plugin yield to the runtime at every epoch
+/// tick so the wall-clock timeout can fire even while it computes (the timeout also covers its
+/// host calls).
+fn set_cpu_budget(store: &mut Store<CallState>, limits: &Limits) -> wasmtime::Result<()> {
+    // A new store's deadline is epoch 0, long passed: without this every call stopped to
+    // yield at its first function entry.
+    store.set_epoch_deadline(1);
+    match limits.cpu {
+        CpuMeter::Fuel => {
+            store.set_fuel(limits.cpu_fuel)?;
+            store.epoch_deadline_async_yield_and_update(1);
+        }
+        CpuMeter::Epoch => {
+            // The callback runs once per tick the plugin's code sees, so it counts the time the
+            // code runs, to within a tick; time spent in host calls is at most one tick each.
+            let budget = (limits.cpu_ms / EPOCH_TICK_MS).max(1);
+            let mut ticks = 0;
+            store.epoch_deadline_callback(move |_| {
+                ticks += 1;
+                if ticks > budget {
+                    return Err(wasmtime::Error::new(CpuTimeExhausted));
+                }
+                Ok(UpdateDeadline::Yield(1))
+            });
+        }
+    }
+    Ok(())
+}
+
+fn build_engine(max_concurrent_calls: u32, meter: CpuMeter) -> anyhow::Result<Engine> {
     let mut config = WasmtimeConfig::new();
     config
         .epoch_interruption(true)
-        .consume_fuel(true)
+        .consume_fuel(meter == CpuMeter::Fuel)
         // The data segments are mapped copy-on-write once per pool slot: with the page scan
         // below, pages a call only read (a classifier's tables) are neither copied in nor reset
         // (keyword-intents: 10.4 µs copying its 16 KB at each instantiation, 9.4 µs mapped).
