@@ -303,14 +303,9 @@ impl Store {
             return Ok(());
         }
         let table = batch.first_table.map_or("batch", TableId::name);
-        let io = |source| StoreError::Io { table, source };
-        // One write is atomic by itself. sled applies a batch under a lock that every read and
-        // write of the database waits for, so a batch of one is written without it.
-        match batch.first {
-            Some(Write::Insert(key, value)) => self.tree.insert(key, value).map(drop).map_err(io),
-            Some(Write::Remove(key)) => self.tree.remove(key).map(drop).map_err(io),
-            None => self.tree.apply_batch(batch.writes).map_err(io),
-        }
+        batch
+            .apply_to(&self.tree)
+            .map_err(|source| StoreError::Io { table, source })
     }
 
     /// [`Store::apply`], then [`Store::flush`].
@@ -430,6 +425,17 @@ impl Batch {
     /// How many writes were added.
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Writes the batch to `tree`, atomically.
+    fn apply_to(self, tree: &sled::Tree) -> sled::Result<()> {
+        // One write is atomic by itself. sled applies a batch under a lock that every read and
+        // write of the database waits for, so a batch of one is written without it.
+        match self.first {
+            Some(Write::Insert(key, value)) => tree.insert(key, value).map(drop),
+            Some(Write::Remove(key)) => tree.remove(key).map(drop),
+            None => tree.apply_batch(self.writes),
+        }
     }
 
     fn insert(&mut self, table: TableId, key: Vec<u8>, value: Vec<u8>) {
@@ -570,5 +576,10 @@ mod tests {
         assert_eq!(read(&table, "b"), None);
         assert_eq!(read(&table, "c").as_deref(), Some("3"));
         assert_eq!(read(&table, "d").as_deref(), Some("4"));
+        // A table applies a batch of one the same way.
+        let mut batch = Batch::new();
+        put(&mut batch, &table, "e", "5");
+        table.apply(batch).unwrap();
+        assert_eq!(read(&table, "e").as_deref(), Some("5"));
     }
 }

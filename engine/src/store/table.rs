@@ -246,7 +246,7 @@ impl<K: Key, V: Value> Table<K, V> {
         if batch.is_empty() {
             return Ok(());
         }
-        self.tree.apply_batch(batch.writes).map_err(self.io())
+        batch.apply_to(&self.tree).map_err(self.io())
     }
 
     /// Rows whose layout starts with `prefix`, in key order.
