@@ -3,7 +3,8 @@
 //!
 //! A pass: read the due texts; ask the gate about each, marking the ones it clears `sending`;
 //! apply and flush those marks (which also puts the turns that queued the texts on disk: they
-//! are applied, not flushed); call the provider for all of them concurrently; write every result in one batch; flush.
+//! are applied, not flushed); call the provider for all of them concurrently; write every
+//! result in one batch; flush.
 //! Because a recipient gets at most one text per pass and a pass ends with its results on
 //! disk, the record of a send is durable before the next send to that number leaves.
 
