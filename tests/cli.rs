@@ -548,3 +548,75 @@ steps = [{ start = {}, expect_gate = ["sent"] }]
         stdout(&with)
     );
 }
+
+#[test]
+fn agents_add_prints_a_secret_once_stores_its_hash_and_disable_refuses_it() {
+    use smsflow::agents::{Agents, AuthError};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("smsflow.toml");
+    std::fs::write(&config, "[store]\npath = \"db\"\n").unwrap();
+    let config = config.to_str().unwrap();
+    let output = smsflow(&[
+        "agents",
+        "add",
+        "ana",
+        "--queues",
+        "billing,support",
+        "--config",
+        config,
+    ]);
+    let out = stdout(&output);
+    assert!(output.status.success(), "{out}");
+    let secret = out.lines().last().unwrap().to_owned();
+    assert!(secret.starts_with("ana."), "{out}");
+    assert!(
+        out.contains("ana (agent; queues billing, support)"),
+        "{out}"
+    );
+
+    let again = smsflow(&[
+        "agents", "add", "ana", "--queues", "billing", "--config", config,
+    ]);
+    assert!(!again.status.success());
+    let error = String::from_utf8_lossy(&again.stderr);
+    assert!(error.contains("already an agent called `ana`"), "{error}");
+    let boss = smsflow(&[
+        "agents",
+        "add",
+        "bo",
+        "--queues",
+        "billing",
+        "--supervisor",
+        "--config",
+        config,
+    ]);
+    assert!(boss.status.success(), "{}", stdout(&boss));
+    let list = stdout(&smsflow(&["agents", "list", "--config", config]));
+    assert_eq!(
+        list,
+        "ana (agent; queues billing, support)\nbo (supervisor; queues billing)\n"
+    );
+
+    let check = |expect_ok: bool| {
+        let store = smsflow::store::Store::open(&dir.path().join("db")).unwrap();
+        let raw = format!("{:?}", store.tables().agents.all().unwrap());
+        assert!(!raw.contains(&secret), "the secret itself is stored");
+        let agents = Agents::new(&store, std::sync::Arc::new(smsflow::clock::SystemClock));
+        let signed_in = agents.authenticate(&secret);
+        if expect_ok {
+            assert_eq!(signed_in.unwrap().name, "ana");
+        } else {
+            assert_eq!(signed_in, Err(AuthError::Disabled("ana".into())));
+        }
+    };
+    check(true);
+    let disabled = smsflow(&["agents", "disable", "ana", "--config", config]);
+    assert!(
+        stdout(&disabled).contains("disabled ana"),
+        "{}",
+        stdout(&disabled)
+    );
+    check(false);
+    let unknown = smsflow(&["agents", "disable", "zed", "--config", config]);
+    assert!(!unknown.status.success());
+}

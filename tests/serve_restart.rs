@@ -326,3 +326,46 @@ fn bad_api_requests_are_refused_and_change_nothing() {
     assert_eq!(status, 409, "{text}");
     assert_eq!(sent_texts(&conversation(&server)).len(), 1);
 }
+
+/// `smsflow agents` with `args`, on the server's config.
+fn agents_command(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_smsflow"))
+        .arg("agents")
+        .args(args)
+        .arg("--config")
+        .arg(dir.join("smsflow.toml"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn agents_are_added_listed_and_disabled_through_a_running_server_and_survive_it() {
+    let (dir, port) = setup("1d");
+    let server = Server::start(&dir.path().join("smsflow.toml"), port);
+    let added = agents_command(dir.path(), &["add", "ana", "--queues", "billing"]);
+    let out = String::from_utf8_lossy(&added.stdout).into_owned();
+    assert!(
+        added.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert!(out.contains("added ana (agent; queues billing)"), "{out}");
+    let secret = out.lines().last().unwrap().to_owned();
+    assert!(secret.starts_with("ana."), "{out}");
+    let taken = agents_command(dir.path(), &["add", "ana", "--queues", "billing"]);
+    assert!(!taken.status.success());
+    let error = String::from_utf8_lossy(&taken.stderr).into_owned();
+    assert!(
+        error.contains("409") && error.contains("already an agent"),
+        "{error}"
+    );
+    let disabled = agents_command(dir.path(), &["disable", "ana"]);
+    assert!(disabled.status.success());
+    server.kill();
+    // Stopped, the command reads the store itself: the agent is there, disabled.
+    let list = agents_command(dir.path(), &["list"]);
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout),
+        "ana (agent; queues billing; disabled)\n"
+    );
+}

@@ -16,6 +16,7 @@ use futures_util::future::BoxFuture;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::agents::Agents;
 use crate::clock::SharedClock;
 use crate::compliance::Screener;
 use crate::compliance::gate::Gate;
@@ -215,7 +216,9 @@ impl<'c> EngineBuilder<'c> {
             events: events.clone(),
             clock: clock.clone(),
         }));
+        let agents = Arc::new(Agents::new(&store, clock.clone()));
         Ok(Engine {
+            agents,
             store,
             clock,
             plugins,
@@ -232,6 +235,7 @@ impl<'c> EngineBuilder<'c> {
 
 /// A built engine: its parts, and the workers that move texts through them.
 pub struct Engine {
+    agents: Arc<Agents>,
     store: Store,
     clock: SharedClock,
     plugins: Arc<PluginHost>,
@@ -315,6 +319,11 @@ impl Engine {
         if !self.outbox.drain(grace).await {
             tracing::warn!("stopping while texts were being handed to the provider");
         }
+    }
+
+    /// The agents who answer handed-off conversations.
+    pub fn agents(&self) -> &Arc<Agents> {
+        &self.agents
     }
 
     /// The store.

@@ -4,6 +4,7 @@
 //!
 //! | module | owns |
 //! | --- | --- |
+//! | [`agents`] | the people who answer handed-off conversations, and their sign-in |
 //! | [`engine`] | the composition root: builds everything from [`config::Config`] once |
 //! | [`server`] | the HTTP layer: routes by caller, the bearer layer, one error type |
 //! | [`listener`] | TCP under connection limits hostile clients cannot outlast (HTTP/1.1) |
@@ -20,6 +21,7 @@
 //! | [`sms`], [`phone`], [`clock`] | neutral types: texts, segments, numbers, time |
 //! | [`config`], [`cli`] | `smsflow.toml` and the command line |
 
+pub mod agents;
 pub mod cli;
 pub mod clock;
 pub mod compliance;

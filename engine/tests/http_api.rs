@@ -141,6 +141,13 @@ async fn every_v1_route_is_behind_the_bearer_token() {
         ),
         ("POST", "/v1/consent", "{}"),
         ("GET", "/v1/status", ""),
+        ("GET", "/v1/agents", ""),
+        (
+            "POST",
+            "/v1/agents",
+            r#"{"name": "ana", "queues": ["billing"]}"#,
+        ),
+        ("POST", "/v1/agents/ana/disable", ""),
     ];
     for (method, path, body) in routes {
         for token in [None, Some("wrong"), Some("secret-token-but-longer")] {
@@ -282,4 +289,39 @@ async fn a_signed_webhook_is_stored_and_a_forged_one_changes_nothing() {
     assert_eq!(replies, 1, "HELP is answered once");
     assert_eq!(engine.inbox().pending_len().unwrap(), 0);
     let _ = json!({});
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_adds_lists_and_disables_agents_and_never_sees_a_hash() {
+    let (app, engine) = app(Some(TOKEN)).await;
+    let add = r#"{"name": "ana", "queues": ["support", "billing"], "supervisor": true}"#;
+    let (status, added) = send(&app, api("POST", "/v1/agents", Some(TOKEN), add)).await;
+    assert_eq!(status, StatusCode::CREATED, "{added}");
+    assert_eq!(added["role"], "supervisor");
+    assert_eq!(added["queues"], serde_json::json!(["billing", "support"]));
+    let secret = added["secret"].as_str().unwrap().to_owned();
+    assert_eq!(engine.agents().authenticate(&secret).unwrap().name, "ana");
+    let (status, again) = send(&app, api("POST", "/v1/agents", Some(TOKEN), add)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    let bad = r#"{"name": "a b", "queues": ["billing"]}"#;
+    let (status, _) = send(&app, api("POST", "/v1/agents", Some(TOKEN), bad)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let unknown_key = r#"{"name": "bo", "queues": ["billing"], "admin": true}"#;
+    let (status, _) = send(&app, api("POST", "/v1/agents", Some(TOKEN), unknown_key)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let (status, list) = send(&app, api("GET", "/v1/agents", Some(TOKEN), "")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["agents"].as_array().unwrap().len(), 1);
+    assert!(!list.to_string().contains("argon2"), "{list}");
+    let disable = api("POST", "/v1/agents/ana/disable", Some(TOKEN), "");
+    let (status, disabled) = send(&app, disable).await;
+    assert_eq!(
+        (status, &disabled["disabled"]),
+        (StatusCode::OK, &Value::Bool(true))
+    );
+    assert!(engine.agents().authenticate(&secret).is_err());
+    let missing = api("POST", "/v1/agents/zed/disable", Some(TOKEN), "");
+    let (status, _) = send(&app, missing).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -1,5 +1,6 @@
 //! The `smsflow` command line.
 
+mod agents;
 mod seed;
 
 use std::path::{Path, PathBuf};
@@ -47,6 +48,15 @@ enum Command {
     Inbox {
         /// The configuration file naming the store.
         #[arg(long, default_value = "smsflow.toml")]
+        config: PathBuf,
+    },
+    /// The agents who answer handed-off conversations (with the server stopped, or through its
+    /// operator API while it runs).
+    Agents {
+        #[command(subcommand)]
+        command: agents::AgentsCommand,
+        /// The configuration file naming the store.
+        #[arg(long, default_value = "smsflow.toml", global = true)]
         config: PathBuf,
     },
     /// The consent ledger (run while the server is stopped).
@@ -199,6 +209,7 @@ impl Cli {
                 Ok(ExitCode::SUCCESS)
             }
             Command::Consent { command, config } => consent(command, &config),
+            Command::Agents { command, config } => agents::run(command, &config).await,
             Command::SendTest { from, text, config } => send_test(&from, &text, &config).await,
             Command::Check { path, config } => check(&path, config.as_deref()).await,
             Command::BenchSeed {

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::agents::AgentError;
 use crate::flow::runtime::RuntimeError;
 use crate::ingress::accept::AcceptError;
 use crate::store::StoreError;
@@ -93,6 +94,23 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::Store(error) => error.into(),
             RuntimeError::Internal(error) => {
                 tracing::error!("internal error: {error:#}");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl From<AgentError> for ApiError {
+    fn from(error: AgentError) -> Self {
+        match error {
+            AgentError::Exists(_) => Self::Conflict(error.to_string()),
+            AgentError::Unknown(_) => Self::NotFound(error.to_string()),
+            AgentError::InvalidName(_) | AgentError::InvalidQueue(_) | AgentError::NoQueue(_) => {
+                Self::Unprocessable(error.to_string())
+            }
+            AgentError::Store(error) => error.into(),
+            AgentError::Hash(message) => {
+                tracing::error!("internal error: {message}");
                 Self::Internal
             }
         }

@@ -9,6 +9,7 @@
 //! it is on disk, and only after compliance has screened it: a STOP is in the ledger before the
 //! provider hears 2xx.
 
+mod agents;
 mod auth;
 pub mod error;
 mod operator;

@@ -9,7 +9,8 @@ use axum::routing::{get, post};
 
 use super::error::ApiError;
 use super::{MAX_BODY_BYTES, TELNYX_PATH, TWILIO_INBOUND_PATH, TWILIO_STATUS_PATH};
-use super::{auth, operator, providers};
+use super::{agents, auth, operator, providers};
+use crate::agents::Agents;
 use crate::clock::SharedClock;
 use crate::compliance::Compliance;
 use crate::config::Config;
@@ -23,6 +24,7 @@ use crate::phone::parse_e164;
 
 /// What the handlers share: the engine's parts they call and the settings of the edges.
 pub struct AppState {
+    pub(super) agents: Arc<Agents>,
     pub(super) ingest: Arc<Ingest>,
     pub(super) runtime: Arc<Runtime>,
     pub(super) inbox: Arc<Inbox>,
@@ -46,6 +48,7 @@ impl AppState {
     /// When `[provider] from` is not an E.164 number.
     pub fn new(engine: &Engine, config: &Config) -> anyhow::Result<Self> {
         Ok(Self {
+            agents: Arc::clone(engine.agents()),
             ingest: Arc::clone(engine.ingest()),
             runtime: Arc::clone(engine.runtime()),
             inbox: Arc::clone(engine.inbox()),
@@ -83,6 +86,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/consent", post(operator::record_consent))
         .route("/v1/status", get(operator::status))
+        .route(
+            "/v1/agents",
+            get(agents::list_agents).post(agents::add_agent),
+        )
+        .route("/v1/agents/{name}/disable", post(agents::disable_agent))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_bearer,

@@ -30,6 +30,7 @@
 //! | 0x11 | [`send_log::SendLog`] | contact, time, seq | a sent text |
 //! | 0x12 | [`send_log::ProgramContacts`] | contact, program | first text's time |
 //! | 0x13 | [`plugin_kv::PluginKv`] | plugin, key | bytes |
+//! | 0x14 | [`agents::AgentsTable`] | agent name | JSON |
 //! | 0x7f | format marker | `format` | the layout version |
 //!
 //! Strings in keys end at a 0x00 byte, which is why identifiers that reach a key (numbers,
@@ -46,6 +47,7 @@
 //! it. sled's log is ordered, so a flush makes everything applied before it durable and never
 //! something applied after without what came before.
 
+pub mod agents;
 pub mod codec;
 pub mod consent;
 pub mod conversations;
@@ -499,6 +501,8 @@ pub struct Tables {
     pub program_contacts: send_log::ProgramContacts,
     /// Plugins' key-value data.
     pub plugin_kv: plugin_kv::PluginKv,
+    /// The people who answer handed-off conversations.
+    pub agents: agents::AgentsTable,
 }
 
 impl Store {
@@ -522,6 +526,7 @@ impl Store {
             send_log: send_log::SendLog::new(self),
             program_contacts: send_log::ProgramContacts::new(self),
             plugin_kv: plugin_kv::PluginKv::new(self),
+            agents: agents::AgentsTable::new(self),
         }
     }
 }

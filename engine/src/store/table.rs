@@ -49,6 +49,8 @@ pub enum TableId {
     ProgramContacts = 0x12,
     /// [`super::plugin_kv::PluginKv`].
     PluginKv = 0x13,
+    /// [`super::agents::AgentsTable`].
+    Agents = 0x14,
 }
 
 impl TableId {
@@ -74,11 +76,12 @@ impl TableId {
             Self::SendLog => "send_log",
             Self::ProgramContacts => "program_contacts",
             Self::PluginKv => "plugin_kv",
+            Self::Agents => "agents",
         }
     }
 
     /// Every table.
-    pub const ALL: [TableId; 19] = [
+    pub const ALL: [TableId; 20] = [
         Self::Conversations,
         Self::Transcript,
         Self::Timers,
@@ -98,6 +101,7 @@ impl TableId {
         Self::SendLog,
         Self::ProgramContacts,
         Self::PluginKv,
+        Self::Agents,
     ];
 
     fn byte(self) -> u8 {
@@ -221,6 +225,16 @@ impl<K: Key, V: Value> Table<K, V> {
             .insert(self.full_key(key), value)
             .map_err(self.io())?;
         Ok(())
+    }
+
+    /// Writes `value` at `key` now unless `key` has a value; whether it was written.
+    pub(super) fn insert_new(&self, key: &K, value: &V) -> Result<bool> {
+        let value = self.encode_value(value)?;
+        let swapped = self
+            .tree
+            .compare_and_swap(self.full_key(key), None::<&[u8]>, Some(value))
+            .map_err(self.io())?;
+        Ok(swapped.is_ok())
     }
 
     /// Removes `key` now, on its own.
