@@ -391,7 +391,9 @@ impl Inbox {
             attempt = event.attempts,
             "inbound text failed, retrying in {backoff} ms: {error:#}"
         );
-        event.next_attempt_ms = self.clock.now_ms().saturating_add(backoff);
+        // The clock counts whole milliseconds: one more makes the wait at least `backoff`
+        // however far into the current millisecond the failure came.
+        event.next_attempt_ms = self.clock.now_ms().saturating_add(backoff + 1);
         self.table.put_in(&mut batch, &event)?;
         self.store.apply(batch)?;
         self.enqueue(event);
