@@ -120,6 +120,21 @@ async fn a_well_behaved_wat_classifier_answers() {
     assert_eq!(plugin.exports, ["intents", "classify"]);
 }
 
+/// Loads the endless loop as `name` with `limits`, checks the CPU meter it got, and calls it
+/// once: the call's error and how long it took.
+async fn spin(
+    harness: &mut Harness,
+    name: &str,
+    limits: LimitsOverride,
+    meter: CpuMeter,
+) -> (CallError, Duration) {
+    harness.load_classifier(name, ENDLESS_LOOP, limits).await;
+    assert_eq!(harness.meter(name), meter);
+    let started = Instant::now();
+    let error = harness.classify(name).await.unwrap_err();
+    (error, started.elapsed())
+}
+
 #[tokio::test]
 async fn an_endless_loop_runs_out_of_cpu_budget() {
     let mut harness = harness_with_good_plugin().await;
@@ -127,12 +142,7 @@ async fn an_endless_loop_runs_out_of_cpu_budget() {
         cpu_fuel: Some(20_000_000),
         ..LimitsOverride::default()
     };
-    harness
-        .load_classifier("spinner", ENDLESS_LOOP, limits)
-        .await;
-    assert_eq!(harness.meter("spinner"), CpuMeter::Fuel);
-    let started = Instant::now();
-    let error = harness.classify("spinner").await.unwrap_err();
+    let (error, elapsed) = spin(&mut harness, "spinner", limits, CpuMeter::Fuel).await;
     assert!(
         matches!(
             error,
@@ -144,11 +154,7 @@ async fn an_endless_loop_runs_out_of_cpu_budget() {
         "{error}"
     );
     assert!(error.to_string().contains("spinner") && error.to_string().contains("20000000"));
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
     harness.assert_still_serving().await;
 }
 
@@ -160,13 +166,7 @@ async fn an_endless_loop_with_fuel_to_spare_hits_the_wall_clock_timeout() {
         timeout_ms: Some(150),
         ..LimitsOverride::default()
     };
-    harness
-        .load_classifier("sleeper", ENDLESS_LOOP, limits)
-        .await;
-    assert_eq!(harness.meter("sleeper"), CpuMeter::Fuel);
-    let started = Instant::now();
-    let error = harness.classify("sleeper").await.unwrap_err();
-    let elapsed = started.elapsed();
+    let (error, elapsed) = spin(&mut harness, "sleeper", limits, CpuMeter::Fuel).await;
     assert!(
         matches!(
             error,
@@ -190,13 +190,7 @@ async fn an_endless_loop_with_the_epoch_meter_runs_out_of_cpu_time() {
         cpu_ms: Some(50),
         ..LimitsOverride::default()
     };
-    harness
-        .load_classifier("ticker", ENDLESS_LOOP, limits)
-        .await;
-    assert_eq!(harness.meter("ticker"), CpuMeter::Epoch);
-    let started = Instant::now();
-    let error = harness.classify("ticker").await.unwrap_err();
-    let elapsed = started.elapsed();
+    let (error, elapsed) = spin(&mut harness, "ticker", limits, CpuMeter::Epoch).await;
     assert!(
         matches!(error, CallError::CpuTimeExceeded { cpu_ms: 50, .. }),
         "{error}"
@@ -215,12 +209,7 @@ async fn the_epoch_meter_is_the_default_and_the_timeout_still_covers_it() {
         timeout_ms: Some(150),
         ..LimitsOverride::default()
     };
-    harness
-        .load_classifier("default-spinner", ENDLESS_LOOP, limits)
-        .await;
-    assert_eq!(harness.meter("default-spinner"), CpuMeter::Epoch);
-    let started = Instant::now();
-    let error = harness.classify("default-spinner").await.unwrap_err();
+    let (error, elapsed) = spin(&mut harness, "default-spinner", limits, CpuMeter::Epoch).await;
     // The default CPU budget (1000 ms) is longer than this timeout, so the timeout ends it.
     assert!(
         matches!(
@@ -232,11 +221,7 @@ async fn the_epoch_meter_is_the_default_and_the_timeout_still_covers_it() {
         ),
         "{error}"
     );
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
     harness.assert_still_serving().await;
 }
 
