@@ -6,12 +6,22 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 plugins:
     scripts/build-plugins.sh
 
+# Install what the browser test needs (Debian's chromium, playwright-core from the lockfile).
+browser-deps:
+    scripts/browser-deps.sh
+
+# Run the inbox's browser test and copy its screenshots into docs/ (the README shows them).
+screenshots: plugins browser-deps
+    cargo test -p smsflow --test inbox an_agent_signs_in -- --nocapture
+    cp target/screenshots/inbox.png target/screenshots/simulator.png docs/
+
 # Build the engine (release).
 build:
     cargo build --release -p smsflow
 
-# Every test: the plugins' own, the engine's (hostile plugins, example plugins over real HTTP), lints.
-test: plugins
+# Every test: the plugins' own, the engine's (hostile plugins, example plugins over real HTTP, the
+# inbox in headless Chromium), lints.
+test: plugins browser-deps
     cd plugins && cargo test
     cd plugins && cargo test -p smsflow-plugin-sdk --features classifier --doc
     cargo test --workspace
@@ -49,9 +59,17 @@ flows: plugins
 # Run smsflow with the example flows and plugins on the console provider (no account needed).
 demo: plugins build
     target/release/smsflow check flows/
+    @# A demo agent for the inbox; its one-time secret is kept in data/ (the demo's own store).
+    @mkdir -p data
+    @if [ ! -s data/demo-agent.secret ]; then \
+        target/release/smsflow agents add demo --queues billing,support,sales,front-desk --supervisor --config smsflow.toml \
+          | tail -n 1 > data/demo-agent.secret && chmod 600 data/demo-agent.secret; fi
     @echo
     @echo "Starting smsflow on http://127.0.0.1:8080 (Ctrl-C stops it). Texts it sends are printed here."
-    @echo "In another terminal, text it as a customer would (signed like a Twilio webhook):"
+    @echo "Open the phone simulator at http://127.0.0.1:8080/simulator and text BILLING I was charged twice,"
+    @echo "then the agent inbox at http://127.0.0.1:8080/inbox and sign in with the demo agent's secret:"
+    @echo "  $(cat data/demo-agent.secret)"
+    @echo "Or text it from a terminal, signed like a Twilio webhook:"
     @echo "  target/release/smsflow send-test --from +12125550100 'BILLING I was charged twice'"
     @echo "  target/release/smsflow send-test --from +12125550101 'ORDER'"
     @echo "Start an outbound flow through the API, and read a conversation back:"

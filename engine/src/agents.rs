@@ -91,7 +91,12 @@ pub struct Agents {
     clock: SharedClock,
     /// SHA-256 of each secret that passed argon2, to the agent's name.
     verified: Mutex<HashMap<[u8; 32], String>>,
+    /// SHA-256 of each page session's token, to the agent's name and when it expires.
+    sessions: Mutex<HashMap<[u8; 32], (String, i64)>>,
 }
+
+/// How long a page session lasts: a working day and then some.
+pub const SESSION_MS: i64 = 12 * 3_600_000;
 
 impl Agents {
     /// The agents in `store`.
@@ -101,6 +106,7 @@ impl Agents {
             store: store.clone(),
             clock,
             verified: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -219,6 +225,76 @@ impl Agents {
     }
 }
 
+impl Agents {
+    /// Sets the agent's presence (available agents get balanced assignments). Not flushed:
+    /// presence after a crash is the agent's to set again.
+    ///
+    /// # Errors
+    ///
+    /// An unknown name, or a store failure.
+    pub fn set_presence(&self, name: &str, presence: Presence) -> Result<AgentRecord, AgentError> {
+        let mut agent = self
+            .table
+            .get(name)?
+            .ok_or_else(|| AgentError::Unknown(name.to_owned()))?;
+        agent.presence = presence;
+        self.table.put(&agent)?;
+        Ok(agent)
+    }
+
+    /// Starts a page session for `agent`; returns its token, for the cookie. Sessions live in
+    /// memory: a restart signs everyone out, which a secret sign-in undoes.
+    pub fn start_session(&self, agent: &str) -> String {
+        let mut random = [0_u8; 32];
+        OsRng.fill_bytes(&mut random);
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random);
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let expires = self.clock.now_ms() + SESSION_MS;
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = self.clock.now_ms();
+        sessions.retain(|_, (_, until)| *until > now);
+        sessions.insert(digest, (agent.to_owned(), expires));
+        token
+    }
+
+    /// The agent whose live session `token` is; the agent's row is read, so a disabled agent's
+    /// session stops working at once.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::Refused`] for an unknown or expired session, [`AuthError::Disabled`].
+    pub fn session(&self, token: &str) -> Result<AgentRecord, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = self.clock.now_ms();
+        let name = self
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&digest)
+            .filter(|(_, until)| *until > now)
+            .map(|(name, _)| name.clone())
+            .ok_or(AuthError::Refused)?;
+        let agent = self
+            .table
+            .get(&name)
+            .map_err(|error| AuthError::Store(error.to_string()))?
+            .ok_or(AuthError::Refused)?;
+        if agent.disabled {
+            return Err(AuthError::Disabled(agent.name));
+        }
+        Ok(agent)
+    }
+
+    /// Ends the session `token` (signing out).
+    pub fn end_session(&self, token: &str) {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&digest);
+    }
+}
+
 /// Checks `token` against an argon2 hash in PHC form.
 fn verify(token: &str, hash: &str) -> Result<(), AuthError> {
     let parsed = PasswordHash::new(hash).map_err(|_| AuthError::Refused)?;
@@ -333,5 +409,27 @@ mod tests {
         );
         let names: Vec<String> = agents.list().unwrap().into_iter().map(|a| a.name).collect();
         assert_eq!(names, ["ana"]);
+    }
+
+    #[test]
+    fn a_session_ends_on_sign_out_on_expiry_and_when_the_agent_is_disabled() {
+        let store = Store::temporary().unwrap();
+        let clock = Arc::new(ManualClock::new(5));
+        let agents = Agents::new(&store, clock.clone());
+        agents.add(ana()).unwrap();
+        let token = agents.start_session("ana");
+        assert_eq!(agents.session(&token).unwrap().name, "ana");
+        assert_eq!(agents.session("forged"), Err(AuthError::Refused));
+        agents.end_session(&token);
+        assert_eq!(agents.session(&token), Err(AuthError::Refused));
+        let token = agents.start_session("ana");
+        clock.advance(SESSION_MS);
+        assert_eq!(agents.session(&token), Err(AuthError::Refused), "expired");
+        let token = agents.start_session("ana");
+        agents.disable("ana").unwrap();
+        assert_eq!(
+            agents.session(&token),
+            Err(AuthError::Disabled("ana".into()))
+        );
     }
 }

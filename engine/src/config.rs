@@ -41,6 +41,15 @@ pub struct Config {
     /// Messaging programs by id (the `program` of flows): brand, help text, exemptions.
     #[serde(default)]
     pub programs: std::collections::BTreeMap<String, crate::compliance::ProgramConfig>,
+    /// The human queues flows hand off to: assignment, service levels, business hours.
+    #[serde(default)]
+    pub queues: Vec<crate::handoff::QueueConfig>,
+    /// Handoff settings shared by every queue.
+    #[serde(default)]
+    pub handoff: crate::handoff::HandoffConfig,
+    /// Agents' canned replies by shortcode: templates filled from the contact's fields.
+    #[serde(default)]
+    pub canned: std::collections::BTreeMap<String, String>,
 }
 
 /// The `[inbox]` section.
@@ -99,6 +108,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// The largest request head in bytes (then 431).
     pub max_header_bytes: usize,
+    /// Serve the phone simulator at `/simulator` (for demos and trying flows; off in
+    /// production: anyone who can reach it can text the engine as any number).
+    pub simulator: bool,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +126,7 @@ impl Default for ServerConfig {
             body_read_timeout: limits.body_read_timeout,
             max_connections: limits.max_connections,
             max_header_bytes: limits.max_header_bytes,
+            simulator: false,
         }
     }
 }

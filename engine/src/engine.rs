@@ -26,6 +26,7 @@ use crate::flow::Flow;
 use crate::flow::check::CheckLimits;
 use crate::flow::registry::Registry;
 use crate::flow::runtime::{Inbound, Notifiers, Runtime, RuntimeParts};
+use crate::handoff::{Desk, DeskConfig, DeskParts, Signals};
 use crate::inbox::{Inbox, InboxEvent, InboxHandler, InboxSettings};
 use crate::ingress::accept::{Ingest, IngestParts};
 use crate::ingress::{TELNYX_PATH, TWILIO_STATUS_PATH};
@@ -43,6 +44,7 @@ pub struct EngineBuilder<'c> {
     provider: Option<Arc<dyn Provider>>,
     store: Option<Store>,
     plugins: Option<Arc<PluginHost>>,
+    calls: Option<Arc<dyn PluginCalls>>,
     flows: Option<Vec<Flow>>,
     events_retry_ms: Option<Vec<i64>>,
 }
@@ -57,6 +59,7 @@ impl<'c> EngineBuilder<'c> {
             provider: None,
             store: None,
             plugins: None,
+            calls: None,
             flows: None,
             events_retry_ms: None,
         }
@@ -87,6 +90,14 @@ impl<'c> EngineBuilder<'c> {
     #[must_use]
     pub fn plugins(mut self, plugins: Arc<PluginHost>) -> Self {
         self.plugins = Some(plugins);
+        self
+    }
+
+    /// Makes the plugin calls of flows and screening through `calls` (which usually wraps the
+    /// host: for tests that watch what is called); the host still loads and lists plugins.
+    #[must_use]
+    pub fn plugin_calls(mut self, calls: Arc<dyn PluginCalls>) -> Self {
+        self.calls = Some(calls);
         self
     }
 
@@ -183,8 +194,13 @@ impl<'c> EngineBuilder<'c> {
                 config.flows.reload_interval_ms > 0
             }
         };
+        let desk_config = DeskConfig::new(&config.queues, &config.handoff, &config.canned)
+            .map_err(|error| anyhow::anyhow!("smsflow.toml: {error}"))?;
+        let signals = Arc::new(Signals::default());
         let locks = Arc::new(ConversationLocks::default());
-        let calls: Arc<dyn PluginCalls> = Arc::clone(&plugins) as Arc<dyn PluginCalls>;
+        let calls: Arc<dyn PluginCalls> = self
+            .calls
+            .unwrap_or_else(|| Arc::clone(&plugins) as Arc<dyn PluginCalls>);
         let runtime = Arc::new(Runtime::new(RuntimeParts {
             store: store.clone(),
             registry,
@@ -195,7 +211,9 @@ impl<'c> EngineBuilder<'c> {
             notifiers: Notifiers {
                 outbox: outbox_wake,
                 events: events.clone(),
+                desk: Arc::clone(&signals),
             },
+            reopen_within_ms: desk_config.reopen_within_ms,
         }));
         let inbox = Arc::new(Inbox::new(
             &store,
@@ -217,8 +235,17 @@ impl<'c> EngineBuilder<'c> {
             clock: clock.clone(),
         }));
         let agents = Arc::new(Agents::new(&store, clock.clone()));
+        let desk = Arc::new(Desk::new(DeskParts {
+            store: store.clone(),
+            turns: Arc::clone(&runtime) as Arc<dyn crate::handoff::CaseTurns>,
+            agents: Arc::clone(&agents),
+            config: desk_config,
+            signals,
+            clock: clock.clone(),
+        }));
         Ok(Engine {
             agents,
+            desk,
             store,
             clock,
             plugins,
@@ -236,6 +263,7 @@ impl<'c> EngineBuilder<'c> {
 /// A built engine: its parts, and the workers that move texts through them.
 pub struct Engine {
     agents: Arc<Agents>,
+    desk: Arc<Desk>,
     store: Store,
     clock: SharedClock,
     plugins: Arc<PluginHost>,
@@ -269,13 +297,14 @@ impl Workers {
 }
 
 impl Engine {
-    /// Starts the inbox, timer, outbox and event workers, and the flow-folder watcher.
+    /// Starts the inbox, timer, outbox, desk and event workers, and the flow-folder watcher.
     pub fn spawn_workers(&self) -> Workers {
         let handler: Arc<dyn InboxHandler> = Arc::new(Processing(Arc::clone(&self.runtime)));
         let mut workers = vec![
             tokio::spawn(Arc::clone(&self.inbox).run(handler)),
             tokio::spawn(Arc::clone(&self.runtime).run_timers()),
             tokio::spawn(Arc::clone(&self.outbox).run()),
+            tokio::spawn(Arc::clone(&self.desk).run()),
         ];
         if let Some(events) = &self.events {
             workers.push(tokio::spawn(Arc::clone(events).run()));
@@ -324,6 +353,11 @@ impl Engine {
     /// The agents who answer handed-off conversations.
     pub fn agents(&self) -> &Arc<Agents> {
         &self.agents
+    }
+
+    /// The handoff desk: queues, assignment, service levels.
+    pub fn desk(&self) -> &Arc<Desk> {
+        &self.desk
     }
 
     /// The store.

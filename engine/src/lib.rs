@@ -5,8 +5,9 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`agents`] | the people who answer handed-off conversations, and their sign-in |
+//! | [`handoff`] | queues of handed-off conversations: states, assignment, service levels |
 //! | [`engine`] | the composition root: builds everything from [`config::Config`] once |
-//! | [`server`] | the HTTP layer: routes by caller, the bearer layer, one error type |
+//! | [`server`] | the HTTP layer: routes by caller, the auth layers, the pages, one error type |
 //! | [`listener`] | TCP under connection limits hostile clients cannot outlast (HTTP/1.1) |
 //! | [`ingress`] | provider webhooks (verify, parse) and the one accept pipeline |
 //! | [`inbox`] | the durable inbound queue, retries, dead letters |
@@ -18,7 +19,7 @@
 //! | [`events`] | event webhooks to the operator's systems |
 //! | [`store`] | every table, its key layout and codec; nothing else sees sled |
 //! | [`locks`] | one lock per conversation |
-//! | [`sms`], [`phone`], [`clock`] | neutral types: texts, segments, numbers, time |
+//! | [`sms`], [`phone`], [`clock`], [`template`] | neutral types: texts, segments, numbers, time, message templates |
 //! | [`config`], [`cli`] | `smsflow.toml` and the command line |
 
 pub mod agents;
@@ -29,6 +30,7 @@ pub mod config;
 pub mod engine;
 pub mod events;
 pub mod flow;
+pub mod handoff;
 pub mod inbox;
 pub mod ingress;
 pub mod listener;
@@ -40,5 +42,6 @@ pub mod scenario;
 pub mod server;
 pub mod sms;
 pub mod store;
+pub mod template;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

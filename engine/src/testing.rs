@@ -133,3 +133,57 @@ pub async fn deliver_all(outbox: &crate::outbound::Outbox) -> anyhow::Result<usi
         total += sent;
     }
 }
+
+/// Plugin calls passed through to another [`crate::plugin::PluginCalls`], counted: for tests
+/// that prove a path calls no plugin.
+pub struct CountingCalls {
+    inner: std::sync::Arc<dyn crate::plugin::PluginCalls>,
+    calls: AtomicU64,
+}
+
+impl CountingCalls {
+    /// Counts the calls made through to `inner`.
+    pub fn new(inner: std::sync::Arc<dyn crate::plugin::PluginCalls>) -> Self {
+        Self {
+            inner,
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// How many calls were made.
+    pub fn count(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl crate::plugin::PluginCalls for CountingCalls {
+    fn classify<'a>(
+        &'a self,
+        plugin: &'a str,
+        text: &'a str,
+        context: &'a crate::plugin::Context,
+    ) -> BoxFuture<'a, Result<crate::plugin::Intent, crate::plugin::CallError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.classify(plugin, text, context)
+    }
+
+    fn draft_reply<'a>(
+        &'a self,
+        plugin: &'a str,
+        text: &'a str,
+        context: &'a crate::plugin::Context,
+    ) -> BoxFuture<'a, Result<crate::plugin::Draft, crate::plugin::CallError>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.draft_reply(plugin, text, context)
+    }
+
+    fn connect<'a>(
+        &'a self,
+        plugin: &'a str,
+        call: &'a crate::plugin::ConnectorCall,
+    ) -> BoxFuture<'a, Result<std::collections::BTreeMap<String, String>, crate::plugin::CallError>>
+    {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.connect(plugin, call)
+    }
+}

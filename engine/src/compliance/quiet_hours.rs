@@ -894,7 +894,7 @@ fn same_letters(a: &str, b: &str) -> bool {
 }
 
 /// `HH:MM` to seconds of the day; `24:00` only when `allow_midnight_end`.
-fn parse_hhmm(text: &str, allow_midnight_end: bool) -> Option<u32> {
+pub(crate) fn parse_hhmm(text: &str, allow_midnight_end: bool) -> Option<u32> {
     let (hours, minutes) = text.split_once(':')?;
     if hours.len() != 2 || minutes.len() != 2 {
         return None;

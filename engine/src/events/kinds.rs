@@ -27,16 +27,20 @@ pub enum EventKind {
     /// A run ended with an outcome.
     #[serde(rename = "conversion")]
     Conversion,
+    /// A handed-off conversation missed a service-level target.
+    #[serde(rename = "conversation.sla_breached")]
+    ConversationSlaBreached,
 }
 
 impl EventKind {
     /// Every kind.
-    pub const ALL: [EventKind; 5] = [
+    pub const ALL: [EventKind; 6] = [
         Self::MessageReceived,
         Self::MessageStatus,
         Self::ConversationHandoff,
         Self::ContactOptedOut,
         Self::Conversion,
+        Self::ConversationSlaBreached,
     ];
 
     /// The kind's name.
@@ -47,6 +51,7 @@ impl EventKind {
             Self::ConversationHandoff => "conversation.handoff",
             Self::ContactOptedOut => "contact.opted_out",
             Self::Conversion => "conversion",
+            Self::ConversationSlaBreached => "conversation.sla_breached",
         }
     }
 }
@@ -60,7 +65,7 @@ impl fmt::Display for EventKind {
 /// Why a text is not an event kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "`{0}` is not an event type: write one of message.received, message.status, conversation.handoff, contact.opted_out, conversion"
+    "`{0}` is not an event type: write one of message.received, message.status, conversation.handoff, contact.opted_out, conversion, conversation.sla_breached"
 )]
 pub struct UnknownEventKind(pub String);
 
@@ -150,6 +155,21 @@ pub enum EngineEvent {
         /// The A/B variant the contact got, if the flow has a split.
         variant: Option<String>,
     },
+    /// `conversation.sla_breached`.
+    ConversationSlaBreached {
+        /// Our number.
+        our_number: String,
+        /// The contact.
+        contact: String,
+        /// The queue it was in when the target passed.
+        queue: String,
+        /// The missed target: `first_response`, `next_response` or `resolution`.
+        sla: String,
+        /// Who holds it, if anyone.
+        assignee: Option<String>,
+        /// The queue a breach moved it to, if the queue routes breaches.
+        moved_to: Option<String>,
+    },
 }
 
 impl EngineEvent {
@@ -161,6 +181,7 @@ impl EngineEvent {
             Self::ConversationHandoff { .. } => EventKind::ConversationHandoff,
             Self::ContactOptedOut { .. } => EventKind::ContactOptedOut,
             Self::Conversion { .. } => EventKind::Conversion,
+            Self::ConversationSlaBreached { .. } => EventKind::ConversationSlaBreached,
         }
     }
 

@@ -7,6 +7,6 @@
 pub use crate::store::conversations::{
     Conversation, ConversationKey, FlowRef, MAX_INTENTS, Status,
 };
-pub use crate::store::handoffs::HandoffRecord;
+pub use crate::store::handoffs::{CaseState, HandoffCase};
 pub use crate::store::timers::{Timer, TimerKey, TimerRecord};
 pub use crate::store::transcript::{Entry, Event};

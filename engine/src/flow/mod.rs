@@ -14,7 +14,8 @@ pub mod graph;
 pub mod model;
 pub mod registry;
 pub mod runtime;
-pub mod template;
+/// Message templates (a module of their own: canned replies use them too).
+pub use crate::template;
 pub mod words;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -43,7 +43,7 @@ pub use crate::store::outbox::{DeliveryStatus, OutboundMessage};
 
 impl OutboundMessage {
     /// What the gate needs to know about the text.
-    fn candidate(&self) -> Candidate<'_> {
+    pub(crate) fn candidate(&self) -> Candidate<'_> {
         Candidate {
             to: &self.to,
             body: &self.body,

@@ -19,7 +19,7 @@ use super::rate::RateLimiter;
 use super::{Clearance, Cleared, DeliveryStatus, Lookup, OutboundMessage, Provider, Receipt};
 use super::{SendError, clear, seq_of};
 use crate::clock::SharedClock;
-use crate::compliance::gate::Gate;
+use crate::compliance::gate::{Gate, GateRecord};
 use crate::compliance::ledger::Appending;
 use crate::events::{EngineEvent, Events, OptOutSource};
 use crate::sms::StatusUpdate;
@@ -463,6 +463,24 @@ impl Outbox {
             Some(seq) => Ok(self.texts.get(seq)?),
             None => Ok(None),
         }
+    }
+
+    /// The gate's decision on the text `message_id`: the one it made, or, for a text not yet
+    /// taken from the queue, the one it would make now (not recorded: the send makes its own).
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn decision(&self, message_id: &str) -> anyhow::Result<Option<GateRecord>> {
+        let Some(message) = self.message(message_id)? else {
+            return Ok(None);
+        };
+        if let Some(made) = message.gate {
+            return Ok(Some(made));
+        }
+        let now = self.clock.now_ms();
+        let decision = self.gate.decide(&message.candidate(), now)?;
+        Ok(Some(GateRecord::of(&decision, now)))
     }
 
     /// How many texts wait in the queue.

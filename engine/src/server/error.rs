@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::agents::AgentError;
 use crate::flow::runtime::RuntimeError;
+use crate::handoff::{CaseError, DeskError};
 use crate::ingress::accept::AcceptError;
 use crate::store::StoreError;
 
@@ -28,6 +29,14 @@ pub enum ApiError {
     /// The request conflicts with the state (a run already active).
     #[error("{0}")]
     Conflict(String),
+    /// A conflict the caller can act on: the body adds `details`' keys (`holder`, `changed`).
+    #[error("{message}")]
+    ConflictWith {
+        /// What conflicts.
+        message: String,
+        /// Keys added to the body.
+        details: serde_json::Value,
+    },
     /// The body is over the limit.
     #[error("the body is over the {0}-byte limit")]
     PayloadTooLarge(usize),
@@ -53,7 +62,7 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::ConflictWith { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::ApiDisabled | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -70,7 +79,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": self.to_string() });
+        let mut body = serde_json::json!({ "error": self.to_string() });
+        if let (Self::ConflictWith { details, .. }, Some(fields)) = (&self, body.as_object_mut())
+            && let Some(details) = details.as_object()
+        {
+            fields.extend(details.clone());
+        }
         (self.status(), Json(body)).into_response()
     }
 }
@@ -87,6 +101,7 @@ impl From<RuntimeError> for ApiError {
             RuntimeError::UnknownFlow(_) | RuntimeError::NoConversation(_) => {
                 Self::NotFound(error.to_string())
             }
+            RuntimeError::Case(case) => case.into(),
             RuntimeError::ConversationActive { .. } => Self::Conflict(error.to_string()),
             RuntimeError::NotApiStartable(_) | RuntimeError::MissingFields { .. } => {
                 Self::Unprocessable(error.to_string())
@@ -96,6 +111,38 @@ impl From<RuntimeError> for ApiError {
                 tracing::error!("internal error: {error:#}");
                 Self::Internal
             }
+        }
+    }
+}
+
+impl From<DeskError> for ApiError {
+    fn from(error: DeskError) -> Self {
+        match error {
+            DeskError::Case(error) => error.into(),
+            DeskError::Store(error) => error.into(),
+            DeskError::Internal(error) => {
+                tracing::error!("internal error: {error:#}");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl From<CaseError> for ApiError {
+    fn from(error: CaseError) -> Self {
+        let message = error.to_string();
+        match error {
+            CaseError::NotHandedOff(_) => Self::NotFound(message),
+            CaseError::HeldBy { holder } => Self::ConflictWith {
+                message,
+                details: serde_json::json!({ "holder": holder }),
+            },
+            CaseError::ThreadChanged { now, .. } => Self::ConflictWith {
+                message,
+                details: serde_json::json!({ "changed": true, "version": now }),
+            },
+            CaseError::Resolved | CaseError::Stale => Self::Conflict(message),
+            CaseError::UnknownStep { .. } | CaseError::Invalid(_) => Self::Unprocessable(message),
         }
     }
 }

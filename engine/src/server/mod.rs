@@ -1,7 +1,8 @@
 //! `smsflow serve`: the engine behind HTTP.
 //!
 //! [`router`] builds the routes, grouped by who may call them ([`providers`]' webhooks,
-//! [`operator`]'s `/v1` API behind a bearer-token layer, public pages); [`error::ApiError`] is
+//! [`operator`]'s `/v1` API behind a bearer-token layer, `agent_api`'s `/v1/agent` calls as
+//! the agent [`agent_auth`] resolves, the [`pages`]); [`error::ApiError`] is
 //! the one place failures become statuses. [`serve`] builds the engine from the config
 //! ([`crate::engine`]), serves until Ctrl-C or SIGTERM, then lets the work in progress finish.
 //!
@@ -9,10 +10,13 @@
 //! it is on disk, and only after compliance has screened it: a STOP is in the ledger before the
 //! provider hears 2xx.
 
+mod agent_api;
+pub mod agent_auth;
 mod agents;
 mod auth;
 pub mod error;
 mod operator;
+pub mod pages;
 mod providers;
 mod router;
 

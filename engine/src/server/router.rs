@@ -5,11 +5,11 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use super::error::ApiError;
 use super::{MAX_BODY_BYTES, TELNYX_PATH, TWILIO_INBOUND_PATH, TWILIO_STATUS_PATH};
-use super::{agents, auth, operator, providers};
+use super::{agent_api, agent_auth, agents, auth, operator, pages, providers};
 use crate::agents::Agents;
 use crate::clock::SharedClock;
 use crate::compliance::Compliance;
@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::engine::Engine;
 use crate::events::Events;
 use crate::flow::runtime::Runtime;
+use crate::handoff::Desk;
 use crate::inbox::Inbox;
 use crate::ingress::accept::Ingest;
 use crate::outbound::Outbox;
@@ -25,6 +26,7 @@ use crate::phone::parse_e164;
 /// What the handlers share: the engine's parts they call and the settings of the edges.
 pub struct AppState {
     pub(super) agents: Arc<Agents>,
+    pub(super) desk: Arc<Desk>,
     pub(super) ingest: Arc<Ingest>,
     pub(super) runtime: Arc<Runtime>,
     pub(super) inbox: Arc<Inbox>,
@@ -38,6 +40,8 @@ pub struct AppState {
     pub(super) public_url: Option<String>,
     pub(super) twilio_auth_token: Option<String>,
     pub(super) telnyx_public_key: Option<String>,
+    /// Whether `/simulator` is served.
+    pub(super) simulator: bool,
 }
 
 impl AppState {
@@ -49,6 +53,7 @@ impl AppState {
     pub fn new(engine: &Engine, config: &Config) -> anyhow::Result<Self> {
         Ok(Self {
             agents: Arc::clone(engine.agents()),
+            desk: Arc::clone(engine.desk()),
             ingest: Arc::clone(engine.ingest()),
             runtime: Arc::clone(engine.runtime()),
             inbox: Arc::clone(engine.inbox()),
@@ -66,12 +71,13 @@ impl AppState {
                 .map(|url| url.trim_end_matches('/').to_owned()),
             twilio_auth_token: config.provider.auth_token.clone(),
             telnyx_public_key: config.provider.telnyx_public_key.clone(),
+            simulator: config.server.simulator,
         })
     }
 }
 
-/// Every route: public ones, the providers' webhooks (each verified by its own signature) and
-/// the operator API (behind the bearer token).
+/// Every route: public ones, the providers' webhooks (each verified by its own signature), the
+/// operator API (behind its bearer token), the agent API (as the calling agent) and the pages.
 pub fn router(state: Arc<AppState>) -> Router {
     let providers = Router::new()
         .route(TWILIO_INBOUND_PATH, post(providers::twilio_inbound))
@@ -99,10 +105,63 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(providers)
         .merge(operator)
+        .merge(agent_routes(&state))
+        .merge(pages())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(refuse_oversized))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// `/v1/agent/...`: sign-in is open; every other call resolves the calling agent first.
+fn agent_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
+    const ONE: &str = "/v1/agent/conversations/{phone}";
+    let signed_in = Router::new()
+        .route("/v1/agent/session", delete(agent_api::sign_out))
+        .route("/v1/agent/me", get(agent_api::whoami))
+        .route("/v1/agent/presence", post(agent_api::set_presence))
+        .route("/v1/agent/queues", get(agent_api::queues))
+        .route("/v1/agent/conversations", get(agent_api::conversations))
+        .route(ONE, get(agent_api::conversation))
+        .route(&format!("{ONE}/claim"), post(agent_api::claim))
+        .route(&format!("{ONE}/assign"), post(agent_api::assign))
+        .route(&format!("{ONE}/reply"), post(agent_api::reply))
+        .route(&format!("{ONE}/note"), post(agent_api::note))
+        .route(&format!("{ONE}/snooze"), post(agent_api::snooze))
+        .route(&format!("{ONE}/resolve"), post(agent_api::resolve))
+        .route(&format!("{ONE}/release"), post(agent_api::release))
+        .route(&format!("{ONE}/viewing"), post(agent_api::viewing))
+        .route(
+            &format!("{ONE}/canned/{{shortcode}}"),
+            get(agent_api::canned_render),
+        )
+        .route("/v1/agent/canned", get(agent_api::canned_list))
+        .route("/v1/agent/segments", post(agent_api::segments))
+        .route("/v1/agent/events", get(agent_api::events))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(state),
+            agent_auth::require_agent,
+        ));
+    Router::new()
+        .route("/v1/agent/session", post(agent_api::sign_in))
+        .merge(signed_in)
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(state),
+            agent_api::stamp_now,
+        ))
+}
+
+/// The inbox page and the simulator (which answers 404 unless it is on).
+fn pages() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/inbox", get(pages::inbox_html))
+        .route("/inbox/app.js", get(pages::inbox_js))
+        .route("/inbox/app.css", get(pages::inbox_css))
+        .route("/simulator", get(pages::simulator_html))
+        .route("/simulator/app.js", get(pages::simulator_js))
+        .route("/simulator/app.css", get(pages::simulator_css))
+        .route("/simulator/send", post(pages::simulator_send))
+        .route("/simulator/thread", get(pages::simulator_thread))
 }
 
 /// Refuses a body announced larger than [`MAX_BODY_BYTES`] before reading any of it; a body

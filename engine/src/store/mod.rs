@@ -14,7 +14,7 @@
 //! | 0x01 | [`conversations::Conversations`] | our number, contact | a conversation |
 //! | 0x02 | [`transcript::Transcript`] | conversation, seq | a transcript entry |
 //! | 0x03 | [`timers::Timers`] | due time, conversation, n | a timer |
-//! | 0x04 | [`handoffs::Handoffs`] | queue, conversation | a handoff |
+//! | 0x04 | [`handoffs::Handoffs`] | conversation | a handed-off conversation's case |
 //! | 0x05 | [`processed::Processed`] | event id | when it was processed |
 //! | 0x06 | [`flow_versions::FlowVersions`] | flow id, version | the flow file's text |
 //! | 0x07 | [`outbox::Outbox`] | seq | an outbound text |
@@ -76,9 +76,9 @@ use self::table::{Key, Table, Value};
 /// The name of the one sled tree every table lives in.
 const TREE: &str = "smsflow";
 
-/// The layout version [`Store::open`] writes and reads: 2 is one tree with table prefixes
-/// (1 was one sled tree per table, migrated on open).
-const FORMAT: u32 = 2;
+/// The layout version [`Store::open`] writes and reads: 3 keys handoffs by conversation (2
+/// keyed them by queue; 1 was one sled tree per table), older layouts migrated on open.
+const FORMAT: u32 = 3;
 
 /// The key of the format marker.
 const FORMAT_KEY: &[u8] = b"\x7fformat";
@@ -269,6 +269,13 @@ impl Store {
             }),
             _ => {
                 migrate::from_tree_per_table(&self.db, &self.tree)?;
+                let moved = handoffs::migrate_from_queue_keys(self)?;
+                if moved > 0 {
+                    tracing::info!(
+                        moved,
+                        "handoffs migrated to layout 3 (keyed by conversation)"
+                    );
+                }
                 self.tree
                     .insert(FORMAT_KEY, &FORMAT.to_be_bytes())
                     .map_err(io)?;
@@ -473,7 +480,7 @@ pub struct Tables {
     pub transcript: transcript::Transcript,
     /// Conversation timers by due time.
     pub timers: timers::Timers,
-    /// Conversations handed to people, by queue.
+    /// Conversations handed to people: their cases.
     pub handoffs: handoffs::Handoffs,
     /// Events already processed.
     pub processed: processed::Processed,

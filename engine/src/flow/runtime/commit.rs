@@ -1,5 +1,5 @@
 //! A turn's effects, written in one batch: the conversation, its transcript entries, timers,
-//! queued texts, the handoff, consent records, event webhooks, the processed mark and the
+//! queued texts, the conversation's case, consent records, event webhooks, the processed mark and the
 //! inbound text's inbox row. All of it or none of it survives a crash.
 
 use super::effects::TimerOp;
@@ -7,7 +7,8 @@ use super::turn::Turn;
 use super::{Outcome, Runtime};
 use crate::compliance::ledger::NewConsent;
 use crate::events::EngineEvent;
-use crate::flow::conversation::{Conversation, Event};
+use crate::flow::conversation::{CaseState, Event};
+use crate::handoff::DeskEvent;
 use crate::store::Batch;
 use crate::store::outbox::Due;
 
@@ -39,8 +40,10 @@ pub(super) fn commit(runtime: &Runtime, mut turn: Turn<'_>) -> anyhow::Result<Ou
         };
         tables.outbox_due.put_in(&mut batch, due)?;
     }
-    if let Some((queue, record)) = &effects.handoff {
-        tables.handoffs.put_in(&mut batch, queue, record)?;
+    if effects.case_changed
+        && let Some(case) = &turn.case
+    {
+        tables.handoffs.put_in(&mut batch, case)?;
     }
     if let Some(id) = &effects.processed {
         tables.processed.put_in(&mut batch, id, turn.now)?;
@@ -48,8 +51,9 @@ pub(super) fn commit(runtime: &Runtime, mut turn: Turn<'_>) -> anyhow::Result<Ou
     if let Some(seq) = effects.inbox_seq {
         tables.inbox.remove_in(&mut batch, seq);
     }
-    let events = prepare_events(runtime, &mut batch, &turn.conversation, &effects.entries)?;
+    let events = prepare_events(runtime, &mut batch, &turn)?;
     apply(runtime, batch, &effects.consents)?;
+    signal(runtime, &turn);
     if !effects.outgoing.is_empty() {
         runtime.notifiers.outbox.notify_one();
     }
@@ -64,8 +68,31 @@ pub(super) fn commit(runtime: &Runtime, mut turn: Turn<'_>) -> anyhow::Result<Ou
     Ok(Outcome {
         conversation: turn.conversation,
         entries: turn.effects.entries,
+        case: turn.case,
         duplicate: false,
     })
+}
+
+/// Tells the agents' pages what changed, once it is applied; a new waiting conversation (or
+/// freed capacity) also wakes the desk's assignment.
+fn signal(runtime: &Runtime, turn: &Turn<'_>) {
+    let (Some((kind, agent)), Some(case)) = (&turn.effects.signal, &turn.case) else {
+        return;
+    };
+    let signals = &runtime.notifiers.desk;
+    signals.publish(DeskEvent {
+        kind,
+        contact: case.contact.clone(),
+        queue: case.queue.clone(),
+        state: case.state.as_str(),
+        assignee: case.assignee.clone(),
+        agent: agent.clone(),
+        reason: (*kind == "handoff").then(|| case.reason.clone()),
+        typing: None,
+    });
+    if matches!(case.state, CaseState::Waiting | CaseState::Resolved) {
+        signals.changed.notify_one();
+    }
 }
 
 /// Applies `batch` with the turn's consent records chained onto the ledger.
@@ -83,20 +110,16 @@ fn apply(runtime: &Runtime, mut batch: Batch, consents: &[NewConsent]) -> anyhow
     Ok(())
 }
 
-/// Adds the event webhooks of the turn's handoff and conversion to `batch`; returns how many
-/// rows.
-fn prepare_events(
-    runtime: &Runtime,
-    batch: &mut Batch,
-    conversation: &Conversation,
-    entries: &[crate::flow::conversation::Entry],
-) -> anyhow::Result<usize> {
+/// Adds the event webhooks of the turn's handoff, conversion and missed service levels to
+/// `batch`; returns how many rows.
+fn prepare_events(runtime: &Runtime, batch: &mut Batch, turn: &Turn<'_>) -> anyhow::Result<usize> {
     let Some(events) = &runtime.notifiers.events else {
         return Ok(0);
     };
+    let conversation = &turn.conversation;
     let flow = conversation.flow.as_ref().map(|flow| flow.id.clone());
     let mut rows = 0;
-    for entry in entries {
+    for entry in &turn.effects.entries {
         let event = match &entry.event {
             Event::Handoff { queue, reason } => EngineEvent::ConversationHandoff {
                 our_number: conversation.our_number.clone(),
@@ -117,6 +140,19 @@ fn prepare_events(
             _ => continue,
         };
         rows += events.prepare_in(batch, &event)?;
+    }
+    if let Some(case) = &turn.case {
+        for breach in &turn.effects.breaches {
+            let event = EngineEvent::ConversationSlaBreached {
+                our_number: case.our_number.clone(),
+                contact: case.contact.clone(),
+                queue: breach.queue.clone(),
+                sla: breach.sla.as_str().to_owned(),
+                assignee: case.assignee.clone(),
+                moved_to: breach.moved_to.clone(),
+            };
+            rows += events.prepare_in(batch, &event)?;
+        }
     }
     Ok(rows)
 }

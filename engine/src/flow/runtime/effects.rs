@@ -2,7 +2,8 @@
 //! Tests run a step and assert on these values: nothing here touches the store.
 
 use crate::compliance::ledger::NewConsent;
-use crate::flow::conversation::{Entry, HandoffRecord, TimerKey, TimerRecord};
+use crate::flow::conversation::{Entry, TimerKey, TimerRecord};
+use crate::store::handoffs::SlaKind;
 use crate::store::outbox::OutboundMessage;
 
 /// A change to the timers, applied in order at commit (a timer set and cleared in one turn is
@@ -15,6 +16,17 @@ pub enum TimerOp {
     Remove(TimerKey),
 }
 
+/// A missed service-level target, for the `conversation.sla_breached` webhook.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Breach {
+    /// The target.
+    pub sla: SlaKind,
+    /// The queue the conversation was in.
+    pub queue: String,
+    /// The queue the breach moved it to, if its queue routes breaches.
+    pub moved_to: Option<String>,
+}
+
 /// Everything a turn writes besides the conversation row.
 #[derive(Debug, Default)]
 pub struct TurnEffects {
@@ -24,8 +36,12 @@ pub struct TurnEffects {
     pub outgoing: Vec<(u64, OutboundMessage)>,
     /// Timer changes, in order.
     pub timer_ops: Vec<TimerOp>,
-    /// The handoff, with its queue.
-    pub handoff: Option<(String, HandoffRecord)>,
+    /// Whether the conversation's case changed (the turn's `case` is written).
+    pub case_changed: bool,
+    /// What the agents' pages are told after the commit, and who acted.
+    pub signal: Option<(&'static str, Option<String>)>,
+    /// Service-level targets the turn reports as missed.
+    pub breaches: Vec<Breach>,
     /// Consent records (a keyword opt-in).
     pub consents: Vec<NewConsent>,
     /// The inbound event's id, marked processed.

@@ -1,6 +1,6 @@
 //! An inbound text: compliance answers first (no flow sees a screened keyword), then a waiting
-//! run resumes, a person's conversation only records it, and an idle one may start a run by
-//! keyword or catch-all.
+//! run resumes, a person's conversation only records it (for the agent), a recently resolved one
+//! reopens, and an idle one may start a run by keyword or catch-all.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +28,11 @@ pub(super) async fn handle(
         message_id: inbound.id.clone(),
         text: inbound.text.clone(),
     });
+    if matches!(turn.conversation.status, Status::HandedOff { .. }) {
+        // The agent sees every text, STOP and HELP included, live.
+        let now = turn.now;
+        turn.change_case("message", None, |case| case.inbound(&inbound.text, now));
+    }
     if inbound.screening != Screening::Pass {
         answer_screening(runtime, turn, &inbound.screening);
         return Ok(());
@@ -37,10 +42,47 @@ pub(super) async fn handle(
         .insert("reply".to_owned(), inbound.text.clone());
     match turn.conversation.status.clone() {
         Status::Waiting { step, .. } => resume(runtime, turn, &step, &inbound.text).await,
-        // A person has the conversation: the bot only records the text.
+        // A person has the conversation: the bot only records the text (above, for the agent).
         Status::HandedOff { .. } => Ok(()),
-        Status::Idle | Status::Ended { .. } => trigger(runtime, turn, inbound).await,
+        Status::Idle | Status::Ended { .. } => {
+            if !reopen(runtime, turn, inbound) {
+                trigger(runtime, turn, inbound).await?;
+            }
+            Ok(())
+        }
     }
+}
+
+/// A text soon after a person resolved the conversation goes back to people (the agent who had
+/// it, when available), unless its first word starts a flow. Returns whether it did.
+fn reopen(runtime: &Runtime, turn: &mut Turn<'_>, inbound: &Inbound) -> bool {
+    let now = turn.now;
+    let Some(case) = turn
+        .case
+        .as_ref()
+        .filter(|case| case.reopens(now, runtime.reopen_within_ms))
+    else {
+        return false;
+    };
+    let first_word = words::words(&inbound.text).into_iter().next();
+    if first_word.is_some_and(|word| runtime.registry.current().keywords.contains_key(&word)) {
+        return false;
+    }
+    let (queue, reason) = (case.queue.clone(), case.reason.clone());
+    turn.change_case("handoff", None, |case| {
+        case.reopen(now);
+        case.inbound(&inbound.text, now);
+    });
+    turn.conversation.status = Status::HandedOff {
+        queue: queue.clone(),
+        reason: reason.clone(),
+        at_ms: now,
+    };
+    turn.record(Event::Handoff {
+        queue,
+        reason: format!("reopened: {reason}"),
+    });
+    true
 }
 
 /// A reply to a waiting run: an escalation rule may hand it off, else the wait's `on_reply`.
@@ -52,6 +94,7 @@ async fn resume(
 ) -> Result<(), RuntimeError> {
     let flow = pinned_flow(runtime, turn)?.context("a waiting conversation has no flow")?;
     turn.clear_wait();
+    turn.at_step = Some(step.to_owned());
     if let Some(reason) = escalation_reason(turn, &flow, text) {
         turn.hand_off(&escalation_queue(&flow), &reason);
         return Ok(());

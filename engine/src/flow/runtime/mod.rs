@@ -1,9 +1,10 @@
 //! The durable flow runtime.
 //!
-//! Each event (an API start, an inbound text, an agent's reply, a timer) is one *turn* of one
+//! Each event (an API start, an inbound text, a person's change to a handed-off conversation, a
+//! timer) is one *turn* of one
 //! conversation: the conversation is locked, its pinned flow runs until it waits, hands off or
 //! ends, and everything the turn produced ([`effects::TurnEffects`]: state, transcript
-//! entries, queued texts, timers, the handoff, consent records, events, the event's
+//! entries, queued texts, timers, the conversation's case, consent records, events, the event's
 //! "processed" mark) is written in one store batch. A crash before the batch leaves no trace
 //! of the turn, so replaying the event redoes it once; a crash after it finds the event marked
 //! processed. Timers are rows removed in the batch of the turn they cause, so each fires once,
@@ -11,14 +12,15 @@
 //!
 //! The pieces: [`turn`] holds a turn's working state and the operations steps use; [`steps`]
 //! has one handler per step kind, which touch only the turn; [`inbound`] routes an inbound
-//! text; [`lifecycle`] starts runs and fires timers; [`commit`] turns the effects into the
-//! batch.
+//! text; [`lifecycle`] starts runs and fires timers; [`desk`] applies people's changes to
+//! handed-off conversations; [`commit`] turns the effects into the batch.
 //!
 //! Durability: a turn is applied, not flushed. Callers that acknowledge it (the API's start and
-//! agent reply) flush before answering; the outbox flushes before it hands a queued text to
+//! the desk's changes) flush before answering; the outbox flushes before it hands a queued text to
 //! the provider, so no text leaves before the turn that queued it is on disk.
 
 mod commit;
+mod desk;
 pub mod effects;
 mod inbound;
 mod lifecycle;
@@ -37,8 +39,10 @@ use super::registry::Registry;
 use crate::compliance::ledger::ConsentClass;
 use crate::compliance::{Compliance, ConversationFacts, FactsSource, Screening};
 use crate::events::Events;
+use crate::handoff::{CaseError, DeskCommand, Signals};
 use crate::locks::ConversationLocks;
 use crate::plugin::PluginCalls;
+use crate::store::handoffs::HandoffCase;
 use crate::store::{Store, StoreError, Tables};
 
 pub use crate::flow::MAX_STEPS_PER_TURN;
@@ -86,6 +90,8 @@ pub struct Outcome {
     pub conversation: Conversation,
     /// The transcript entries the turn wrote.
     pub entries: Vec<Entry>,
+    /// The conversation's case after the turn, if it was ever handed off.
+    pub case: Option<HandoffCase>,
     /// The event had been processed before: nothing changed.
     pub duplicate: bool,
 }
@@ -139,9 +145,12 @@ pub enum RuntimeError {
         /// The flow of the active run.
         flow: String,
     },
-    /// An agent replied where there is no conversation.
+    /// The operator replied where there is no conversation.
     #[error("no conversation with {0}")]
     NoConversation(String),
+    /// A change to a handed-off conversation was refused.
+    #[error(transparent)]
+    Case(#[from] CaseError),
     /// The store failed: retry later.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -164,7 +173,8 @@ impl From<anyhow::Error> for RuntimeError {
 enum TurnEvent {
     Start(StartRequest),
     Inbound(Inbound),
-    AgentReply { agent: String, text: String },
+    OperatorReply { sender: String, text: String },
+    Desk(DeskCommand),
     Timer { key: TimerKey, record: TimerRecord },
 }
 
@@ -175,6 +185,8 @@ pub struct Notifiers {
     pub outbox: Arc<Notify>,
     /// Event webhooks, when any are configured.
     pub events: Option<Arc<Events>>,
+    /// The agents' pages, and the desk's assignment.
+    pub desk: Arc<Signals>,
 }
 
 /// Runs conversations.
@@ -187,6 +199,7 @@ pub struct Runtime {
     clock: crate::clock::SharedClock,
     locks: Arc<ConversationLocks>,
     notifiers: Notifiers,
+    reopen_within_ms: i64,
     timers_changed: Notify,
 }
 
@@ -212,6 +225,8 @@ pub struct RuntimeParts {
     pub locks: Arc<ConversationLocks>,
     /// Whom to tell about queued texts and events.
     pub notifiers: Notifiers,
+    /// How soon after resolution a contact's text reopens a handed-off conversation.
+    pub reopen_within_ms: i64,
 }
 
 impl Runtime {
@@ -226,6 +241,7 @@ impl Runtime {
             clock: parts.clock,
             locks: parts.locks,
             notifiers: parts.notifiers,
+            reopen_within_ms: parts.reopen_within_ms,
             timers_changed: Notify::new(),
         }
     }
@@ -245,8 +261,10 @@ impl Runtime {
         &self.store
     }
 
-    /// Queues an agent's reply to `contact` in its conversation, durably. It goes through the
-    /// same gate as every text: an opted-out contact does not get it.
+    /// Queues the operator API's text to `contact` in its conversation, durably, recorded as
+    /// sent by `sender` (step `operator:<sender>`). It goes through the same gate as every
+    /// text. Agents answering handed-off conversations use [`Runtime::desk`] instead, which
+    /// checks who holds the conversation and runs its service-level clocks.
     ///
     /// # Errors
     ///
@@ -255,14 +273,34 @@ impl Runtime {
         &self,
         our_number: &str,
         contact: &str,
-        agent: &str,
+        sender: &str,
         text: &str,
     ) -> Result<Outcome, RuntimeError> {
-        let event = TurnEvent::AgentReply {
-            agent: agent.to_owned(),
+        let event = TurnEvent::OperatorReply {
+            sender: sender.to_owned(),
             text: text.to_owned(),
         };
         let outcome = self.turn(our_number, contact, event).await?;
+        self.store.flush().await?;
+        Ok(outcome)
+    }
+
+    /// Applies a person's (or the desk's) change to a handed-off conversation in its turn,
+    /// durably: a reply is queued through the same gate as every text.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Case`] when the change is refused (nothing was written), or a store
+    /// failure.
+    pub async fn desk(
+        &self,
+        our_number: &str,
+        contact: &str,
+        command: DeskCommand,
+    ) -> Result<Outcome, RuntimeError> {
+        let outcome = self
+            .turn(our_number, contact, TurnEvent::Desk(command))
+            .await?;
         self.store.flush().await?;
         Ok(outcome)
     }
@@ -379,7 +417,11 @@ impl Runtime {
         let _held = self.locks.lock(&key).await;
         let now = self.clock.now_ms();
         let stored = self.tables.conversations.get(&key)?;
-        if stored.is_none() && matches!(event, TurnEvent::AgentReply { .. }) {
+        let case = self.tables.handoffs.get(&key)?;
+        if matches!(event, TurnEvent::Desk(_)) && (stored.is_none() || case.is_none()) {
+            return Err(CaseError::NotHandedOff(contact.to_owned()).into());
+        }
+        if stored.is_none() && matches!(event, TurnEvent::OperatorReply { .. }) {
             return Err(RuntimeError::NoConversation(contact.to_owned()));
         }
         let conversation = stored.unwrap_or_else(|| Conversation::new(our_number, contact, now));
@@ -387,10 +429,12 @@ impl Runtime {
             return Ok(Outcome {
                 conversation,
                 entries: Vec::new(),
+                case,
                 duplicate: true,
             });
         }
         let mut turn = Turn::new(&*self.plugins, &self.store, conversation, now);
+        turn.case = case;
         match event {
             TurnEvent::Start(request) => lifecycle::start(self, &mut turn, request).await?,
             TurnEvent::Inbound(inbound) => {
@@ -402,10 +446,11 @@ impl Runtime {
                 turn.effects.timer_ops.push(effects::TimerOp::Remove(key));
                 lifecycle::timer(self, &mut turn, record.timer).await?;
             }
-            TurnEvent::AgentReply { agent, text } => {
-                let step = format!("agent:{agent}");
+            TurnEvent::OperatorReply { sender, text } => {
+                let step = format!("operator:{sender}");
                 turn.queue(crate::compliance::gate::Origin::Agent, &step, text);
             }
+            TurnEvent::Desk(command) => desk::apply(self, &mut turn, command).await?,
         }
         Ok(commit::commit(self, turn)?)
     }
@@ -415,7 +460,7 @@ impl Runtime {
         Ok(match event {
             TurnEvent::Inbound(inbound) => self.tables.processed.contains(&inbound.id)?,
             TurnEvent::Timer { key, .. } => !self.tables.timers.contains(key)?,
-            TurnEvent::Start(_) | TurnEvent::AgentReply { .. } => false,
+            TurnEvent::Start(_) | TurnEvent::OperatorReply { .. } | TurnEvent::Desk(_) => false,
         })
     }
 }

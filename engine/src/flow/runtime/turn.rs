@@ -7,14 +7,13 @@ use super::DEFAULT_QUEUE;
 use super::effects::{TimerOp, TurnEffects};
 use crate::compliance::gate::Origin;
 use crate::compliance::ledger::ConsentClass;
-use crate::flow::conversation::{
-    Conversation, Event, HandoffRecord, Status, Timer, TimerKey, TimerRecord,
-};
+use crate::flow::conversation::{Conversation, Event, Status, Timer, TimerKey, TimerRecord};
 use crate::flow::template::{RenderError, Template};
 use crate::flow::{Flow, LocalizedTemplate, Step};
 use crate::outbound::message_id;
 use crate::plugin::{Context, PluginCalls};
 use crate::sms::segments::segments;
+use crate::store::handoffs::{HandoffCase, HandoffContext};
 use crate::store::outbox::OutboundMessage;
 
 /// Where a turn gets outbox seqs: the store, or a counter in tests.
@@ -38,6 +37,11 @@ pub(super) struct Turn<'r> {
     pub(super) effects: TurnEffects,
     /// Whether the run reached a wait, a handoff or an end (else it ends when the steps run out).
     pub(super) settled: bool,
+    /// The conversation's case, if it was ever handed off; written when
+    /// `effects.case_changed`.
+    pub(super) case: Option<HandoffCase>,
+    /// The step the run is at (a handoff records where the bot stopped).
+    pub(super) at_step: Option<String>,
 }
 
 impl<'r> Turn<'r> {
@@ -54,7 +58,24 @@ impl<'r> Turn<'r> {
             now,
             effects: TurnEffects::default(),
             settled: false,
+            case: None,
+            at_step: None,
         }
+    }
+
+    /// The case, changed by `change`, to be written with the turn and announced to the agents'
+    /// pages as `signal` (`handoff`, `message`, `case`) by `agent`.
+    pub(super) fn change_case<T>(
+        &mut self,
+        signal: &'static str,
+        agent: Option<&str>,
+        change: impl FnOnce(&mut HandoffCase) -> T,
+    ) -> Option<T> {
+        let case = self.case.as_mut()?;
+        let result = change(case);
+        self.effects.case_changed = true;
+        self.effects.signal = Some((signal, agent.map(str::to_owned)));
+        Some(result)
     }
 
     /// Appends a transcript entry.
@@ -183,7 +204,8 @@ impl<'r> Turn<'r> {
         }
     }
 
-    /// Hands the conversation to people in `queue`; the bot stays silent from here.
+    /// Hands the conversation to people in `queue`; the bot stays silent from here. The case
+    /// records where and why the bot stopped, and what it knew, so the agent need not ask.
     pub(super) fn hand_off(&mut self, queue: &str, reason: &str) {
         self.clear_wait();
         self.clear_deadline();
@@ -192,20 +214,51 @@ impl<'r> Turn<'r> {
             reason: reason.to_owned(),
             at_ms: self.now,
         };
-        self.effects.handoff = Some((
-            queue.to_owned(),
-            HandoffRecord {
-                our_number: self.conversation.our_number.clone(),
-                contact: self.conversation.contact.clone(),
-                reason: reason.to_owned(),
-                at_ms: self.now,
-            },
-        ));
+        let context = self.handoff_context();
+        let now = self.now;
+        let mut case = match self.case.take() {
+            Some(mut case) => {
+                case.hand_off_again(queue, reason, now);
+                case
+            }
+            None => HandoffCase::waiting(&self.conversation.key(), queue, reason, now),
+        };
+        case.context = context;
+        self.case = Some(case);
+        self.effects.case_changed = true;
+        self.effects.signal = Some(("handoff", None));
         self.record(Event::Handoff {
             queue: queue.to_owned(),
             reason: reason.to_owned(),
         });
         self.settled = true;
+    }
+
+    /// What the bot knew when it stopped.
+    fn handoff_context(&self) -> HandoffContext {
+        let conversation = &self.conversation;
+        let confidence = self
+            .effects
+            .entries
+            .iter()
+            .rev()
+            .find_map(|entry| match &entry.event {
+                Event::Classified { confidence, .. } => Some(*confidence),
+                _ => None,
+            });
+        HandoffContext {
+            flow: conversation.flow.as_ref().map(|flow| flow.id.clone()),
+            step: self.at_step.clone(),
+            campaign: conversation.fields.get("campaign").cloned(),
+            intent: conversation.last_intents.first().cloned(),
+            confidence,
+            fields: conversation
+                .fields
+                .iter()
+                .filter(|(name, _)| name.as_str() != "reply")
+                .map(|(name, value)| (name.clone(), value.clone()))
+                .collect(),
+        }
     }
 
     /// Ends the run with `outcome`.

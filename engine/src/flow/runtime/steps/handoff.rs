@@ -52,11 +52,16 @@ mod tests {
             &turn.conversation.status,
             Status::HandedOff { queue, reason, .. } if queue == "billing" && reason == "billing question"
         ));
-        let (queue, record) = turn.effects.handoff.as_ref().unwrap();
+        let case = turn.case.as_ref().unwrap();
         assert_eq!(
-            (queue.as_str(), record.contact.as_str()),
-            ("billing", "+12125550100")
+            (
+                case.queue.as_str(),
+                case.contact.as_str(),
+                case.reason.as_str()
+            ),
+            ("billing", "+12125550100", "billing question")
         );
+        assert!(turn.effects.case_changed);
         assert!(matches!(
             turn.effects.entries.last().map(|e| &e.event),
             Some(Event::Handoff { .. })

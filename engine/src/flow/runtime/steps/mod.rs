@@ -38,6 +38,7 @@ pub(super) async fn run_from(turn: &mut Turn<'_>, flow: &Flow, first: &str) {
             break;
         };
         turn.record(Event::Step { step: name.clone() });
+        turn.at_step = Some(name.clone());
         next = execute(turn, flow, step).await;
     }
     if !turn.settled {
