@@ -40,6 +40,9 @@ pub enum AgentError {
     /// No agent has the name.
     #[error("there is no agent called `{0}`: `smsflow agents list` shows them")]
     Unknown(String),
+    /// The agent is disabled.
+    #[error("agent `{0}` is disabled")]
+    Disabled(String),
     /// The secret could not be hashed.
     #[error("cannot hash the sign-in secret: {0}")]
     Hash(String),
@@ -93,6 +96,9 @@ pub struct Agents {
     verified: Mutex<HashMap<[u8; 32], String>>,
     /// SHA-256 of each page session's token, to the agent's name and when it expires.
     sessions: Mutex<HashMap<[u8; 32], (String, i64)>>,
+    /// Held by each read-modify-write of an agent's row, so a presence change cannot undo a
+    /// disable made at the same time.
+    writes: Mutex<()>,
 }
 
 /// How long a page session lasts: a working day and then some.
@@ -107,6 +113,7 @@ impl Agents {
             clock,
             verified: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            writes: Mutex::new(()),
         }
     }
 
@@ -173,14 +180,28 @@ impl Agents {
     ///
     /// An unknown name, or a store failure.
     pub fn disable(&self, name: &str) -> Result<AgentRecord, AgentError> {
+        let agent = self.change(name, |agent| {
+            agent.disabled = true;
+            agent.presence = Presence::Offline;
+            Ok(())
+        })?;
+        self.store.flush_sync()?;
+        Ok(agent)
+    }
+
+    /// Rewrites the agent's row with `change` applied, under the write lock.
+    fn change(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut AgentRecord) -> Result<(), AgentError>,
+    ) -> Result<AgentRecord, AgentError> {
+        let _writing = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
         let mut agent = self
             .table
             .get(name)?
             .ok_or_else(|| AgentError::Unknown(name.to_owned()))?;
-        agent.disabled = true;
-        agent.presence = Presence::Offline;
+        change(&mut agent)?;
         self.table.put(&agent)?;
-        self.store.flush_sync()?;
         Ok(agent)
     }
 
@@ -206,14 +227,7 @@ impl Agents {
                 .0
                 .to_owned(),
         };
-        let agent = self
-            .table
-            .get(&name)
-            .map_err(|error| AuthError::Store(error.to_string()))?
-            .ok_or(AuthError::Refused)?;
-        if agent.disabled {
-            return Err(AuthError::Disabled(agent.name));
-        }
+        let agent = self.enabled(&name)?;
         if known.is_none() {
             verify(token, &agent.secret_hash)?;
             self.verified
@@ -223,23 +237,21 @@ impl Agents {
         }
         Ok(agent)
     }
-}
 
-impl Agents {
     /// Sets the agent's presence (available agents get balanced assignments). Not flushed:
     /// presence after a crash is the agent's to set again.
     ///
     /// # Errors
     ///
-    /// An unknown name, or a store failure.
+    /// An unknown or disabled agent, or a store failure.
     pub fn set_presence(&self, name: &str, presence: Presence) -> Result<AgentRecord, AgentError> {
-        let mut agent = self
-            .table
-            .get(name)?
-            .ok_or_else(|| AgentError::Unknown(name.to_owned()))?;
-        agent.presence = presence;
-        self.table.put(&agent)?;
-        Ok(agent)
+        self.change(name, |agent| {
+            if agent.disabled {
+                return Err(AgentError::Disabled(agent.name.clone()));
+            }
+            agent.presence = presence;
+            Ok(())
+        })
     }
 
     /// Starts a page session for `agent`; returns its token, for the cookie. Sessions live in
@@ -249,9 +261,9 @@ impl Agents {
         OsRng.fill_bytes(&mut random);
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random);
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let expires = self.clock.now_ms() + SESSION_MS;
-        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         let now = self.clock.now_ms();
+        let expires = now + SESSION_MS;
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         sessions.retain(|_, (_, until)| *until > now);
         sessions.insert(digest, (agent.to_owned(), expires));
         token
@@ -274,15 +286,33 @@ impl Agents {
             .filter(|(_, until)| *until > now)
             .map(|(name, _)| name.clone())
             .ok_or(AuthError::Refused)?;
+        self.enabled(&name)
+    }
+
+    /// The agent called `name`, read now, unless it is unknown or disabled.
+    ///
+    /// # Errors
+    ///
+    /// [`AuthError::Refused`] for an unknown name, [`AuthError::Disabled`].
+    pub fn enabled(&self, name: &str) -> Result<AgentRecord, AuthError> {
         let agent = self
             .table
-            .get(&name)
+            .get(name)
             .map_err(|error| AuthError::Store(error.to_string()))?
             .ok_or(AuthError::Refused)?;
         if agent.disabled {
             return Err(AuthError::Disabled(agent.name));
         }
         Ok(agent)
+    }
+
+    /// Whether `token` is a secret already checked (so using it costs no argon2 check).
+    pub fn remembers(&self, token: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.verified
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&digest)
     }
 
     /// Ends the session `token` (signing out).

@@ -619,7 +619,19 @@ async fn the_inbox_page_has_a_strict_policy_and_the_simulator_is_off_unless_aske
         ))
         .unwrap();
     assert_eq!(on.send(send).await.status, StatusCode::ACCEPTED);
-    on.engine.process_inbox().await.unwrap();
+    // A cross-site form's text/plain post is refused and queues nothing.
+    let forged = Request::post("/simulator/send")
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(
+            json!({ "from": "+12125550107", "text": "STOP" }).to_string(),
+        ))
+        .unwrap();
+    assert_eq!(on.send(forged).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        on.engine.process_inbox().await.unwrap(),
+        1,
+        "only the JSON text"
+    );
     let thread = on
         .send(
             Request::get("/simulator/thread?phone=%2B12125550106")

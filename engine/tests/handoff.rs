@@ -77,6 +77,22 @@ type = "end"
 text = "Thanks, goodbye."
 "#;
 
+/// Texting SUPPORT hands off to `support` at once.
+const SUPPORT: &str = r#"
+id = "support"
+program = "care"
+kind = "transactional"
+start = "human"
+
+[triggers]
+keywords = ["SUPPORT"]
+
+[steps.human]
+type = "handoff"
+queue = "support"
+reason = "asked for support"
+"#;
+
 struct Desk {
     engine: Engine,
     clock: Arc<ManualClock>,
@@ -114,7 +130,10 @@ async fn desk(db: &Path, queues: Vec<QueueConfig>) -> Desk {
         .provider(recorder.clone())
         .plugins(host)
         .plugin_calls(calls.clone())
-        .flows(vec![compile(Path::new("helpdesk.toml"), FLOW).unwrap()])
+        .flows(vec![
+            compile(Path::new("helpdesk.toml"), FLOW).unwrap(),
+            compile(Path::new("support.toml"), SUPPORT).unwrap(),
+        ])
         .build()
         .await
         .unwrap();
@@ -169,11 +188,15 @@ impl Desk {
     }
 
     fn agent(&self, name: &str, presence: Presence) {
+        self.agent_of(name, &["billing"], presence);
+    }
+
+    fn agent_of(&self, name: &str, queues: &[&str], presence: Presence) {
         let agents = self.engine.agents();
         agents
             .add(NewAgent {
                 name: name.into(),
-                queues: vec!["billing".into()],
+                queues: queues.iter().map(|queue| (*queue).to_owned()).collect(),
                 role: Role::Agent,
             })
             .unwrap();
@@ -412,6 +435,49 @@ async fn balanced_assignment_fills_the_least_loaded_under_the_cap_oldest_first()
         .unwrap();
     assert_eq!(desk.engine.desk().tick().await.unwrap(), 1);
     assert_eq!(holder("+12125550299").as_deref(), Some("cy"));
+}
+
+#[tokio::test]
+async fn an_agent_of_two_balanced_queues_gets_no_more_than_the_cap_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut support = balanced(1);
+    support.name = "support".into();
+    let desk = desk(&dir.path().join("db"), vec![balanced(1), support]).await;
+    desk.agent_of("ana", &["billing", "support"], Presence::Available);
+    desk.handed_off("+12125550500").await;
+    desk.text("+12125550501", "SUPPORT").await;
+    assert_eq!(desk.engine.desk().tick().await.unwrap(), 1);
+    let held = ["+12125550500", "+12125550501"]
+        .iter()
+        .filter(|contact| desk.case(contact).assignee.is_some())
+        .count();
+    assert_eq!(
+        held, 1,
+        "the second queue's plan saw the first queue's assignment"
+    );
+}
+
+#[tokio::test]
+async fn a_disabled_agents_conversations_go_back_to_the_queue_for_someone_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let desk = desk(&dir.path().join("db"), vec![balanced(5)]).await;
+    desk.agent("ana", Presence::Available);
+    let contact = "+12125550600";
+    desk.handed_off(contact).await;
+    desk.engine.desk().tick().await.unwrap();
+    assert_eq!(desk.case(contact).assignee.as_deref(), Some("ana"));
+    desk.engine.agents().disable("ana").unwrap();
+    desk.agent("bob", Presence::Available);
+    assert_eq!(
+        desk.engine.desk().tick().await.unwrap(),
+        2,
+        "taken back, then given to bob"
+    );
+    let case = desk.case(contact);
+    assert_eq!(
+        (case.state, case.assignee.as_deref()),
+        (CaseState::Assigned, Some("bob"))
+    );
 }
 
 #[tokio::test]

@@ -43,6 +43,8 @@ pub enum DeskAction {
     },
     /// The engine: a snooze ran out.
     Wake,
+    /// The engine: the holder was disabled; back in the queue, in its place by age.
+    Requeue,
     /// The engine: targets missed, and where the queue routes breaches.
     Breach {
         /// The missed targets.
@@ -112,6 +114,11 @@ pub enum CaseError {
     /// The conversation is resolved.
     #[error("this conversation is resolved: claim it to reopen it")]
     Resolved,
+    /// The conversation went back to the bot.
+    #[error(
+        "this conversation went back to the bot: it comes back to people when the flow hands it off"
+    )]
+    Released,
     /// The release names a step the flow does not have.
     #[error(
         "flow `{flow}` has no step `{step}`: release to one of its steps, or without a step to end the run"
@@ -162,6 +169,9 @@ impl HandoffCase {
     ///
     /// [`CaseError::HeldBy`] when another agent has it.
     pub fn claim(&mut self, agent: &str, now_ms: i64) -> Result<(), CaseError> {
+        if self.released {
+            return Err(CaseError::Released);
+        }
         self.check_holder(agent)?;
         if self.state == CaseState::Assigned && self.assignee.as_deref() == Some(agent) {
             return Ok(());
@@ -198,16 +208,15 @@ impl HandoffCase {
     ///
     /// [`CaseError::HeldBy`], [`CaseError::Resolved`].
     pub fn reply(&mut self, agent: &str, now_ms: i64) -> Result<(), CaseError> {
-        if self.state == CaseState::Resolved {
-            return Err(CaseError::Resolved);
-        }
-        self.check_holder(agent)?;
+        self.check_open(agent)?;
         if self.assignee.is_none() {
             self.give_to(agent, now_ms);
             self.log(Some(agent), "claimed by replying", now_ms);
         }
         self.first_response_at_ms.get_or_insert(now_ms);
         self.awaiting_since_ms = None;
+        // Each of the contact's texts has its own next-response clock: a later miss is reported.
+        self.breached.retain(|kind| *kind != SlaKind::NextResponse);
         self.log(Some(agent), "replied", now_ms);
         Ok(())
     }
@@ -313,12 +322,37 @@ impl HandoffCase {
         Ok(())
     }
 
-    /// The contact texted while people have the conversation.
-    pub fn inbound(&mut self, text: &str, now_ms: i64) {
+    /// Its holder can no longer work it (disabled): back in the queue, keeping its place.
+    ///
+    /// # Errors
+    ///
+    /// [`CaseError::Stale`] when nobody holds it or it is resolved.
+    pub fn requeue(&mut self, now_ms: i64) -> Result<(), CaseError> {
+        let Some(holder) = self.assignee.take().filter(|_| self.state.is_open()) else {
+            return Err(CaseError::Stale);
+        };
+        self.state = CaseState::Waiting;
+        self.snoozed_until_ms = None;
+        self.log(
+            None,
+            format!("back in the queue: {holder} was disabled"),
+            now_ms,
+        );
+        Ok(())
+    }
+
+    /// The contact's text the host answered itself (STOP, HELP, START): shown, owed nothing.
+    pub fn seen(&mut self, text: &str, now_ms: i64) {
         self.last_inbound = Some(Stamped {
             text: text.to_owned(),
             at_ms: now_ms,
         });
+    }
+
+    /// The contact texted while people have the conversation: it wakes a snoozed case and,
+    /// after the first answer, starts the next-response clock.
+    pub fn inbound(&mut self, text: &str, now_ms: i64) {
+        self.seen(text, now_ms);
         if self.state == CaseState::Snoozed {
             let _ = self.wake(now_ms);
         }
@@ -340,18 +374,21 @@ impl HandoffCase {
     /// The contact texted after resolution: back in its queue, for the agent who had it when
     /// they are available.
     pub fn reopen(&mut self, now_ms: i64) {
+        self.back_in_queue(now_ms);
+        self.log(None, "reopened by the contact's text", now_ms);
+    }
+
+    /// Waiting again, every clock from now, for the agent who had it when they are available.
+    fn back_in_queue(&mut self, now_ms: i64) {
         self.restart_clocks(now_ms);
         self.preferred = self.assignee.take().or(self.preferred.take());
         self.state = CaseState::Waiting;
-        self.log(None, "reopened by the contact's text", now_ms);
     }
 
     /// A new handoff of a conversation handed off before: the same case (notes and history are
     /// the next agent's context), in `queue` for `reason`, every clock from now.
     pub fn hand_off_again(&mut self, queue: &str, reason: &str, now_ms: i64) {
-        self.restart_clocks(now_ms);
-        self.preferred = self.assignee.take().or(self.preferred.take());
-        self.state = CaseState::Waiting;
+        self.back_in_queue(now_ms);
         self.queue = queue.to_owned();
         self.reason = reason.to_owned();
         self.log(None, format!("handed off to {queue}: {reason}"), now_ms);
@@ -511,6 +548,46 @@ mod tests {
         case.claim("ana", 21).unwrap();
         case.release("ana", None, 30).unwrap();
         assert!(!case.reopens(31, 100));
+    }
+
+    #[test]
+    fn each_unanswered_text_has_its_own_next_response_clock() {
+        let mut case = case();
+        case.reply("ana", 1).unwrap();
+        case.inbound("hello?", 2);
+        case.breach(&[SlaKind::NextResponse], None, 20).unwrap();
+        case.reply("ana", 21).unwrap();
+        case.inbound("and now?", 30);
+        assert!(
+            case.breach(&[SlaKind::NextResponse], None, 50).is_ok(),
+            "a second miss is reported"
+        );
+        // A text the host answered (STOP) owes the contact nothing from a person.
+        let mut stopped = self::case();
+        stopped.reply("ana", 1).unwrap();
+        stopped.seen("STOP", 5);
+        assert_eq!(
+            (
+                stopped.awaiting_since_ms,
+                stopped.last_inbound.unwrap().text.as_str()
+            ),
+            (None, "STOP")
+        );
+    }
+
+    #[test]
+    fn a_released_conversation_cannot_be_claimed_and_a_disabled_holders_goes_back() {
+        let mut case = case();
+        case.claim("ana", 1).unwrap();
+        case.requeue(2).unwrap();
+        assert_eq!(
+            (case.state, case.assignee.as_deref(), case.waiting_since_ms),
+            (CaseState::Waiting, None, 0)
+        );
+        assert_eq!(case.requeue(3), Err(CaseError::Stale));
+        case.claim("bob", 4).unwrap();
+        case.release("bob", None, 5).unwrap();
+        assert_eq!(case.claim("bob", 6), Err(CaseError::Released));
     }
 
     #[test]

@@ -233,7 +233,10 @@ fn check_queue(queue: &QueueConfig) -> Result<QueuePolicy, String> {
         return Err("max_per_agent must be at least 1".to_owned());
     }
     let hours = match (&queue.time_zone, queue.hours.is_empty()) {
-        (_, true) => None,
+        (Some(_), true) => {
+            return Err("time_zone is for business hours: add hours (e.g. [\"mon-fri 09:00-17:00\"]) or remove it".to_owned());
+        }
+        (None, true) => None,
         (Some(zone), false) => Some(BusinessHours::parse(zone, &queue.hours)?),
         (None, false) => return Err("hours need a time_zone (e.g. `America/New_York`)".to_owned()),
     };
@@ -252,6 +255,9 @@ fn check_queue(queue: &QueueConfig) -> Result<QueuePolicy, String> {
         (None, None) => None,
         _ => return Err("no_answer_after and no_answer_reply go together".to_owned()),
     };
+    if queue.after_hours_reply.is_some() && hours.is_none() {
+        return Err("after_hours_reply needs business hours: add time_zone and hours".to_owned());
+    }
     Ok(QueuePolicy {
         name: queue.name.clone(),
         assignment: queue.assignment,
@@ -320,6 +326,10 @@ mod tests {
         assert!(error.contains("time_zone"), "{error}");
         let error = queue("[[queues]]\nname = \"b\"\nno_answer_reply = \"hi\"").unwrap_err();
         assert!(error.contains("go together"), "{error}");
+        let error = queue("[[queues]]\nname = \"b\"\nafter_hours_reply = \"hi\"").unwrap_err();
+        assert!(error.contains("needs business hours"), "{error}");
+        let error = queue("[[queues]]\nname = \"b\"\ntime_zone = \"UTC\"").unwrap_err();
+        assert!(error.contains("add hours"), "{error}");
     }
 
     #[test]

@@ -43,6 +43,15 @@ impl BusinessHours {
         }
         for windows in &mut days {
             windows.sort_unstable();
+            // Overlapping lines for one day are one window: open time is not counted twice.
+            windows.dedup_by(|later, earlier| {
+                if later.0 <= earlier.1 {
+                    earlier.1 = earlier.1.max(later.1);
+                    true
+                } else {
+                    false
+                }
+            });
         }
         Ok(Self { zone, days })
     }
@@ -62,32 +71,62 @@ impl BusinessHours {
         self.deadline(at_ms, 0)
     }
 
-    /// The instant by which `business_ms` of open time have passed since `start_ms`.
+    /// The instant by which `business_ms` of open time have passed since `start_ms`. Open
+    /// time is real time inside the windows (a window across a daylight-saving change is an
+    /// hour shorter or longer, as the people working it see it).
     pub fn deadline(&self, start_ms: i64, business_ms: i64) -> i64 {
-        let Some((mut date, mut second)) = self.local(start_ms) else {
+        let Some((mut date, second)) = self.local(start_ms) else {
             return start_ms + business_ms;
         };
         let mut left = business_ms;
-        for _ in 0..MAX_DAYS * 2 + usize::try_from(business_ms / 86_400_000).unwrap_or(0) * 2 {
-            for &(start, end) in self.windows(date) {
-                let from = start.max(second);
-                if from >= end {
+        // Whole weeks of open time first, so a long target on a sparse schedule stays cheap.
+        let week_ms = self.week_ms();
+        let weeks = (left / week_ms).saturating_sub(1);
+        if weeks > 0
+            && let Ok(later) = date.checked_add((weeks * 7).days())
+        {
+            date = later;
+            left -= weeks * week_ms;
+        }
+        let mut cursor = if weeks > 0 {
+            None
+        } else {
+            Some((second, start_ms))
+        };
+        for _ in 0..MAX_DAYS * 2 {
+            for &(open, close) in self.windows(date) {
+                let (Some(opens), Some(closes)) =
+                    (self.instant(date, open), self.instant(date, close))
+                else {
                     continue;
+                };
+                let from = match cursor {
+                    Some((second, _)) if second >= close => continue,
+                    Some((second, at_ms)) if second > open => at_ms,
+                    _ => opens,
+                };
+                if left <= closes - from {
+                    return from + left;
                 }
-                let available = i64::from(end - from) * 1000;
-                if left <= available {
-                    return self
-                        .instant(date, from)
-                        .map_or(start_ms + business_ms, |ms| ms + left);
-                }
-                left -= available;
+                left -= closes - from;
             }
             let Ok(next) = date.checked_add(1.day()) else {
                 break;
             };
-            (date, second) = (next, 0);
+            (date, cursor) = (next, None);
         }
         start_ms + business_ms
+    }
+
+    /// Open time in a week, counted on the wall clock.
+    fn week_ms(&self) -> i64 {
+        let seconds: u32 = self
+            .days
+            .iter()
+            .flatten()
+            .map(|(open, close)| close - open)
+            .sum();
+        i64::from(seconds.max(1)) * 1000
     }
 
     fn windows(&self, date: Date) -> &[(u32, u32)] {
@@ -109,11 +148,21 @@ impl BusinessHours {
         Some((zoned.date(), second))
     }
 
-    /// The instant of `second` of local `date` (the later one in a repeated hour).
+    /// The instant the wall clock of local `date` shows `second` (24:00 is the next day's
+    /// midnight; a time skipped by a daylight-saving change is the instant after the gap).
     fn instant(&self, date: Date, second: u32) -> Option<i64> {
-        let midnight = date.to_zoned(self.zone.clone()).ok()?;
-        let at = midnight.checked_add(i64::from(second).seconds()).ok()?;
-        Some(at.timestamp().as_millisecond())
+        let (date, second) = match second {
+            86_400 => (date.checked_add(1.day()).ok()?, 0),
+            _ => (date, second),
+        };
+        let hour = i8::try_from(second / 3600).ok()?;
+        let minute = i8::try_from(second / 60 % 60).ok()?;
+        let second = i8::try_from(second % 60).ok()?;
+        let zoned = date
+            .at(hour, minute, second, 0)
+            .to_zoned(self.zone.clone())
+            .ok()?;
+        Some(zoned.timestamp().as_millisecond())
     }
 }
 
@@ -196,6 +245,52 @@ mod tests {
         // Inside the window it is plain addition.
         let open = ms("2026-12-02T15:00:00Z");
         assert_eq!(hours.deadline(open, 30 * MINUTE), open + 30 * MINUTE);
+    }
+
+    #[test]
+    fn a_deadline_on_a_daylight_saving_day_counts_real_time() {
+        let always =
+            BusinessHours::parse("America/New_York", &["mon-sun 00:00-24:00".to_owned()]).unwrap();
+        // 2026-03-08, 10:00 EDT (14:00Z): clocks went forward at 02:00 that morning.
+        let start = ms("2026-03-08T14:00:00Z");
+        assert_eq!(
+            always.deadline(start, 30 * MINUTE),
+            ms("2026-03-08T14:30:00Z")
+        );
+        // Across the night of 2026-11-01 (back at 02:00): still plain addition.
+        let evening = ms("2026-11-01T03:00:00Z");
+        assert_eq!(
+            always.deadline(evening, 5 * 60 * MINUTE),
+            ms("2026-11-01T08:00:00Z")
+        );
+        // A 09:00-17:00 window on the spring-forward Monday after: the window is 8 real hours.
+        let hours = weekdays();
+        let monday = ms("2026-03-09T13:00:00Z"); // 09:00 EDT
+        assert_eq!(
+            hours.deadline(monday, 8 * 60 * MINUTE),
+            ms("2026-03-09T21:00:00Z")
+        );
+    }
+
+    #[test]
+    fn long_targets_on_sparse_schedules_land_in_the_right_week() {
+        let saturdays = BusinessHours::parse("UTC", &["sat 10:00-12:00".to_owned()]).unwrap();
+        // Ten hours of Saturday mornings from a Wednesday: five Saturdays, the last one full.
+        let wednesday = ms("2026-12-02T12:00:00Z");
+        assert_eq!(
+            saturdays.deadline(wednesday, 10 * 60 * MINUTE),
+            ms("2027-01-02T12:00:00Z")
+        );
+        // Overlapping lines are one window.
+        let doubled = BusinessHours::parse(
+            "UTC",
+            &["sat 10:00-12:00".to_owned(), "sat 11:00-12:00".to_owned()],
+        )
+        .unwrap();
+        assert_eq!(
+            doubled.deadline(wednesday, 3 * 60 * MINUTE),
+            ms("2026-12-12T11:00:00Z")
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! While a case is open the runtime runs no flow step, plugin or escalation rule for the
 //! conversation; the host still answers STOP, HELP and START.
 //!
-//! [`Desk::tick`] is the desk's clock: it wakes snoozed cases, reports missed targets (and
+//! [`Desk::tick`] is the desk's clock: it takes cases back from disabled agents, wakes snoozed
+//! cases, reports missed targets (and
 //! re-routes them), sends the queues' auto-replies and drains balanced queues oldest first. The
 //! server runs it every second and whenever a case starts waiting; tests call it on a manual
 //! clock.
@@ -99,6 +100,15 @@ pub struct Viewer {
     pub agent: String,
     /// Whether they are typing.
     pub typing: bool,
+}
+
+/// Whether `agent` sees a conversation in `queue` held by `assignee`: a supervisor sees every
+/// one; an agent those of their queues and those they hold (a supervisor's assignment, a breach
+/// that moved it, a reopening). The one rule for lists, reads, changes and the event stream.
+pub fn sees(agent: &AgentRecord, queue: &str, assignee: Option<&str>) -> bool {
+    agent.role == Role::Supervisor
+        || agent.queues.iter().any(|own| own == queue)
+        || assignee == Some(agent.name.as_str())
 }
 
 /// The agents looking at one conversation: agent → (typing, when last seen).
@@ -231,6 +241,10 @@ impl Desk {
             return Vec::new();
         };
         of_contact.retain(|_, (_, at)| now - *at < VIEWING_MS);
+        if of_contact.is_empty() {
+            viewers.remove(contact);
+            return Vec::new();
+        }
         let mut list: Vec<Viewer> = of_contact
             .iter()
             .filter(|(agent, _)| agent.as_str() != except)
@@ -252,37 +266,56 @@ impl Desk {
     /// When the store fails; a change someone else's action made moot is skipped.
     pub async fn tick(&self) -> Result<usize, DeskError> {
         let now = self.clock.now_ms();
-        let mut changes = 0;
-        for (key, action) in self.due_actions(&self.cases()?, now) {
-            changes += self.engine_act(&key, action).await?;
-        }
-        let cases = self.cases()?;
+        // One scan per tick (it is most of a tick's cost: BENCHMARKS.md); each change made is
+        // put back into it, so later queues' plans see the loads earlier ones created.
+        let mut cases = self.cases()?;
         let agents = self.agents.list().map_err(|error| match error {
             crate::agents::AgentError::Store(error) => DeskError::Store(error),
             other => DeskError::Internal(other.into()),
         })?;
-        let queues: BTreeSet<&str> = cases
+        let disabled: BTreeSet<&str> = agents
+            .iter()
+            .filter(|agent| agent.disabled)
+            .map(|agent| agent.name.as_str())
+            .collect();
+        let mut changes = 0;
+        for (key, action) in self.due_actions(&cases, &disabled, now) {
+            changes += self.engine_act(&mut cases, &key, action).await?;
+        }
+        let queues: BTreeSet<String> = cases
             .iter()
             .filter(|case| case.state == CaseState::Waiting)
-            .map(|case| case.queue.as_str())
+            .map(|case| case.queue.clone())
             .collect();
         for queue in queues {
-            let policy = self.config.policy(queue);
+            let policy = self.config.policy(&queue);
             for (key, agent) in assignment::plan(&policy, &agents, &cases, now) {
-                changes += self
-                    .engine_act(&key, DeskAction::Assign { to: agent })
-                    .await?;
+                let action = DeskAction::Assign { to: agent };
+                changes += self.engine_act(&mut cases, &key, action).await?;
             }
         }
         Ok(changes)
     }
 
-    /// What the clock owes each open case now: a wake-up, a breach report, an auto-reply.
-    fn due_actions(&self, cases: &[HandoffCase], now: i64) -> Vec<(ConversationKey, DeskAction)> {
+    /// What the clock owes each open case now: back to the queue from a disabled holder, a
+    /// wake-up, a breach report, an auto-reply.
+    fn due_actions(
+        &self,
+        cases: &[HandoffCase],
+        disabled: &BTreeSet<&str>,
+        now: i64,
+    ) -> Vec<(ConversationKey, DeskAction)> {
         let mut due = Vec::new();
         for case in cases.iter().filter(|case| case.state.is_open()) {
             let key = case.key();
             let policy = self.config.policy(&case.queue);
+            if case
+                .assignee
+                .as_deref()
+                .is_some_and(|holder| disabled.contains(holder))
+            {
+                due.push((key.clone(), DeskAction::Requeue));
+            }
             if case.snoozed_until_ms.is_some_and(|until| until <= now) {
                 due.push((key.clone(), DeskAction::Wake));
             }
@@ -324,9 +357,11 @@ impl Desk {
         due
     }
 
-    /// An engine change: 1 when made, 0 when moot.
+    /// An engine change: 1 when made (the case after it replaces its row in `cases`), 0 when
+    /// moot.
     async fn engine_act(
         &self,
+        cases: &mut [HandoffCase],
         key: &ConversationKey,
         action: DeskAction,
     ) -> Result<usize, DeskError> {
@@ -335,7 +370,12 @@ impl Desk {
             action,
         };
         match self.act(key, command).await {
-            Ok(_) => Ok(1),
+            Ok(acted) => {
+                if let Some(slot) = cases.iter_mut().find(|case| case.key() == *key) {
+                    *slot = acted.case;
+                }
+                Ok(1)
+            }
             Err(DeskError::Case(CaseError::Stale)) => Ok(0),
             Err(DeskError::Store(error)) => Err(DeskError::Store(error)),
             Err(error) => {

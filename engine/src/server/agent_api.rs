@@ -17,13 +17,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::agent_auth::{Caller, SESSION_COOKIE, cleared_cookie, cookie, session_cookie};
+use super::agent_auth::{
+    Caller, SESSION_COOKIE, Session, check_secret, cleared_cookie, cookie, session_cookie,
+};
 use super::error::{ApiError, json_body};
 use super::router::AppState;
 use crate::compliance::gate::rfc3339;
 use crate::flow::conversation::{ConversationKey, Event};
 use crate::handoff::view::{self, Summary};
-use crate::handoff::{Acted, DeskAction, DeskCommand, canned};
+use crate::handoff::{Acted, DeskAction, DeskCommand, canned, sees};
 use crate::phone::parse_e164;
 use crate::store::agents::{AgentRecord, Presence, Role};
 use crate::store::handoffs::HandoffCase;
@@ -75,14 +77,10 @@ pub(super) async fn sign_in(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let body: SignIn = json_body(&body, "a sign-in (secret)")?;
-    let agents = Arc::clone(&state.agents);
-    let agent = tokio::task::spawn_blocking(move || agents.authenticate(&body.secret))
-        .await
-        .map_err(|_| ApiError::Internal)?
-        .map_err(|error| {
-            tracing::info!("agent sign-in refused: {error}");
-            ApiError::Unauthorized
-        })?;
+    let agent = check_secret(&state, &body.secret).await?.map_err(|error| {
+        tracing::info!("agent sign-in refused: {error}");
+        ApiError::Unauthorized
+    })?;
     let agent = match agent.presence {
         Presence::Offline => state
             .agents
@@ -180,7 +178,6 @@ pub(super) async fn conversations(
     let desk = &state.desk;
     let now = desk.now_ms();
     let cases = desk.cases()?;
-    let visible = desk.queues_of(&agent, &cases);
     let assignee = query.assignee.as_deref().map(|who| {
         if who == "me" {
             agent.name.as_str()
@@ -200,7 +197,7 @@ pub(super) async fn conversations(
     };
     let mut list: Vec<(i64, Summary)> = cases
         .iter()
-        .filter(|case| visible.contains(&case.queue))
+        .filter(|case| sees(&agent, &case.queue, case.assignee.as_deref()))
         .filter(|case| {
             query
                 .queue
@@ -245,8 +242,7 @@ fn visible_case(
         ))
     };
     let case = state.desk.case(&key)?.ok_or_else(not_found)?;
-    let mine = case.assignee.as_deref() == Some(agent.name.as_str());
-    if agent.role != Role::Supervisor && !mine && !agent.queues.contains(&case.queue) {
+    if !sees(agent, &case.queue, case.assignee.as_deref()) {
         return Err(not_found());
     }
     Ok((key, case))
@@ -422,10 +418,12 @@ pub(super) async fn reply(
     };
     let Acted { case, queued } = act(&state, &agent, &phone, action).await?;
     let message_id = queued.into_iter().next().ok_or(ApiError::Internal)?;
-    let gate = state
-        .outbox
-        .decision(&message_id)
-        .map_err(|error| ApiError::store("gate decision", &error))?;
+    // The reply is queued and on disk: from here nothing may answer an error (a retry would
+    // send it twice). A decision that cannot be read is shown as not known yet.
+    let gate = state.outbox.decision(&message_id).unwrap_or_else(|error| {
+        tracing::warn!("the gate's decision on {message_id} cannot be read: {error:#}");
+        None
+    });
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
@@ -613,43 +611,60 @@ pub(super) async fn segments(body: axum::body::Bytes) -> Result<Json<Value>, Api
     })))
 }
 
-/// `GET /v1/agent/events`: changes in the caller's queues (and to conversations they hold), as
-/// server-sent events. A stream that falls behind gets `event: reload`.
+/// `GET /v1/agent/events`: changes the caller sees (their queues, the conversations they hold),
+/// as server-sent events. The agent is read again at each event: a disabled agent's or a
+/// signed-out session's stream ends, and a change of queues applies at once. A stream that falls
+/// behind gets `event: reload`.
 pub(super) async fn events(
     State(state): State<Arc<AppState>>,
     Extension(Caller(agent)): Extension<Caller>,
+    session: Option<Extension<Session>>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let receiver = state.desk.signals().subscribe();
+    let watch = Watch {
+        agents: Arc::clone(&state.agents),
+        name: agent.name,
+        session: session.map(|Extension(Session(token))| token),
+    };
     let stream =
-        futures_util::stream::unfold((receiver, agent), |(mut receiver, agent)| async move {
+        futures_util::stream::unfold((receiver, watch), |(mut receiver, watch)| async move {
             loop {
                 let event = match receiver.recv().await {
                     Ok(event) => event,
                     Err(RecvError::Lagged(_)) => {
-                        return Some((
-                            Ok(SseEvent::default().event("reload").data("{}")),
-                            (receiver, agent),
-                        ));
+                        let reload = SseEvent::default().event("reload").data("{}");
+                        return Some((Ok(reload), (receiver, watch)));
                     }
                     Err(RecvError::Closed) => return None,
                 };
-                let sees = agent.role == Role::Supervisor
-                    || agent.queues.contains(&event.queue)
-                    || event.assignee.as_deref() == Some(agent.name.as_str());
-                // An agent's own viewing marks are no news to them.
-                if !sees
-                    || (event.kind == "viewing"
-                        && event.agent.as_deref() == Some(agent.name.as_str()))
-                {
+                let agent = watch.agent()?;
+                let own_mark =
+                    event.kind == "viewing" && event.agent.as_deref() == Some(agent.name.as_str());
+                if own_mark || !sees(&agent, &event.queue, event.assignee.as_deref()) {
                     continue;
                 }
                 let data = serde_json::to_string(&event).unwrap_or_default();
-                return Some((
-                    Ok(SseEvent::default().event(event.kind).data(data)),
-                    (receiver, agent),
-                ));
+                let sse = SseEvent::default().event(event.kind).data(data);
+                return Some((Ok(sse), (receiver, watch)));
             }
         });
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(KEEP_ALIVE_SECS)))
+}
+
+/// Who an event stream is for, checked again at each event.
+struct Watch {
+    agents: Arc<crate::agents::Agents>,
+    name: String,
+    session: Option<String>,
+}
+
+impl Watch {
+    /// The agent as they are now; `None` once disabled or signed out.
+    fn agent(&self) -> Option<AgentRecord> {
+        match &self.session {
+            Some(token) => self.agents.session(token).ok(),
+            None => self.agents.enabled(&self.name).ok(),
+        }
+    }
 }

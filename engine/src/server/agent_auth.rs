@@ -26,6 +26,11 @@ pub const SESSION_COOKIE: &str = "smsflow_session";
 #[derive(Debug, Clone)]
 pub struct Caller(pub AgentRecord);
 
+/// The page session a call came with (absent for a bearer secret): a long-lived call (the event
+/// stream) checks it is still signed in.
+#[derive(Debug, Clone)]
+pub struct Session(pub String);
+
 /// Resolves the caller from the bearer secret or the session cookie; 401 without either.
 pub(super) async fn require_agent(
     State(state): State<Arc<AppState>>,
@@ -34,6 +39,12 @@ pub(super) async fn require_agent(
 ) -> Response {
     match caller(&state, request.headers(), request.method()).await {
         Ok(agent) => {
+            if bearer(request.headers()).is_none()
+                && let Some(token) = cookie(request.headers(), SESSION_COOKIE)
+            {
+                let session = Session(token.to_owned());
+                request.extensions_mut().insert(session);
+            }
             request.extensions_mut().insert(Caller(agent));
             next.run(request).await
         }
@@ -54,13 +65,7 @@ async fn caller(
         ApiError::Unauthorized
     };
     if let Some(secret) = bearer(headers) {
-        // A new secret costs an argon2 check: off the request threads.
-        let agents = Arc::clone(&state.agents);
-        let secret = secret.to_owned();
-        return tokio::task::spawn_blocking(move || agents.authenticate(&secret))
-            .await
-            .map_err(|_| ApiError::Internal)?
-            .map_err(refused);
+        return check_secret(state, secret).await?.map_err(refused);
     }
     let Some(token) = cookie(headers, SESSION_COOKIE) else {
         return Err(ApiError::Unauthorized);
@@ -71,6 +76,31 @@ async fn caller(
         ));
     }
     state.agents.session(token).map_err(refused)
+}
+
+/// How many argon2 checks of unknown secrets run at once: each costs tens of milliseconds of
+/// CPU and 19 MiB, so a flood of made-up secrets waits here instead of taking the server.
+pub(super) const ARGON2_CHECKS: usize = 2;
+
+/// Checks `secret`: a remembered one at once, a new one on the blocking threads, at most
+/// [`ARGON2_CHECKS`] at a time.
+pub(super) async fn check_secret(
+    state: &AppState,
+    secret: &str,
+) -> Result<Result<AgentRecord, AuthError>, ApiError> {
+    let agents = Arc::clone(&state.agents);
+    if agents.remembers(secret) {
+        return Ok(agents.authenticate(secret));
+    }
+    let _slot = state
+        .argon2_checks
+        .acquire()
+        .await
+        .map_err(|_| ApiError::Internal)?;
+    let secret = secret.to_owned();
+    tokio::task::spawn_blocking(move || agents.authenticate(&secret))
+        .await
+        .map_err(|_| ApiError::Internal)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

@@ -141,7 +141,7 @@ impl From<CaseError> for ApiError {
                 message,
                 details: serde_json::json!({ "changed": true, "version": now }),
             },
-            CaseError::Resolved | CaseError::Stale => Self::Conflict(message),
+            CaseError::Resolved | CaseError::Released | CaseError::Stale => Self::Conflict(message),
             CaseError::UnknownStep { .. } | CaseError::Invalid(_) => Self::Unprocessable(message),
         }
     }
@@ -150,7 +150,7 @@ impl From<CaseError> for ApiError {
 impl From<AgentError> for ApiError {
     fn from(error: AgentError) -> Self {
         match error {
-            AgentError::Exists(_) => Self::Conflict(error.to_string()),
+            AgentError::Exists(_) | AgentError::Disabled(_) => Self::Conflict(error.to_string()),
             AgentError::Unknown(_) => Self::NotFound(error.to_string()),
             AgentError::InvalidName(_) | AgentError::InvalidQueue(_) | AgentError::NoQueue(_) => {
                 Self::Unprocessable(error.to_string())

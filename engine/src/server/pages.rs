@@ -103,9 +103,21 @@ struct SimulatedText {
 /// (screened, deduplicated, on disk before the answer); 202.
 pub(super) async fn simulator_send(
     State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     simulator_on(&state)?;
+    // A cross-site form can post text/plain without a preflight; only the page's own JSON
+    // call (or a deliberate client) gets in.
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !json {
+        return Err(ApiError::BadRequest(
+            "send the text as JSON, with Content-Type: application/json".to_owned(),
+        ));
+    }
     let body: SimulatedText = json_body(&body, "a simulated text (from, text)")?;
     let from =
         parse_e164(&body.from).map_err(|problem| ApiError::Unprocessable(problem.to_string()))?;

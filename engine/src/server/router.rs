@@ -42,6 +42,8 @@ pub struct AppState {
     pub(super) telnyx_public_key: Option<String>,
     /// Whether `/simulator` is served.
     pub(super) simulator: bool,
+    /// Slots for argon2 checks of secrets not seen before.
+    pub(super) argon2_checks: tokio::sync::Semaphore,
 }
 
 impl AppState {
@@ -72,6 +74,7 @@ impl AppState {
             twilio_auth_token: config.provider.auth_token.clone(),
             telnyx_public_key: config.provider.telnyx_public_key.clone(),
             simulator: config.server.simulator,
+            argon2_checks: tokio::sync::Semaphore::new(super::agent_auth::ARGON2_CHECKS),
         })
     }
 }

@@ -299,8 +299,10 @@ impl super::table::Value for QueuedHandoff {
     }
 }
 
-/// Rewrites layout-2 handoff rows (keyed by queue) as waiting cases keyed by conversation, in
-/// one batch: a crash leaves either the old rows or the new ones.
+/// Rewrites layout-2 handoff rows (keyed by queue, never removed) as cases keyed by
+/// conversation, in one batch: a crash leaves either the old rows or the new ones. Only a
+/// conversation still handed off (to that queue) waits; an older row is a case long over,
+/// kept as released history.
 ///
 /// # Errors
 ///
@@ -308,15 +310,39 @@ impl super::table::Value for QueuedHandoff {
 pub(super) fn migrate_from_queue_keys(store: &Store) -> Result<usize> {
     let old: Table<QueueKeyed, QueuedHandoff> = store.table(TableId::Handoffs);
     let cases = Handoffs::new(store);
+    let conversations = store.tables().conversations;
     let mut batch = Batch::new();
-    let mut moved = 0;
+    let mut migrated: std::collections::HashMap<ConversationKey, HandoffCase> =
+        std::collections::HashMap::new();
     for row in old.raw_rows() {
         let (key, value) = row?;
         let value = value?;
         old.remove_in(&mut batch, &key);
-        let case = HandoffCase::waiting(&key.conversation, &key.queue, &value.reason, value.at_ms);
-        cases.put_in(&mut batch, &case)?;
-        moved += 1;
+        let mut case =
+            HandoffCase::waiting(&key.conversation, &key.queue, &value.reason, value.at_ms);
+        let waiting = matches!(
+            conversations.get(&key.conversation)?.map(|conversation| conversation.status),
+            Some(super::conversations::Status::HandedOff { queue, .. }) if queue == key.queue
+        );
+        if !waiting {
+            case.state = CaseState::Resolved;
+            case.released = true;
+            case.resolved_at_ms = Some(value.at_ms);
+        }
+        // The conversation's current handoff wins over its older rows, whatever their order.
+        let current = migrated
+            .get(&key.conversation)
+            .is_some_and(|kept| kept.state.is_open());
+        if !current {
+            migrated.insert(key.conversation, case);
+        }
+    }
+    let moved = migrated
+        .values()
+        .filter(|case| case.state.is_open())
+        .count();
+    for case in migrated.values() {
+        cases.put_in(&mut batch, case)?;
     }
     store.apply(batch)?;
     Ok(moved)
@@ -345,28 +371,53 @@ mod tests {
     }
 
     #[test]
-    fn layout_2_rows_become_waiting_cases() {
+    fn layout_2_rows_become_cases_and_only_a_current_handoff_waits() {
+        use super::super::conversations::{Conversation, Status};
         let store = Store::temporary().unwrap();
         let old: Table<QueueKeyed, Vec<u8>> = store.table(TableId::Handoffs);
-        let key = QueueKeyed {
-            queue: "billing".into(),
-            conversation: ConversationKey::new("+15550001000", "+12125550100"),
-        };
-        let value = super::super::codec::encode(&serde_json::json!({
-            "our_number": "+15550001000", "contact": "+12125550100",
-            "reason": "billing question", "at_ms": 42
-        }))
-        .unwrap();
-        old.insert(&key, &value).unwrap();
-        assert_eq!(migrate_from_queue_keys(&store).unwrap(), 1);
-        let case = Handoffs::new(&store)
-            .get(&key.conversation)
-            .unwrap()
+        let (waiting, over) = ("+12125550100", "+12125550101");
+        let row = |queue: &str, contact: &str, at_ms: i64| {
+            let key = QueueKeyed {
+                queue: queue.into(),
+                conversation: ConversationKey::new("+15550001000", contact),
+            };
+            let value = super::super::codec::encode(&serde_json::json!({
+                "our_number": "+15550001000", "contact": contact,
+                "reason": format!("{queue} question"), "at_ms": at_ms
+            }))
             .unwrap();
+            old.insert(&key, &value).unwrap();
+        };
+        // `waiting` went to support long ago and is now with billing; `over` ended.
+        row("billing", waiting, 42);
+        row("support", waiting, 7);
+        row("billing", over, 9);
+        let mut conversation = Conversation::new("+15550001000", waiting, 1);
+        conversation.status = Status::HandedOff {
+            queue: "billing".into(),
+            reason: "billing question".into(),
+            at_ms: 42,
+        };
+        let mut batch = Batch::new();
+        store
+            .tables()
+            .conversations
+            .put_in(&mut batch, &conversation)
+            .unwrap();
+        store.apply(batch).unwrap();
+        assert_eq!(migrate_from_queue_keys(&store).unwrap(), 1);
+        let handoffs = Handoffs::new(&store);
+        let case = handoffs.get(&conversation.key()).unwrap().unwrap();
         assert_eq!(
             (case.queue.as_str(), case.reason.as_str(), case.state),
             ("billing", "billing question", CaseState::Waiting)
         );
         assert_eq!(case.waiting_since_ms, 42);
+        let ended = handoffs
+            .get(&ConversationKey::new("+15550001000", over))
+            .unwrap()
+            .unwrap();
+        assert_eq!((ended.state, ended.released), (CaseState::Resolved, true));
+        assert_eq!(handoffs.all().unwrap().len(), 2, "the old rows are gone");
     }
 }

@@ -62,10 +62,14 @@ pub(super) async fn apply(
             case.wake(turn.now)?;
             "case"
         }
+        (_, DeskAction::Requeue) => {
+            case.requeue(turn.now)?;
+            "case"
+        }
         (_, DeskAction::Breach { kinds, route }) => breach(turn, &mut case, &kinds, route)?,
         (_, DeskAction::AutoReply { kind, text }) => {
             case.auto_reply(kind, turn.now)?;
-            turn.queue(Origin::Agent, &format!("handoff:{}", kind.as_str()), text);
+            queue_or_refuse(turn, &format!("handoff:{}", kind.as_str()), text)?;
             "message"
         }
         (by, DeskAction::Assign { to }) => {
@@ -77,6 +81,17 @@ pub(super) async fn apply(
     };
     keep(turn, case, signal, agent);
     Ok(())
+}
+
+/// Queues a person's (or an auto-) reply; without an outbox id the whole change is refused, so
+/// no clock counts an answer that was never queued.
+fn queue_or_refuse(turn: &mut Turn<'_>, step: &str, text: String) -> Result<(), RuntimeError> {
+    match turn.queue(Origin::Agent, step, text) {
+        Some(_) => Ok(()),
+        None => Err(RuntimeError::Internal(anyhow::anyhow!(
+            "the text could not be queued: the store handed out no id"
+        ))),
+    }
 }
 
 /// The turn writes `case` and tells the agents' pages.
@@ -99,7 +114,9 @@ fn by_person(
             let reopening = case.state == CaseState::Resolved;
             case.claim(agent, now)?;
             if reopening {
-                hand_back_to_people(turn, case);
+                // The case goes in first: the handoff entry names its queue and reason.
+                turn.case = Some(case.clone());
+                turn.back_to_people(&format!("reopened by {agent}"));
             }
         }
         DeskAction::Reply {
@@ -115,7 +132,7 @@ fn by_person(
                 return Err(CaseError::ThreadChanged { seen, now: length }.into());
             }
             case.reply(agent, now)?;
-            turn.queue(Origin::Agent, &format!("agent:{agent}"), text);
+            queue_or_refuse(turn, &format!("agent:{agent}"), text)?;
             return Ok("message");
         }
         DeskAction::Note { text } => case.note(agent, &text, now),
@@ -147,8 +164,10 @@ fn breach(
             queue: queue.clone(),
             moved_to: moved_to.clone(),
         }));
-    if moved_to.is_some() {
-        hand_back_to_people(turn, case);
+    if let Some(queue) = moved_to
+        && let Status::HandedOff { queue: current, .. } = &mut turn.conversation.status
+    {
+        *current = queue;
     }
     Ok("case")
 }
@@ -173,15 +192,6 @@ async fn release(
         _ => turn.end(None),
     }
     Ok(())
-}
-
-/// The conversation is (again) with people, in the case's queue.
-fn hand_back_to_people(turn: &mut Turn<'_>, case: &HandoffCase) {
-    turn.conversation.status = Status::HandedOff {
-        queue: case.queue.clone(),
-        reason: case.reason.clone(),
-        at_ms: case.handed_off_at_ms,
-    };
 }
 
 /// The flow a release to `step` resumes: the one the conversation is pinned to, which must

@@ -29,9 +29,13 @@ pub(super) async fn handle(
         text: inbound.text.clone(),
     });
     if matches!(turn.conversation.status, Status::HandedOff { .. }) {
-        // The agent sees every text, STOP and HELP included, live.
-        let now = turn.now;
-        turn.change_case("message", None, |case| case.inbound(&inbound.text, now));
+        // The agent sees every text, STOP and HELP included, live; only a text the host did
+        // not answer itself waits for a person's answer.
+        let (now, screened) = (turn.now, inbound.screening != Screening::Pass);
+        turn.change_case("message", None, |case| match screened {
+            true => case.seen(&inbound.text, now),
+            false => case.inbound(&inbound.text, now),
+        });
     }
     if inbound.screening != Screening::Pass {
         answer_screening(runtime, turn, &inbound.screening);
@@ -57,31 +61,23 @@ pub(super) async fn handle(
 /// it, when available), unless its first word starts a flow. Returns whether it did.
 fn reopen(runtime: &Runtime, turn: &mut Turn<'_>, inbound: &Inbound) -> bool {
     let now = turn.now;
-    let Some(case) = turn
-        .case
-        .as_ref()
-        .filter(|case| case.reopens(now, runtime.reopen_within_ms))
-    else {
+    // A run the bot started after the resolution owns the conversation now.
+    let run_started = turn.conversation.run_started_at_ms;
+    let Some(_) = turn.case.as_ref().filter(|case| {
+        case.reopens(now, runtime.reopen_within_ms)
+            && case.resolved_at_ms.is_some_and(|at| run_started <= at)
+    }) else {
         return false;
     };
     let first_word = words::words(&inbound.text).into_iter().next();
     if first_word.is_some_and(|word| runtime.registry.current().keywords.contains_key(&word)) {
         return false;
     }
-    let (queue, reason) = (case.queue.clone(), case.reason.clone());
     turn.change_case("handoff", None, |case| {
         case.reopen(now);
         case.inbound(&inbound.text, now);
     });
-    turn.conversation.status = Status::HandedOff {
-        queue: queue.clone(),
-        reason: reason.clone(),
-        at_ms: now,
-    };
-    turn.record(Event::Handoff {
-        queue,
-        reason: format!("reopened: {reason}"),
-    });
+    turn.back_to_people("reopened by the contact");
     true
 }
 

@@ -234,6 +234,28 @@ impl<'r> Turn<'r> {
         self.settled = true;
     }
 
+    /// A resolved conversation goes back to people, in its case's queue (the case itself was
+    /// reopened by the caller): waits cleared, and a handoff entry (with its webhook) saying
+    /// `why`.
+    pub(super) fn back_to_people(&mut self, why: &str) {
+        let Some(case) = &self.case else {
+            return;
+        };
+        let (queue, reason) = (case.queue.clone(), case.reason.clone());
+        self.clear_wait();
+        self.clear_deadline();
+        self.conversation.status = Status::HandedOff {
+            queue: queue.clone(),
+            reason: reason.clone(),
+            at_ms: self.now,
+        };
+        self.record(Event::Handoff {
+            queue,
+            reason: format!("{why}: {reason}"),
+        });
+        self.settled = true;
+    }
+
     /// What the bot knew when it stopped.
     fn handoff_context(&self) -> HandoffContext {
         let conversation = &self.conversation;
