@@ -21,9 +21,10 @@ use super::agent_auth::{
     Caller, SESSION_COOKIE, Session, check_secret, cleared_cookie, cookie, session_cookie,
 };
 use super::error::{ApiError, json_body};
+use super::operator::outbound_messages;
 use super::router::AppState;
 use crate::compliance::gate::rfc3339;
-use crate::flow::conversation::{ConversationKey, Event};
+use crate::flow::conversation::ConversationKey;
 use crate::handoff::view::{self, Summary};
 use crate::handoff::{Acted, DeskAction, DeskCommand, canned, sees};
 use crate::phone::parse_e164;
@@ -267,15 +268,7 @@ fn detail(
 ) -> Result<Value, ApiError> {
     let desk = &state.desk;
     let transcript = state.runtime.transcript(&key.ours, &key.contact)?;
-    let messages = transcript
-        .iter()
-        .filter_map(|entry| match &entry.event {
-            Event::Outbound { message_id, .. } => Some(message_id),
-            _ => None,
-        })
-        .filter_map(|id| state.outbox.message(id).transpose())
-        .collect::<anyhow::Result<Vec<_>>>()
-        .map_err(|error| ApiError::store("conversation read failed", &error))?;
+    let messages = outbound_messages(state, &transcript)?;
     let mut answer = summary_of(state, case)?;
     let notes: Vec<Value> = case
         .notes

@@ -71,7 +71,24 @@ pub(super) async fn conversation(
         )));
     };
     let transcript = runtime.transcript(&state.our_number, &contact)?;
-    let messages = transcript
+    let messages = outbound_messages(state.as_ref(), &transcript)?;
+    Ok(Json(json!({
+        "conversation": conversation,
+        "transcript": transcript,
+        "messages": messages,
+    })))
+}
+
+/// Each outbound text of `transcript` as the outbox keeps it: its gate decisions and delivery.
+///
+/// # Errors
+///
+/// 503 when the store cannot be read.
+pub(super) fn outbound_messages(
+    state: &AppState,
+    transcript: &[crate::flow::conversation::Entry],
+) -> Result<Vec<crate::outbound::OutboundMessage>, ApiError> {
+    transcript
         .iter()
         .filter_map(|entry| match &entry.event {
             Event::Outbound { message_id, .. } => Some(message_id),
@@ -79,12 +96,7 @@ pub(super) async fn conversation(
         })
         .filter_map(|id| state.outbox.message(id).transpose())
         .collect::<anyhow::Result<Vec<_>>>()
-        .map_err(|error| ApiError::store("conversation read failed", &error))?;
-    Ok(Json(json!({
-        "conversation": conversation,
-        "transcript": transcript,
-        "messages": messages,
-    })))
+        .map_err(|error| ApiError::store("conversation read failed", &error))
 }
 
 /// `POST /v1/conversations/{phone}/reply`'s body: a person's reply from the agent inbox.
