@@ -88,6 +88,8 @@ async fn an_agent_signs_in_sees_the_escalation_live_claims_replies_canned_and_re
         "the browser test failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
+    // Each step with what it measured (the hostile thread's opening time among them).
+    println!("{stdout}");
     // The canned reply the agent sent in the page reached the provider.
     wait_until("the agent's reply at the provider", || {
         setup
