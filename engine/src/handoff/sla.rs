@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use super::config::QueuePolicy;
-use crate::store::handoffs::{CaseState, HandoffCase, SlaKind};
+use crate::store::handoffs::{HandoffCase, SlaKind};
 
 /// When each of a case's running targets is due; a met target is absent.
 pub fn due(case: &HandoffCase, policy: &QueuePolicy) -> BTreeMap<SlaKind, i64> {
@@ -43,10 +43,12 @@ pub fn new_breaches(case: &HandoffCase, policy: &QueuePolicy, now_ms: i64) -> Ve
 
 /// Whether the page shows the case as late: a target missed and still unmet.
 pub fn is_late(case: &HandoffCase, policy: &QueuePolicy, now_ms: i64) -> bool {
-    case.state != CaseState::Resolved
-        && due(case, policy)
-            .values()
-            .any(|&deadline| deadline <= now_ms)
+    overdue(&due(case, policy), now_ms)
+}
+
+/// Whether any of `due`'s deadlines (from [`due`]: running targets only) has passed.
+pub fn overdue(due: &BTreeMap<SlaKind, i64>, now_ms: i64) -> bool {
+    due.values().any(|&deadline| deadline <= now_ms)
 }
 
 #[cfg(test)]
@@ -54,6 +56,7 @@ mod tests {
     use super::*;
     use crate::handoff::hours::BusinessHours;
     use crate::store::conversations::ConversationKey;
+    use crate::store::handoffs::CaseState;
 
     const MINUTE: i64 = 60_000;
 

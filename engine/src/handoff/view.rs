@@ -72,7 +72,7 @@ pub fn summary(case: &HandoffCase, policy: &QueuePolicy, now_ms: i64) -> Summary
         reason: case.reason.clone(),
         assignee: case.assignee.clone(),
         waiting_since: rfc3339(case.waiting_since_ms),
-        late: sla::is_late(case, policy, now_ms),
+        late: sla::overdue(&due, now_ms),
         handed_off_at: rfc3339(case.handed_off_at_ms),
         snoozed_until: case.snoozed_until_ms.map(rfc3339),
         released: case.released,

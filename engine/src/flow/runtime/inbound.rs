@@ -63,12 +63,13 @@ fn reopen(runtime: &Runtime, turn: &mut Turn<'_>, inbound: &Inbound) -> bool {
     let now = turn.now;
     // A run the bot started after the resolution owns the conversation now.
     let run_started = turn.conversation.run_started_at_ms;
-    let Some(_) = turn.case.as_ref().filter(|case| {
+    let reopens = turn.case.as_ref().is_some_and(|case| {
         case.reopens(now, runtime.reopen_within_ms)
             && case.resolved_at_ms.is_some_and(|at| run_started <= at)
-    }) else {
+    });
+    if !reopens {
         return false;
-    };
+    }
     let first_word = words::words(&inbound.text).into_iter().next();
     if first_word.is_some_and(|word| runtime.registry.current().keywords.contains_key(&word)) {
         return false;
