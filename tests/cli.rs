@@ -160,7 +160,7 @@ fn check_points_at_the_line_of_each_mistake_in_a_broken_copy() {
             "type = \"classify\"\nplugin",
             "type = \"classify\"\nplugins",
             "50:1",
-            "unknown field `plugins`",
+            "unknown key `plugins`: did you mean `plugin`?",
         ),
         (
             "default = \"unclear\"",
@@ -222,6 +222,29 @@ fn test_runs_every_example_scenario_with_the_real_plugins() {
     ] {
         assert!(out.contains(&format!("{file}.test.toml")), "{out}");
     }
+}
+
+#[test]
+fn test_counts_the_scenarios_broken_flows_stop_as_not_run() {
+    let dir = flows_copy();
+    let flow = dir.path().join("appointment-confirmation.toml");
+    let source = std::fs::read_to_string(&flow).unwrap();
+    std::fs::write(&flow, source.replacen("next = ", "nxet = ", 1)).unwrap();
+    let file = dir.path().join("appointment-confirmation.test.toml");
+    let scenarios = std::fs::read_to_string(&file)
+        .unwrap()
+        .matches("[[scenarios]]")
+        .count();
+    assert!(scenarios > 1);
+    let output = smsflow(&["test", file.to_str().unwrap()]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}");
+    assert!(out.contains("the flows do not load"), "{out}");
+    assert!(
+        out.contains(&format!("({scenarios} scenarios not run)")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("{scenarios} could not run")), "{out}");
 }
 
 #[test]

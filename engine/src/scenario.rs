@@ -149,6 +149,9 @@ pub struct FileReport {
     pub error: Option<String>,
     /// Each scenario's result.
     pub scenarios: Vec<ScenarioReport>,
+    /// How many scenarios the file holds that `error` stopped from running (0 when the file
+    /// did not parse far enough to count them).
+    pub unrun: usize,
 }
 
 impl FileReport {
@@ -187,6 +190,7 @@ pub async fn run_file(path: &Path, config: &Config, limits: &CheckLimits) -> Fil
         path: path.to_owned(),
         error: None,
         scenarios: Vec::new(),
+        unrun: 0,
     };
     match run_file_inner(path, config, limits, &mut report).await {
         Ok(()) => {}
@@ -215,6 +219,8 @@ async fn run_file_inner(
             error.message()
         )
     })?;
+    // Until every scenario can run, a problem below stops all of them.
+    report.unrun = file.scenarios.len();
     let start_ms = parse_instant(file.start_at.as_deref().unwrap_or(DEFAULT_START))?;
     let mock_url = match file.mock_http.is_empty() {
         true => None,
@@ -251,6 +257,7 @@ async fn run_file_inner(
             folder.display()
         );
     }
+    report.unrun = 0;
     for scenario in &file.scenarios {
         clock.set(start_ms);
         let setup = Setup {
@@ -693,11 +700,18 @@ async fn serve_mock(routes: Vec<MockRoute>) -> anyhow::Result<String> {
 pub fn print_reports(reports: &[FileReport]) -> bool {
     let mut passed = 0;
     let mut failed = 0;
+    let mut unrun = 0;
     for report in reports {
         println!("{}", report.path.display());
         if let Some(error) = &report.error {
+            // A file that did not parse far enough to count its scenarios counts as one.
+            let count = report.unrun.max(1);
+            unrun += count;
             println!("  ERROR {error}");
-            failed += 1;
+            println!(
+                "  ({count} scenario{} not run)",
+                if count == 1 { "" } else { "s" }
+            );
             continue;
         }
         for scenario in &report.scenarios {
@@ -715,10 +729,10 @@ pub fn print_reports(reports: &[FileReport]) -> bool {
             }
         }
     }
+    let total = passed + failed + unrun;
     println!(
-        "{} scenario{}: {passed} passed, {failed} failed",
-        passed + failed,
-        if passed + failed == 1 { "" } else { "s" }
+        "{total} scenario{}: {passed} passed, {failed} failed, {unrun} could not run",
+        if total == 1 { "" } else { "s" }
     );
-    failed == 0
+    failed == 0 && unrun == 0
 }

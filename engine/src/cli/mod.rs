@@ -1,6 +1,7 @@
 //! The `smsflow` command line.
 
 mod agents;
+mod flows;
 mod seed;
 
 use std::path::{Path, PathBuf};
@@ -12,8 +13,6 @@ use clap::{Parser, Subcommand};
 
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::flow;
-use crate::flow::check::CheckLimits;
 use crate::plugin::{Grant, Manifest, PluginHost, PluginsConfig};
 use crate::store::Store;
 
@@ -106,6 +105,10 @@ enum Command {
         /// Take the plugins folder and grants from this smsflow.toml.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The folder of plugin components (`<name>.wasm` and `<name>.plugin.toml`); beats
+        /// the config's `[plugins] dir` (default `target/plugins`).
+        #[arg(long, value_name = "DIR")]
+        plugins: Option<PathBuf>,
     },
     /// Run flow scenario files (`*.test.toml`) against the real runtime and plugins, on a
     /// simulated clock. Exits 1 when a scenario fails.
@@ -116,6 +119,9 @@ enum Command {
         /// `[programs]` policy (quiet-hours exemptions, opt-out scope, texts).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The folder of plugin components; beats the config's `[plugins] dir`.
+        #[arg(long, value_name = "DIR")]
+        plugins: Option<PathBuf>,
     },
 }
 
@@ -211,7 +217,11 @@ impl Cli {
             Command::Consent { command, config } => consent(command, &config),
             Command::Agents { command, config } => agents::run(command, &config).await,
             Command::SendTest { from, text, config } => send_test(&from, &text, &config).await,
-            Command::Check { path, config } => check(&path, config.as_deref()).await,
+            Command::Check {
+                path,
+                config,
+                plugins,
+            } => flows::check(&path, config.as_deref(), plugins).await,
             Command::BenchSeed {
                 config,
                 conversations,
@@ -239,7 +249,11 @@ impl Cli {
                 );
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Test { path, config } => test(&path, config.as_deref()).await,
+            Command::Test {
+                path,
+                config,
+                plugins,
+            } => flows::test(&path, config.as_deref(), plugins).await,
         }
     }
 }
@@ -331,79 +345,6 @@ async fn call(
             Ok(ExitCode::FAILURE)
         }
     }
-}
-
-/// The operator's config at `path` (the defaults without one), and the limits flows are
-/// checked against, saying where they come from.
-fn tool_config(path: Option<&Path>) -> anyhow::Result<(Config, CheckLimits)> {
-    Ok(match path {
-        Some(path) => {
-            let config = Config::from_file(path)?;
-            let limits = CheckLimits::from_config(&config, path);
-            (config, limits)
-        }
-        None => (Config::default(), CheckLimits::default()),
-    })
-}
-
-/// The plugins in `config.dir`, each granted what the operator's config grants it or, for the
-/// flow tools, what its manifest asks for (no HTTP origins, no settings).
-async fn tool_plugin_host(config: &PluginsConfig) -> anyhow::Result<PluginHost> {
-    let store = Store::temporary()?;
-    let mut host = PluginHost::new(config, store.tables().plugin_kv, Arc::new(SystemClock))?;
-    host.load_dir_with(&config.dir, |manifest| config.tool_grant(manifest))
-        .await?;
-    Ok(host)
-}
-
-async fn check(path: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let (config, limits) = tool_config(config)?;
-    let host = tool_plugin_host(&config.plugins).await?;
-    let loaded = flow::check::load(path, Some(&host), &limits);
-    for error in &loaded.errors {
-        println!("{error}");
-    }
-    if !loaded.errors.is_empty() {
-        println!(
-            "{} problem{} found",
-            loaded.errors.len(),
-            if loaded.errors.len() == 1 { "" } else { "s" }
-        );
-        return Ok(ExitCode::FAILURE);
-    }
-    for flow in &loaded.flows {
-        println!(
-            "{}: ok: flow `{}` ({}, {} steps)",
-            flow.path.display(),
-            flow.id,
-            match flow.kind {
-                flow::FlowKind::Transactional => "transactional",
-                flow::FlowKind::Marketing => "marketing",
-            },
-            flow.steps.len()
-        );
-        for line in flow::check::segment_report(flow) {
-            println!("  {line}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn test(path: &Path, config: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let (config, limits) = tool_config(config)?;
-    let files = crate::scenario::scenario_files(path)?;
-    if files.is_empty() {
-        anyhow::bail!("no scenario files (*.test.toml) at {}", path.display());
-    }
-    let mut reports = Vec::new();
-    for file in files {
-        reports.push(crate::scenario::run_file(&file, &config, &limits).await);
-    }
-    Ok(if crate::scenario::print_reports(&reports) {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
 }
 
 /// The store `config` names, opened while the server is stopped.

@@ -177,15 +177,21 @@ pub fn check_plugins(flow: &Flow, plugins: &PluginHost) -> Vec<Diagnostic> {
             let loaded: Vec<&str> = plugins.plugins().map(|plugin| plugin.name()).collect();
             error(
                 step.at,
-                format!(
-                    "step `{}` calls plugin `{name}`, which is not loaded (loaded: {})",
-                    step.name,
-                    if loaded.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        loaded.join(", ")
-                    }
-                ),
+                match super::suggest::closest(name, loaded.iter().copied()) {
+                    Some(meant) => format!(
+                        "step `{}` calls plugin `{name}`, which is not loaded: did you mean `{meant}`?",
+                        step.name
+                    ),
+                    None => format!(
+                        "step `{}` calls plugin `{name}`, which is not loaded (loaded: {})",
+                        step.name,
+                        if loaded.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            loaded.join(", ")
+                        }
+                    ),
+                },
             );
             continue;
         };

@@ -15,6 +15,7 @@ use super::diagnostic::{Diagnostic, Location, SourceMap};
 use super::model::{
     CaseFile, ConnectorOperation, FlowFile, LocalizedText, StepFile, StepKind, VariantFile,
 };
+use super::suggest;
 use super::template::Template;
 use super::words;
 use super::{
@@ -67,14 +68,15 @@ pub fn compile_with_problems(
     let map = SourceMap::new(path, source);
     let file: FlowFile = toml::from_str(source).map_err(|error| {
         let at = error.span().map(|span| span.start).unwrap_or_default();
-        vec![map.error(at..at, error.message().trim_end().to_owned())]
+        vec![map.error(at..at, super::unknown::explain(source, &error))]
     })?;
     let mut compiler = Compiler {
         map: &map,
         file: &file,
         errors: Vec::new(),
     };
-    let flow = compiler.flow(path, source);
+    let mut flow = compiler.flow(path, source);
+    flow.warnings = contains_traps(&map, &file);
     let mut errors = compiler.errors;
     if !errors.is_empty() {
         errors.sort_by_key(|error| error.at);
@@ -150,6 +152,7 @@ impl Compiler<'_> {
             escalation,
             on_error,
             steps,
+            warnings: Vec::new(),
         }
     }
 
@@ -253,10 +256,18 @@ impl Compiler<'_> {
     fn target(&mut self, target: &Spanned<String>, key: &str) -> String {
         let name = target.get_ref();
         if !self.file.steps.contains_key(name) {
-            let message = format!(
-                "`{key}` goes to step `{name}`, which does not exist (steps: {})",
-                step_list(self.file.steps.keys())
-            );
+            let steps = self.file.steps.keys().map(String::as_str);
+            let message = match suggest::closest(name, steps) {
+                Some(meant) => {
+                    format!(
+                        "`{key}` goes to step `{name}`, which does not exist: did you mean `{meant}`?"
+                    )
+                }
+                None => format!(
+                    "`{key}` goes to step `{name}`, which does not exist (steps: {})",
+                    step_list(self.file.steps.keys())
+                ),
+            };
             self.error(target.span(), message);
         }
         name.clone()
@@ -571,9 +582,17 @@ impl Compiler<'_> {
             return None;
         }
         let condition = conditions.pop()?;
+        let except = file
+            .not_contains
+            .iter()
+            .flatten()
+            .map(|value| words::words(value))
+            .filter(|phrase| !phrase.is_empty())
+            .collect();
         Some(Case {
             field: file.field.clone(),
             condition,
+            except,
             next,
         })
     }
@@ -615,19 +634,58 @@ fn check_fields(map: &SourceMap<'_>, flow: &Flow) -> Vec<Diagnostic> {
         for template in step.action.templates() {
             for field in template.fields() {
                 if !defined.contains(field) && !field.starts_with(ENTITY_FIELD_PREFIX) {
-                    errors.push(map.error_at(
-                        step.at,
-                        format!(
+                    let known = defined.iter().copied();
+                    let message = match suggest::closest(field, known) {
+                        Some(meant) => format!(
+                            "step `{}` uses field `{field}`, which nothing defines: did you mean `{meant}`?",
+                            step.name
+                        ),
+                        None => format!(
                             "step `{}` uses field `{field}`, which nothing defines: add it to \
                              `triggers.fields`, set it in a `set` step or list it in a connector's `outputs`",
                             step.name
                         ),
-                    ));
+                    };
+                    errors.push(map.error_at(step.at, message));
                 }
             }
         }
     }
     errors
+}
+
+/// The classic trap of matching free text: `contains = ["paid"]` on the contact's reply. The
+/// runtime skips a phrase right after a negation ("I haven't paid"), but a one-word phrase still
+/// matches "paid? not yet" or "paid what?": a warning at each case on the reply that lists
+/// only lone words and has no `not_contains`.
+fn contains_traps(map: &SourceMap<'_>, file: &FlowFile) -> Vec<Diagnostic> {
+    let mut warnings = Vec::new();
+    for (name, step) in &file.steps {
+        for case in step.get_ref().cases.iter().flatten() {
+            let case_file = case.get_ref();
+            if case_file.field.is_some() || case_file.not_contains.is_some() {
+                continue;
+            }
+            let Some(phrases) = &case_file.contains else {
+                continue;
+            };
+            // A list of lone words (`["paid"]`, `["yes", "yeah"]`) is the trap; a list with
+            // phrases in it (`["not sure", "confused"]`) was written with care.
+            let all_single = phrases.iter().all(|phrase| words::words(phrase).len() == 1);
+            if let Some(word) = phrases.first().filter(|_| all_single) {
+                warnings.push(map.error(
+                    case.span(),
+                    format!(
+                        "step `{name}`: `contains = [\"{word}\"]` matches the word anywhere in the reply: \
+                         a negation right before it is skipped (\"I haven't {word}\"), but \"{word}? not yet\" \
+                         still matches; add `not_contains = [...]` for the answers that mean no, or route \
+                         with a `classify` step"
+                    ),
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 /// A marketing flow's first text must name the brand and say how to opt out.

@@ -283,21 +283,103 @@ fn unreachable(map: &SourceMap<'_>, graph: &Graph<'_>) -> Vec<Diagnostic> {
     let flow = graph.flow;
     let roots = std::iter::once(flow.start.as_str()).chain(flow.on_error.as_deref());
     let reached = graph.reachable(roots);
-    graph
-        .steps
-        .iter()
-        .zip(reached)
-        .filter(|(_, reached)| !reached)
-        .map(|(step, _)| {
-            map.error_at(
-                step.at,
-                format!(
-                    "step `{}` is unreachable: no route from `{}` leads to it",
-                    step.name, flow.start
-                ),
-            )
-        })
-        .collect()
+    // A `send` without `next` ends the run after its text, and the steps written after it
+    // are then unreachable: say so once, at the send, rather than once per step below it.
+    let mut explained = reached.clone();
+    let mut errors = Vec::new();
+    for end in graph.open_ends(&reached) {
+        let Some(entry) = graph.first_unexplained_after(end, &explained) else {
+            continue;
+        };
+        let never: Vec<usize> = graph
+            .reachable([graph.steps[entry].name.as_str()])
+            .into_iter()
+            .enumerate()
+            .filter(|&(step, reaches)| reaches && !explained[step])
+            .map(|(step, _)| step)
+            .collect();
+        for &step in &never {
+            explained[step] = true;
+        }
+        let never: Vec<&str> = never
+            .iter()
+            .map(|&step| graph.steps[step].name.as_str())
+            .collect();
+        let step = graph.steps[end];
+        errors.push(map.error_at(
+            step.at,
+            format!(
+                "step `{}` has no `next`: the run stops after its text, so {} never run{}; \
+                 add `next = \"{}\"` (or make it an `end` step)",
+                step.name,
+                name_list(&never),
+                if never.len() == 1 { "s" } else { "" },
+                graph.steps[entry].name
+            ),
+        ));
+    }
+    errors.extend(
+        graph
+            .steps
+            .iter()
+            .zip(explained)
+            .filter(|(_, explained)| !explained)
+            .map(|(step, _)| {
+                map.error_at(
+                    step.at,
+                    format!(
+                        "step `{}` is unreachable: no route from `{}` leads to it",
+                        step.name, flow.start
+                    ),
+                )
+            }),
+    );
+    errors
+}
+
+impl Graph<'_> {
+    /// The reached `send` steps with no `next`, in file order.
+    fn open_ends(&self, reached: &[bool]) -> Vec<usize> {
+        let mut ends: Vec<usize> = (0..self.steps.len())
+            .filter(|&step| reached[step])
+            .filter(|&step| matches!(self.steps[step].action, Action::Send { next: None, .. }))
+            .collect();
+        ends.sort_by_key(|&step| self.steps[step].at);
+        ends
+    }
+
+    /// The step written first after `end` that is not yet `explained`, preferring one no other
+    /// such step routes to (where the author's chain continues).
+    fn first_unexplained_after(&self, end: usize, explained: &[bool]) -> Option<usize> {
+        let after = self.steps[end].at;
+        let candidates: Vec<usize> = (0..self.steps.len())
+            .filter(|&step| !explained[step] && self.steps[step].at > after)
+            .collect();
+        let routed_to: BTreeSet<usize> = candidates
+            .iter()
+            .flat_map(|&step| self.routes[step].iter().copied())
+            .filter(|&target| target != end)
+            .collect();
+        let first =
+            |steps: &mut dyn Iterator<Item = usize>| steps.min_by_key(|&step| self.steps[step].at);
+        first(
+            &mut candidates
+                .iter()
+                .copied()
+                .filter(|step| !routed_to.contains(step)),
+        )
+        .or_else(|| first(&mut candidates.iter().copied()))
+    }
+}
+
+/// `a`, `a` and `b`, `a`, `b` and `c`, in backquotes.
+fn name_list(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
 }
 
 /// One error per loop of steps that do not wait: it would run forever on one event.

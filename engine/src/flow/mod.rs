@@ -14,6 +14,8 @@ pub mod graph;
 pub mod model;
 pub mod registry;
 pub mod runtime;
+pub mod suggest;
+pub mod unknown;
 /// Message templates (a module of their own: canned replies use them too).
 pub use crate::template;
 pub mod words;
@@ -63,6 +65,8 @@ pub struct Flow {
     pub on_error: Option<String>,
     /// The steps by name.
     pub steps: BTreeMap<String, Step>,
+    /// What `check` warns about without refusing the flow: branches that may misread a reply.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// How conversations on a flow begin.
@@ -294,6 +298,9 @@ pub struct Case {
     pub field: Option<String>,
     /// The test.
     pub condition: Condition,
+    /// Phrases that stop the case matching when the value contains any of them
+    /// (`not_contains`), negated or not.
+    pub except: Vec<Vec<String>>,
     /// Where it leads.
     pub next: String,
 }
@@ -303,7 +310,8 @@ pub struct Case {
 pub enum Condition {
     /// The value, normalised, is one of these.
     OneOf(Vec<String>),
-    /// The value's words contain one of these phrases.
+    /// The value's words contain one of these phrases, not right after a negation ("I haven't
+    /// paid" does not contain `paid`; see [`words::contains_affirmed`]).
     Contains(Vec<Vec<String>>),
     /// The value is a number at least this.
     AtLeast(f64),

@@ -279,8 +279,11 @@ pub struct CaseFile {
     pub equals: Option<String>,
     /// Equal to one of these (case-insensitive).
     pub one_of: Option<Vec<String>>,
-    /// Contains one of these words or phrases (case-insensitive).
+    /// Contains one of these words or phrases (case-insensitive), not right after a negation.
     pub contains: Option<Vec<String>>,
+    /// Contains none of these words or phrases: refines any other condition
+    /// (`contains = ["paid"], not_contains = ["not yet"]`).
+    pub not_contains: Option<Vec<String>>,
     /// A number at least this.
     pub at_least: Option<f64>,
     /// The field has a non-blank value (`true`) or has none (`false`).

@@ -14,14 +14,19 @@ pub(super) fn run(turn: &mut Turn<'_>, cases: &[Case], default: &str) -> Option<
 
 fn matches(turn: &Turn<'_>, case: &Case) -> bool {
     let value = turn.field(case.field.as_deref().unwrap_or("reply"));
+    let value_words = words::words(&value);
+    if case
+        .except
+        .iter()
+        .any(|phrase| words::contains_phrase(&value_words, phrase))
+    {
+        return false;
+    }
     match &case.condition {
         Condition::OneOf(options) => options.contains(&words::keyword(&value)),
-        Condition::Contains(phrases) => {
-            let value_words = words::words(&value);
-            phrases
-                .iter()
-                .any(|phrase| words::contains_phrase(&value_words, phrase))
-        }
+        Condition::Contains(phrases) => phrases
+            .iter()
+            .any(|phrase| words::contains_affirmed(&value_words, phrase)),
         Condition::AtLeast(minimum) => {
             first_number(&value).is_some_and(|number| number >= *minimum)
         }
