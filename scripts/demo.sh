@@ -49,6 +49,7 @@ substitute "$config" '127.0.0.1:8092' "127.0.0.1:$hook_port"
 substitute "$config" 'path = "data/smsflow.db"' "path = \"$dir/store/smsflow.db\""
 substitute "$config" 'dir = "flows"' "dir = \"$root/flows\""
 substitute "$config" 'dir = "target/plugins"' "dir = \"$root/target/plugins\""
+substitute "$config" 'cache_dir = "target/plugin-cache"' "cache_dir = \"$root/target/plugin-cache\""
 secret="$(sed -n 's/^secret = "\(whsec_[^"]*\)"/\1/p' "$config" | head -n 1)"
 
 # --- the helpers, started in the background and stopped with the demo -------------------------
@@ -62,8 +63,8 @@ trap 'exit 130' INT TERM
 
 python3 "$root/scripts/demo/order_api.py" "$order_port" & pids+=($!)
 python3 "$root/scripts/demo/webhook_receiver.py" "$hook_port" "$secret" & pids+=($!)
-wait_for() { # URL WHAT: until something answers there (any status), for up to 20 s
-  for _ in $(seq 1 200); do
+wait_for() { # URL WHAT: until something answers there (any status), for up to 2 minutes
+  for _ in $(seq 1 1200); do
     curl -s -o /dev/null "$1" && return 0
     sleep 0.1
   done

@@ -27,7 +27,10 @@ fn run_demo(dir: &std::path::Path) -> String {
     let stdout = String::from_utf8(output.stdout).unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
     println!("{stdout}");
-    assert!(output.status.success(), "the demo failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "the demo failed:\n{stdout}\n{stderr}"
+    );
     stdout
 }
 
@@ -57,13 +60,22 @@ fn the_demo_sends_the_same_texts_when_run_twice() {
     assert!(all.contains("reply with your order number"), "{all}");
     assert!(all.contains("Order A100 has shipped"), "{all}");
     assert!(!all.contains("can't check orders"), "{all}");
-    assert!(first.contains("[order api] GET /api/orders/A100 -> 200"), "{first}");
+    assert!(
+        first.contains("[order api] GET /api/orders/A100 -> 200"),
+        "{first}"
+    );
     // The appointment starts both times (no 409), and the marketing text is blocked.
     assert!(all.contains("Ana"), "{all}");
     for output in [&first, &second] {
-        assert!(!output.contains("already has an active conversation"), "{output}");
+        assert!(
+            !output.contains("already has an active conversation"),
+            "{output}"
+        );
         assert!(output.contains("\"decision\": \"blocked\""), "{output}");
         assert!(output.contains("\"outcome\": \"not_sent\""), "{output}");
     }
-    assert!(!all.contains("+12125550103"), "the blocked text was sent: {all}");
+    assert!(
+        !all.contains("+12125550103"),
+        "the blocked text was sent: {all}"
+    );
 }

@@ -88,7 +88,10 @@ async fn the_start_api_answers_each_text_with_the_gates_decision() {
     println!("sent: {text}");
     assert_eq!(text["decision"], "sent", "{started:#}");
     assert!(text["text"].as_str().unwrap().contains("hi Ana"), "{text}");
-    assert!(text.get("reason").is_none() || text["reason"].is_string(), "{text}");
+    assert!(
+        text.get("reason").is_none() || text["reason"].is_string(),
+        "{text}"
+    );
     assert_eq!(started["conversation"]["status"]["state"], "waiting");
     wait_until("the text reaches the provider", || {
         setup.fake.sent_to("+12125550100").len() == 1
@@ -115,8 +118,14 @@ async fn the_start_api_answers_each_text_with_the_gates_decision() {
     println!("blocked: {text}");
     assert_eq!(text["decision"], "blocked", "{started:#}");
     let reason = text["reason"].as_str().unwrap();
-    assert!(reason.contains("opt-in") || reason.contains("consent"), "{reason}");
-    assert_eq!(started["conversation"]["status"]["state"], "ended", "{started:#}");
+    assert!(
+        reason.contains("opt-in") || reason.contains("consent"),
+        "{reason}"
+    );
+    assert_eq!(
+        started["conversation"]["status"]["state"], "ended",
+        "{started:#}"
+    );
     assert_eq!(started["conversation"]["status"]["outcome"], "not_sent");
     assert!(setup.fake.sent_to("+12125550101").is_empty());
 
@@ -137,12 +146,18 @@ async fn the_record_commands_read_through_the_running_server() {
         let output = cli(&config, args);
         let stdout = String::from_utf8(output.stdout).unwrap();
         let stderr = String::from_utf8(output.stderr).unwrap();
-        assert!(output.status.success(), "smsflow {args:?}: {stdout}{stderr}");
+        assert!(
+            output.status.success(),
+            "smsflow {args:?}: {stdout}{stderr}"
+        );
         stdout
     };
     let verified = running(&["consent", "verify"]);
     println!("{verified}");
-    assert!(verified.starts_with("the consent ledger is intact: 1 records"), "{verified}");
+    assert!(
+        verified.starts_with("the consent ledger is intact: 1 records"),
+        "{verified}"
+    );
     let exported = running(&["consent", "export", "+12125550102"]);
     let records: Value = serde_json::from_str(&exported).unwrap();
     assert_eq!(records.as_array().map(Vec::len), Some(1), "{exported}");

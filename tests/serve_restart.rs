@@ -239,7 +239,10 @@ fn flows_reload_without_a_restart_and_conversations_keep_their_version() {
     let first = &started["texts"][0];
     assert_eq!(first["decision"], "sent", "{started:#}");
     assert!(
-        first["text"].as_str().unwrap().starts_with("Hi Cy, reply YES to confirm."),
+        first["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Hi Cy, reply YES to confirm."),
         "{started:#}"
     );
 
@@ -251,7 +254,10 @@ fn flows_reload_without_a_restart_and_conversations_keep_their_version() {
     let first = &started["texts"][0];
     assert_eq!(first["decision"], "sent", "{started:#}");
     assert!(
-        first["text"].as_str().unwrap().starts_with("Hello Bo, reply YES to confirm."),
+        first["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Hello Bo, reply YES to confirm."),
         "{started:#}"
     );
     assert_ne!(started["conversation"]["flow"]["version"], version);

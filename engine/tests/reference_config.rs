@@ -98,12 +98,19 @@ fn every_key_the_config_types_accept_is_in_the_reference() {
         };
         probed += 1;
         for key in accepted.difference(keys) {
-            let place = if section.is_empty() { "the top level" } else { section };
+            let place = if section.is_empty() {
+                "the top level"
+            } else {
+                section
+            };
             missing.push(format!("`{key}` in [{place}]"));
         }
     }
     // Guards the probe itself: were serde's wording to change, nothing would be compared.
-    assert!(probed >= 10, "only {probed} sections answered the probe: {sections:?}");
+    assert!(
+        probed >= 10,
+        "only {probed} sections answered the probe: {sections:?}"
+    );
     assert!(
         missing.is_empty(),
         "docs/smsflow.reference.toml lacks settings the config types accept: {}",

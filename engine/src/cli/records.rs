@@ -132,11 +132,10 @@ struct Api {
 
 impl Api {
     fn new(config: &Config) -> anyhow::Result<Self> {
-        let token = config
-            .server
-            .api_token
-            .clone()
-            .context("reading through the running server needs [server] api_token in the config")?;
+        let token =
+            config.server.api_token.clone().context(
+                "reading through the running server needs [server] api_token in the config",
+            )?;
         Ok(Self {
             base: format!("http://{}", config.server.listen),
             token,
@@ -148,14 +147,21 @@ impl Api {
     async fn read(&self, record: &Record) -> anyhow::Result<(String, bool)> {
         Ok(match record {
             Record::Inbox => (lines_of(&self.list("/v1/inbox", "pending").await?)?, true),
-            Record::DeadLetters => (lines_of(&self.list("/v1/dlq", "dead_letters").await?)?, true),
+            Record::DeadLetters => (
+                lines_of(&self.list("/v1/dlq", "dead_letters").await?)?,
+                true,
+            ),
             Record::ConsentVerify => {
                 let body: Value = serde_json::from_str(&self.get("/v1/consent/verify").await?)?;
                 match body["records"].as_u64() {
-                    Some(count) if body["intact"] == true => {
-                        (intact_line(usize::try_from(count).unwrap_or(usize::MAX)), true)
-                    }
-                    _ => (broken_line(body["error"].as_str().unwrap_or("no detail")), false),
+                    Some(count) if body["intact"] == true => (
+                        intact_line(usize::try_from(count).unwrap_or(usize::MAX)),
+                        true,
+                    ),
+                    _ => (
+                        broken_line(body["error"].as_str().unwrap_or("no detail")),
+                        false,
+                    ),
                 }
             }
             Record::ConsentExport { number, csv } => {
@@ -172,7 +178,9 @@ impl Api {
         let mut body: Value = serde_json::from_str(&self.get(path).await?)?;
         match body[key].take() {
             Value::Array(items) => Ok(items),
-            _ => anyhow::bail!("the server's answer to {path} has no `{key}` list: is it an older smsflow?"),
+            _ => anyhow::bail!(
+                "the server's answer to {path} has no `{key}` list: is it an older smsflow?"
+            ),
         }
     }
 

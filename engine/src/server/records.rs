@@ -64,8 +64,14 @@ pub(super) async fn consent_export(
     let ledger = state.compliance.ledger();
     let read = |error: anyhow::Error| ApiError::store("consent export failed", &error);
     let (content_type, text) = match query.format.as_deref().unwrap_or("json") {
-        "json" => ("application/json", ledger.export_json(&number).map_err(read)?),
-        "csv" => ("text/csv; charset=utf-8", ledger.export_csv(&number).map_err(read)?),
+        "json" => (
+            "application/json",
+            ledger.export_json(&number).map_err(read)?,
+        ),
+        "csv" => (
+            "text/csv; charset=utf-8",
+            ledger.export_csv(&number).map_err(read)?,
+        ),
         other => {
             return Err(ApiError::Unprocessable(format!(
                 "format `{other}` is not known: use `json` or `csv`"
