@@ -56,32 +56,11 @@ flows: plugins
     cargo run -q -p smsflow -- check flows/
     cargo run -q -p smsflow -- test flows/
 
-# Run smsflow with the example flows and plugins on the console provider (no account needed).
-demo: plugins build
-    target/release/smsflow check flows/
-    @# A demo agent for the inbox; its one-time secret is kept in data/ (the demo's own store).
-    @mkdir -p data
-    @if [ ! -s data/demo-agent.secret ]; then \
-        target/release/smsflow agents add demo --queues billing,support,sales,front-desk --supervisor --config smsflow.toml \
-          | tail -n 1 > data/demo-agent.secret && chmod 600 data/demo-agent.secret; fi
-    @echo
-    @echo "Starting smsflow on http://127.0.0.1:8080 (Ctrl-C stops it). Texts it sends are printed here."
-    @echo "Open the phone simulator at http://127.0.0.1:8080/simulator and text BILLING I was charged twice,"
-    @echo "then the agent inbox at http://127.0.0.1:8080/inbox and sign in with the demo agent's secret:"
-    @echo "  $(cat data/demo-agent.secret)"
-    @echo "Or text it from a terminal, signed like a Twilio webhook:"
-    @echo "  target/release/smsflow send-test --from +12125550100 'BILLING I was charged twice'"
-    @echo "  target/release/smsflow send-test --from +12125550101 'ORDER'"
-    @echo "Start an outbound flow through the API, and read a conversation back:"
-    @echo "  curl -s -H 'Authorization: Bearer demo-token' -H 'Content-Type: application/json' \\"
-    @echo "    -d '{\"to\": \"+12125550102\", \"fields\": {\"first_name\": \"Ana\", \"date\": \"March 3\", \"time\": \"10:00\"}}' \\"
-    @echo "    http://127.0.0.1:8080/v1/flows/appointment-confirmation/start"
-    @echo "  target/release/smsflow send-test --from +12125550102 'Yes please!'"
-    @echo "  curl -s -H 'Authorization: Bearer demo-token' http://127.0.0.1:8080/v1/conversations/+12125550102"
-    @echo "Opt out, and see the gate stop the next text (quiet hours apply in the contact's time zone):"
-    @echo "  target/release/smsflow send-test --from +12125550102 'STOP'"
-    @echo
-    target/release/smsflow serve --config smsflow.toml
+# The steps are in scripts/demo.sh: a fresh store under target/demo/ each time, a fake order API
+# and a webhook receiver beside the server, no provider account needed.
+# Walk through the example flows on the console provider (`just demo keep=1` keeps the last store).
+demo keep="0": plugins build
+    scripts/demo.sh {{ if keep == "1" { "--keep" } else { "" } }}
 
 # Try a plugin: classify a text with the keyword-intents component.
 try-plugin text="Yes please!": plugins build

@@ -5,7 +5,7 @@
 # Two routes, whichever this machine allows:
 #  - rustup's wasm32-unknown-unknown target, when it is installed;
 #  - otherwise Debian's rustc/cargo with the standard library's sources (-Zbuild-std), installed
-#    here with apt-get when missing (see ../shared/wasm-toolchain.md).
+#    here with apt-get when missing (see docs/wasm-toolchain.md).
 # wasm-tools (crates.io) turns each core module into a component.
 set -euo pipefail
 

@@ -236,14 +236,30 @@ fn flows_reload_without_a_restart_and_conversations_keep_their_version() {
     .unwrap();
     std::thread::sleep(Duration::from_millis(600));
     let started = start_for(&server, "+12125550198", "Cy");
-    assert_eq!(started["sent"][0], "Hi Cy, reply YES to confirm.");
+    let first = &started["texts"][0];
+    assert_eq!(first["decision"], "sent", "{started:#}");
+    assert!(
+        first["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Hi Cy, reply YES to confirm."),
+        "{started:#}"
+    );
 
     // A good edit is picked up without a restart, for new conversations only.
     let edited = reminder_flow("Hello", "3s").replace("Reminder:", "Edited reminder:");
     std::fs::write(&flow_file, edited).unwrap();
     std::thread::sleep(Duration::from_millis(600));
     let started = start_for(&server, "+12125550199", "Bo");
-    assert_eq!(started["sent"][0], "Hello Bo, reply YES to confirm.");
+    let first = &started["texts"][0];
+    assert_eq!(first["decision"], "sent", "{started:#}");
+    assert!(
+        first["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Hello Bo, reply YES to confirm."),
+        "{started:#}"
+    );
     assert_ne!(started["conversation"]["flow"]["version"], version);
 
     // After a crash, the first conversation finishes on its own version's texts.

@@ -234,7 +234,14 @@ async fn each_failure_has_its_status_and_a_json_error() {
     let body = r#"{"to": "+12125550100", "fields": {"name": "Ana"}}"#;
     let (status, answer) = send(&app, start("hello", body)).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
-    assert_eq!(answer["sent"][0], "Hi Ana, reply with anything.");
+    let first = &answer["texts"][0];
+    assert!(
+        first["text"]
+            .as_str()
+            .is_some_and(|text| text.starts_with("Hi Ana, reply with anything.")),
+        "{answer}"
+    );
+    assert!(first["decision"].is_string(), "{answer}");
     let (status, answer) = send(&app, start("hello", body)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{answer}");
     let oversized = Request::builder()

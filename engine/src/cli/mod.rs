@@ -2,6 +2,7 @@
 
 mod agents;
 mod flows;
+mod records;
 mod seed;
 
 use std::path::{Path, PathBuf};
@@ -35,7 +36,8 @@ enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
-    /// Inbound texts that failed every processing attempt (run while the server is stopped).
+    /// Inbound texts that failed every processing attempt. `list` works with the server
+    /// stopped (from the store) or running (through its operator API); `replay` needs it stopped.
     Dlq {
         #[command(subcommand)]
         command: DlqCommand,
@@ -43,7 +45,8 @@ enum Command {
         #[arg(long, default_value = "smsflow.toml", global = true)]
         config: PathBuf,
     },
-    /// Inbound texts acknowledged and not yet processed (run while the server is stopped).
+    /// Inbound texts acknowledged and not yet processed: from the store with the server
+    /// stopped, through its operator API while it runs (read-only either way).
     Inbox {
         /// The configuration file naming the store.
         #[arg(long, default_value = "smsflow.toml")]
@@ -58,7 +61,8 @@ enum Command {
         #[arg(long, default_value = "smsflow.toml", global = true)]
         config: PathBuf,
     },
-    /// The consent ledger (run while the server is stopped).
+    /// The consent ledger, read-only: from the store with the server stopped, through its
+    /// operator API while it runs.
     Consent {
         #[command(subcommand)]
         command: ConsentCommand,
@@ -206,15 +210,18 @@ impl Cli {
                 crate::server::serve(Config::from_file(&config)?).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Dlq { command, config } => dlq(command, &config),
-            Command::Inbox { config } => {
-                let inbox = offline_inbox(&config)?;
-                for event in inbox.pending()? {
-                    println!("{}", serde_json::to_string(&event)?);
-                }
-                Ok(ExitCode::SUCCESS)
+            Command::Dlq {
+                command: DlqCommand::List,
+                config,
+            } => records::run(records::Record::DeadLetters, &config).await,
+            Command::Dlq {
+                command: DlqCommand::Replay { seq },
+                config,
+            } => dlq_replay(seq, &config),
+            Command::Inbox { config } => records::run(records::Record::Inbox, &config).await,
+            Command::Consent { command, config } => {
+                records::run(consent_record(command), &config).await
             }
-            Command::Consent { command, config } => consent(command, &config),
             Command::Agents { command, config } => agents::run(command, &config).await,
             Command::SendTest { from, text, config } => send_test(&from, &text, &config).await,
             Command::Check {
@@ -354,31 +361,14 @@ fn offline_store(config: &Path) -> anyhow::Result<Store> {
         .context("is `smsflow serve` running? stop it first: it holds the store")
 }
 
-fn consent(command: ConsentCommand, config: &Path) -> anyhow::Result<ExitCode> {
-    let ledger = crate::compliance::ledger::Ledger::new(offline_store(config)?.tables().consent);
+/// What `smsflow consent ...` reads.
+fn consent_record(command: ConsentCommand) -> records::Record {
     match command {
-        ConsentCommand::Verify => match ledger.verify() {
-            Ok(count) => {
-                println!("the consent ledger is intact: {count} records");
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(error) => {
-                println!("the consent ledger is BROKEN: {error}");
-                Ok(ExitCode::FAILURE)
-            }
+        ConsentCommand::Verify => records::Record::ConsentVerify,
+        ConsentCommand::Export { number, format } => records::Record::ConsentExport {
+            number,
+            csv: matches!(format, ExportFormat::Csv),
         },
-        ConsentCommand::Export { number, format } => {
-            let number = crate::phone::parse_e164(&number)?;
-            let text = match format {
-                ExportFormat::Json => ledger.export_json(&number)?,
-                ExportFormat::Csv => ledger.export_csv(&number)?,
-            };
-            print!("{text}");
-            if !text.ends_with('\n') {
-                println!();
-            }
-            Ok(ExitCode::SUCCESS)
-        }
     }
 }
 
@@ -392,23 +382,15 @@ fn offline_inbox(config: &Path) -> anyhow::Result<crate::inbox::Inbox> {
     ))
 }
 
-fn dlq(command: DlqCommand, config: &Path) -> anyhow::Result<ExitCode> {
-    let inbox = offline_inbox(config)?;
-    match command {
-        DlqCommand::List => {
-            for event in inbox.dead_letters()? {
-                println!("{}", serde_json::to_string(&event)?);
-            }
-        }
-        DlqCommand::Replay { seq } => {
-            let moved = inbox.replay(seq)?;
-            println!("{moved} moved back to the inbox");
-            if seq.is_some() && moved == 0 {
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+/// `smsflow dlq replay`: a write, so only with the server stopped.
+fn dlq_replay(seq: Option<u64>, config: &Path) -> anyhow::Result<ExitCode> {
+    let moved = offline_inbox(config)?.replay(seq)?;
+    println!("{moved} moved back to the inbox");
+    Ok(if seq.is_some() && moved == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 async fn send_test(from: &str, text: &str, config_path: &Path) -> anyhow::Result<ExitCode> {

@@ -453,6 +453,39 @@ impl Outbox {
         }
     }
 
+    /// Runs delivery passes until the gate has decided each of `message_ids` (texts just
+    /// queued by a turn that was flushed), and returns them as they are then. A pass takes one
+    /// text per recipient, so a turn's n texts to one contact need n passes; a text the sender's
+    /// pace holds back is returned undecided (`gate` empty) rather than waited for.
+    ///
+    /// This is the worker's own pass ([`Outbox::deliver_due`], under the same lock), run
+    /// early so a caller can say what happened: the one send path, not a second one.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read, written or flushed.
+    pub async fn settle(&self, message_ids: &[&str]) -> anyhow::Result<Vec<OutboundMessage>> {
+        for _ in 0..=message_ids.len() {
+            let messages = self.messages(message_ids)?;
+            if messages.iter().all(|message| message.gate.is_some()) {
+                return Ok(messages);
+            }
+            if self.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            self.deliver_due().await?;
+        }
+        self.messages(message_ids)
+    }
+
+    fn messages(&self, message_ids: &[&str]) -> anyhow::Result<Vec<OutboundMessage>> {
+        let mut messages = Vec::with_capacity(message_ids.len());
+        for id in message_ids {
+            messages.extend(self.message(id)?);
+        }
+        Ok(messages)
+    }
+
     /// The text with id `message_id`.
     ///
     /// # Errors

@@ -18,6 +18,7 @@ pub mod error;
 mod operator;
 pub mod pages;
 mod providers;
+mod records;
 mod router;
 
 use std::sync::Arc;

@@ -33,7 +33,10 @@ struct StartBody {
     locale: Option<String>,
 }
 
-/// `POST /v1/flows/{flow_id}/start`: 201 with the conversation and the texts queued.
+/// `POST /v1/flows/{flow_id}/start`: 201 with the conversation and each text the start queued
+/// with the gate's decision on it (`sent`, `deferred` with `until`, `blocked` with `reason`).
+/// A run left waiting for a reply after one of its texts was blocked is ended (outcome
+/// `not_sent`): the conversation in the answer says so.
 pub(super) async fn start_flow(
     State(state): State<Arc<AppState>>,
     Path(flow_id): Path<String>,
@@ -48,13 +51,60 @@ pub(super) async fn start_flow(
         locale: body.locale,
     };
     let outcome = state.runtime.start(request).await?;
+    let queued = outcome.queued_ids();
+    let messages = state
+        .outbox
+        .settle(&queued)
+        .await
+        .map_err(|error| ApiError::store("the start's texts were not decided", &error))?;
+    let mut conversation = outcome.conversation.clone();
+    if let Some((id, reason)) = messages.iter().find_map(blocked) {
+        conversation = state
+            .runtime
+            .end_unsent(
+                &conversation.our_number,
+                &conversation.contact,
+                conversation.run,
+                id,
+                reason,
+            )
+            .await?
+            .conversation;
+    }
     Ok((
         StatusCode::CREATED,
         Json(json!({
-            "conversation": outcome.conversation,
-            "sent": outcome.sent_texts(),
+            "conversation": conversation,
+            "texts": messages.iter().map(text_decision).collect::<Vec<_>>(),
         })),
     ))
+}
+
+/// The id of `message` and why, when the gate blocked it.
+fn blocked(message: &crate::outbound::OutboundMessage) -> Option<(&str, &str)> {
+    match &message.status {
+        crate::outbound::DeliveryStatus::Blocked { reason } => Some((&message.id, reason)),
+        _ => None,
+    }
+}
+
+/// A queued text as the start answers it: its id and body, the gate's decision (`queued` when
+/// the sender's pace held it before the gate saw it), and `until` or `reason` when there is one.
+fn text_decision(message: &crate::outbound::OutboundMessage) -> Value {
+    let mut answer = json!({
+        "id": message.id,
+        "text": message.body,
+        "decision": message.gate.as_ref().map_or("queued", |gate| gate.decision.as_str()),
+    });
+    if let Some(gate) = &message.gate {
+        if let Some(until) = &gate.until {
+            answer["until"] = json!(until);
+        }
+        if let Some(reason) = &gate.reason {
+            answer["reason"] = json!(reason);
+        }
+    }
+    answer
 }
 
 /// `GET /v1/conversations/{phone}`: state, transcript and each outbound text with its gate

@@ -9,7 +9,7 @@ use axum::routing::{delete, get, post};
 
 use super::error::ApiError;
 use super::{MAX_BODY_BYTES, TELNYX_PATH, TWILIO_INBOUND_PATH, TWILIO_STATUS_PATH};
-use super::{agent_api, agent_auth, agents, auth, operator, pages, providers};
+use super::{agent_api, agent_auth, agents, auth, operator, pages, providers, records};
 use crate::agents::Agents;
 use crate::clock::SharedClock;
 use crate::compliance::Compliance;
@@ -95,6 +95,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/consent", post(operator::record_consent))
         .route("/v1/status", get(operator::status))
+        .route("/v1/inbox", get(records::inbox))
+        .route("/v1/dlq", get(records::dead_letters))
+        .route("/v1/consent/verify", get(records::consent_verify))
+        .route("/v1/consent/{phone}", get(records::consent_export))
         .route(
             "/v1/agents",
             get(agents::list_agents).post(agents::add_agent),

@@ -54,6 +54,7 @@ pub(super) fn commit(runtime: &Runtime, mut turn: Turn<'_>) -> anyhow::Result<Ou
     let events = prepare_events(runtime, &mut batch, &turn)?;
     apply(runtime, batch, &effects.consents)?;
     signal(runtime, &turn);
+    log_handoff(&turn);
     if !effects.outgoing.is_empty() {
         runtime.notifiers.outbox.notify_one();
     }
@@ -71,6 +72,19 @@ pub(super) fn commit(runtime: &Runtime, mut turn: Turn<'_>) -> anyhow::Result<Ou
         case: turn.case,
         duplicate: false,
     })
+}
+
+/// One info line per handoff, once it is applied: where the conversation went and why.
+fn log_handoff(turn: &Turn<'_>) {
+    for entry in &turn.effects.entries {
+        if let Event::Handoff { queue, reason } = &entry.event {
+            tracing::info!(
+                contact = %turn.conversation.contact,
+                queue = %queue,
+                "handed off: {reason}"
+            );
+        }
+    }
 }
 
 /// Tells the agents' pages what changed, once it is applied; a new waiting conversation (or

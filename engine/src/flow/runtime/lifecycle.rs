@@ -170,3 +170,29 @@ pub(super) async fn timer(
     }
     Ok(())
 }
+
+/// A text the gate blocked, in run `run`: see [`Runtime::end_unsent`].
+#[derive(Debug, Clone)]
+pub(super) struct Unsent {
+    pub(super) run: u64,
+    pub(super) message_id: String,
+    pub(super) reason: String,
+}
+
+/// Ends the run when it is still run `unsent.run` and waiting for a reply (a run that moved
+/// on, was handed off or ended is left alone).
+pub(super) fn unsent(turn: &mut Turn<'_>, unsent: &Unsent) {
+    if turn.conversation.run != unsent.run
+        || !matches!(turn.conversation.status, Status::Waiting { .. })
+    {
+        return;
+    }
+    turn.record(Event::Error {
+        step: "gate".to_owned(),
+        message: format!(
+            "text {} was blocked, so no reply can come: {}",
+            unsent.message_id, unsent.reason
+        ),
+    });
+    turn.end(Some(super::UNSENT_OUTCOME.to_owned()));
+}

@@ -47,6 +47,9 @@ use crate::store::{Store, StoreError, Tables};
 
 pub use crate::flow::MAX_STEPS_PER_TURN;
 
+/// The outcome of a run ended because the gate blocked the text it waited on.
+pub const UNSENT_OUTCOME: &str = "not_sent";
+
 /// The queue a conversation goes to when a failing step has no route and the flow names no
 /// escalation queue.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -176,6 +179,7 @@ enum TurnEvent {
     OperatorReply { sender: String, text: String },
     Desk(DeskCommand),
     Timer { key: TimerKey, record: TimerRecord },
+    Unsent(lifecycle::Unsent),
 }
 
 /// Where the runtime reports what turns did: the outbox's wake-up and the event webhooks.
@@ -320,6 +324,34 @@ impl Runtime {
         Ok(outcome)
     }
 
+    /// Ends run `run` of the conversation with `contact` when it still waits for a reply after
+    /// the gate blocked its text `message_id`: nobody can answer a text never sent.
+    /// The run ends with the outcome [`UNSENT_OUTCOME`] and a transcript entry saying why.
+    /// A conversation that moved on (a later run, a handoff, an end) is left as it is.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn end_unsent(
+        &self,
+        our_number: &str,
+        contact: &str,
+        run: u64,
+        message_id: &str,
+        reason: &str,
+    ) -> Result<Outcome, RuntimeError> {
+        let unsent = lifecycle::Unsent {
+            run,
+            message_id: message_id.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let outcome = self
+            .turn(our_number, contact, TurnEvent::Unsent(unsent))
+            .await?;
+        self.store.flush().await?;
+        Ok(outcome)
+    }
+
     /// Handles an inbound text. Not flushed (see the module documentation): its inbox row is
     /// removed in the same batch, so a crash before the next flush replays it.
     ///
@@ -451,6 +483,7 @@ impl Runtime {
                 turn.queue(crate::compliance::gate::Origin::Agent, &step, text);
             }
             TurnEvent::Desk(command) => desk::apply(self, &mut turn, command).await?,
+            TurnEvent::Unsent(unsent) => lifecycle::unsent(&mut turn, &unsent),
         }
         Ok(commit::commit(self, turn)?)
     }
@@ -460,7 +493,10 @@ impl Runtime {
         Ok(match event {
             TurnEvent::Inbound(inbound) => self.tables.processed.contains(&inbound.id)?,
             TurnEvent::Timer { key, .. } => !self.tables.timers.contains(key)?,
-            TurnEvent::Start(_) | TurnEvent::OperatorReply { .. } | TurnEvent::Desk(_) => false,
+            TurnEvent::Start(_)
+            | TurnEvent::OperatorReply { .. }
+            | TurnEvent::Desk(_)
+            | TurnEvent::Unsent(_) => false,
         })
     }
 }
