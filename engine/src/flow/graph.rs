@@ -360,15 +360,13 @@ impl Graph<'_> {
             .flat_map(|&step| self.routes[step].iter().copied())
             .filter(|&target| target != end)
             .collect();
-        let first =
-            |steps: &mut dyn Iterator<Item = usize>| steps.min_by_key(|&step| self.steps[step].at);
-        first(
-            &mut candidates
-                .iter()
-                .copied()
-                .filter(|step| !routed_to.contains(step)),
-        )
-        .or_else(|| first(&mut candidates.iter().copied()))
+        let at = |step: &usize| self.steps[*step].at;
+        candidates
+            .iter()
+            .copied()
+            .filter(|step| !routed_to.contains(step))
+            .min_by_key(at)
+            .or_else(|| candidates.iter().copied().min_by_key(at))
     }
 }
 
