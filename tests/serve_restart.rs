@@ -370,10 +370,14 @@ fn agents_are_added_listed_and_disabled_through_a_running_server_and_survive_it(
     );
 }
 
-/// The start's first text was cleared by the gate and begins with `opening`.
+/// The start's first text was cleared by the gate, or is waiting its turn at the sender's
+/// pace (three starts within a second), and begins with `opening`.
 fn assert_first_text_sent(started: &serde_json::Value, opening: &str) {
     let first = &started["texts"][0];
-    assert_eq!(first["decision"], "sent", "{started:#}");
+    assert!(
+        first["decision"] == "sent" || first["decision"] == "queued",
+        "{started:#}"
+    );
     let text = first["text"].as_str().unwrap_or_default();
     assert!(text.starts_with(opening), "{started:#}");
 }
