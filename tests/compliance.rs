@@ -441,16 +441,18 @@ async fn every_spelling_of_stop_opts_out_and_look_alikes_do_not() {
         post_inbound(&setup, &format!("SMother{n}"), contact, text).await;
     }
 
-    for (text, contact, _, _) in &opt_outs {
+    for (text, contact, keyword, _) in &opt_outs {
         wait_until(&format!("the confirmation of {text:?}"), || {
             setup.fake.sent_to(contact).len() == 2
         })
         .await;
         let sent = setup.fake.sent_to(contact);
-        assert!(
-            sent[1].body.contains("You are unsubscribed"),
-            "{text:?}: {sent:?}"
-        );
+        // A Spanish keyword is confirmed in Spanish.
+        let confirmation = match *keyword {
+            "ALTO" | "NO MAS" => "Has cancelado tu suscripción",
+            _ => "You are unsubscribed",
+        };
+        assert!(sent[1].body.contains(confirmation), "{text:?}: {sent:?}");
         let state = wait_for(&setup, contact, "the end of the run", |state| {
             state["conversation"]["status"]["state"] == "ended"
         })
@@ -1011,4 +1013,87 @@ async fn error_21610_records_an_opt_out_and_blocks_later_texts() {
     let detail = record["source"]["detail"].as_str().unwrap();
     assert!(detail.contains("21610"), "{record:#}");
     assert_ledger_intact(&setup.config());
+}
+
+/// The `count`th text the provider was asked to send `to`, once there is one.
+async fn nth_sent(setup: &Setup, to: &str, count: usize) -> String {
+    let what = format!("{count} texts to {to}");
+    wait_until(&what, || setup.fake.sent_to(to).len() >= count).await;
+    setup.fake.sent_to(to)[count - 1].body.clone()
+}
+
+/// A Spanish flow, for the host texts in the contact's language.
+const AVISO_FLOW: &str = r#"
+id = "aviso"
+program = "avisos"
+kind = "transactional"
+brand = "Northwind Outfitters"
+locale = "es"
+start = "tell"
+
+[triggers]
+api = true
+fields = ["first_name"]
+
+[steps.tell]
+type = "end"
+text = "Northwind Outfitters: Hola {{first_name}}, tu pedido está listo para recoger."
+"#;
+
+/// The host answers in the contact's language: the opt-out wording added to a Spanish first
+/// text is Spanish, BAJA is confirmed in Spanish, HELP from a contact of a Spanish flow and
+/// AYUDA from a stranger get the Spanish HELP, and a stranger's HELP names the default brand,
+/// never our number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_texts_speak_the_contacts_language() {
+    let setup = Setup::with_fake(&[], &[("aviso.toml", AVISO_FLOW)]).await;
+    std::fs::create_dir(setup.dir.path().join("no-plugins")).unwrap();
+    let rest = r#"
+[compliance]
+brand = "Northwind Outfitters"
+contact = "(212) 555-0100"
+
+[programs.avisos]
+
+[plugins]
+dir = "no-plugins"
+"#;
+    setup.write_config(&twilio_provider(), 2, rest);
+    let server = setup.serve();
+    let (ana, stranger, english) = ("+12125550171", "+12125550172", "+12125550173");
+    let sent = |to, count| nth_sent(&setup, to, count);
+
+    start_flow_ok(&setup, "aviso", ana, json!({"first_name": "Ana"})).await;
+    assert_eq!(
+        sent(ana, 1).await,
+        "Northwind Outfitters: Hola Ana, tu pedido está listo para recoger. Responde STOP para cancelar."
+    );
+    post_inbound(&setup, "SMhelpes", ana, "HELP").await;
+    let help = sent(ana, 2).await;
+    assert!(
+        help.starts_with("Northwind Outfitters: Para obtener ayuda"),
+        "{help}"
+    );
+    assert!(help.contains("(212) 555-0100"), "{help}");
+    post_inbound(&setup, "SMbaja", ana, "BAJA").await;
+    let confirmation = sent(ana, 3).await;
+    assert!(
+        confirmation.starts_with("Northwind Outfitters: Has cancelado tu suscripción"),
+        "{confirmation}"
+    );
+
+    post_inbound(&setup, "SMayuda", stranger, "AYUDA").await;
+    let help = sent(stranger, 1).await;
+    assert!(
+        help.starts_with("Northwind Outfitters: Para obtener ayuda"),
+        "{help}"
+    );
+    post_inbound(&setup, "SMhelpen", english, "HELP").await;
+    let help = sent(english, 1).await;
+    assert!(
+        help.starts_with("Northwind Outfitters: For help, contact (212) 555-0100"),
+        "{help}"
+    );
+    assert!(!help.contains(fake_provider::OURS), "{help}");
+    stop(server).await;
 }

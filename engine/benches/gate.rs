@@ -25,6 +25,7 @@ fn candidate(to: &str) -> Candidate<'_> {
         origin: Origin::Flow,
         subject: Some("visit"),
         brand: Some("Bright Smile"),
+        locale: None,
         address_state: None,
         queued_at_ms: NOON_NEW_YORK,
     }

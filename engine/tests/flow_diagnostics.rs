@@ -1,6 +1,7 @@
 //! Snapshot tests of `smsflow check` on broken flows: each file in `tests/ui/flows/` holds one
 //! mistake a flow author makes, and `<file>.out` beside it what `check` must say about it (the
-//! model is Spin's `crates/manifest/tests/ui/`). `SMSFLOW_BLESS=1 cargo test --test
+//! model is Spin's `crates/manifest/tests/ui/`). A `<file>.config.toml` beside it is passed
+//! as the operator's `--config`. `SMSFLOW_BLESS=1 cargo test --test
 //! flow_diagnostics` rewrites the `.out` files after a deliberate change; review the diff.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -15,14 +16,18 @@ fn ui_folder() -> PathBuf {
 /// What `check` prints for `file`, run from its folder so paths print as written there.
 fn check(file: &Path) -> String {
     let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
-    let output = Command::new(env!("CARGO_BIN_EXE_smsflow"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_smsflow"));
+    command
         .arg("check")
         .arg(file.file_name().unwrap())
         .arg("--plugins")
         .arg(&plugins)
-        .current_dir(file.parent().unwrap())
-        .output()
-        .unwrap();
+        .current_dir(file.parent().unwrap());
+    let config = file.with_extension("config.toml");
+    if config.exists() {
+        command.arg("--config").arg(config.file_name().unwrap());
+    }
+    let output = command.output().unwrap();
     let mut text = String::from_utf8(output.stdout).unwrap();
     text.push_str(&String::from_utf8(output.stderr).unwrap());
     text.push_str(&format!("exit: {}\n", output.status.code().unwrap_or(-1)));
@@ -35,7 +40,10 @@ fn each_broken_flow_gets_its_expected_diagnostics() {
     let mut files: Vec<PathBuf> = std::fs::read_dir(ui_folder())
         .unwrap()
         .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .filter(|path| {
+            let name = path.to_string_lossy();
+            name.ends_with(".toml") && !name.ends_with(".config.toml")
+        })
         .collect();
     files.sort();
     assert!(files.len() >= 8, "the ui folder lost its cases: {files:?}");

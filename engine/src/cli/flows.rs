@@ -48,21 +48,31 @@ pub(super) async fn check(
     config: Option<&Path>,
     plugins: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let (config, limits) = tool_config(config, plugins)?;
+    let config_path = config;
+    let (config, limits) = tool_config(config_path, plugins)?;
     let host = tool_plugin_host(&config.plugins).await?;
-    let loaded = flow::check::load(path, Some(&host), &limits);
+    let mut loaded = flow::check::load(path, Some(&host), &limits);
+    match config_path {
+        Some(path) => {
+            let (errors, warnings) = flow::check::check_programs(&loaded.flows, &config, path);
+            loaded.errors.extend(errors);
+            for warning in warnings {
+                print_warning(&warning);
+            }
+            if let Some(warning) = missing_default_brand(&config) {
+                println!("{}: warning: {warning}", path.display());
+            }
+        }
+        None => eprintln!(
+            "note: no --config: flows' programs are not checked against `[programs.<id>]`"
+        ),
+    }
     for error in &loaded.errors {
         println!("{error}");
     }
     for flow in &loaded.flows {
         for warning in &flow.warnings {
-            println!(
-                "{}:{}:{}: warning: {}",
-                warning.path.display(),
-                warning.at.line,
-                warning.at.column,
-                warning.message
-            );
+            print_warning(warning);
         }
     }
     if !loaded.errors.is_empty() {
@@ -80,7 +90,7 @@ pub(super) async fn check(
             },
             flow.steps.len()
         );
-        for line in flow::check::segment_report(flow) {
+        for line in flow::check::segment_report(flow, &limits) {
             println!("  {line}");
         }
     }
@@ -107,6 +117,25 @@ pub(super) async fn test(
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Prints `warning` as `path:line:column: warning: message`.
+fn print_warning(warning: &flow::Diagnostic) {
+    println!(
+        "{}:{}:{}: warning: {}",
+        warning.path.display(),
+        warning.at.line,
+        warning.at.column,
+        warning.message
+    );
+}
+
+/// Why `[compliance] brand` should be set, when it is not.
+pub(super) fn missing_default_brand(config: &Config) -> Option<&'static str> {
+    config.compliance.brand.is_none().then_some(
+        "`[compliance] brand` is not set: a HELP from a number no flow has texted is answered \
+         with no brand; set it to the name your contacts know you by",
+    )
 }
 
 /// `1 problem`, `2 problems`.

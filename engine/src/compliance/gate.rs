@@ -39,13 +39,19 @@ use crate::store::{Batch, Tables};
 /// How long after an opt-out its confirmation may still go.
 pub const CONFIRMATION_WINDOW_MS: i64 = 5 * 60 * 1000;
 
-/// The wording added to a program's first text when it lacks one.
-pub const OPT_OUT_WORDING: &str = "Reply STOP to opt out.";
+/// Words that already tell the contact how to opt out, in match form: a first text with one
+/// needs no wording added.
+const SAYS_HOW_TO_OPT_OUT: &[&str] = &["stop", "baja"];
 
 /// A program's first text as the gate sends it: `body` with `brand` in front when it does not
-/// name it, and [`OPT_OUT_WORDING`] at the end when it has no "stop"; and what was added.
-/// `smsflow check` counts the segments of a flow's first texts with it too.
-pub fn with_first_text_wording(body: &str, brand: Option<&str>) -> (String, Vec<&'static str>) {
+/// name it, and `wording` (the locale's opt-out wording, [`super::texts`]) at the end when it
+/// does not say how to opt out; and what was added. `smsflow check` counts the segments of a
+/// flow's first texts with it too.
+pub fn with_first_text_wording(
+    body: &str,
+    brand: Option<&str>,
+    wording: &str,
+) -> (String, Vec<&'static str>) {
     let mut body = body.to_owned();
     let mut added = Vec::new();
     let normalized = keywords::normalize(&body);
@@ -57,8 +63,11 @@ pub fn with_first_text_wording(body: &str, brand: Option<&str>) -> (String, Vec<
         body = format!("{brand}: {body}");
         added.push("the brand");
     }
-    if !normalized.split(' ').any(|word| word == "stop") {
-        body = format!("{} {OPT_OUT_WORDING}", body.trim_end());
+    if !normalized
+        .split(' ')
+        .any(|word| SAYS_HOW_TO_OPT_OUT.contains(&word))
+    {
+        body = format!("{} {wording}", body.trim_end());
         added.push("the opt-out wording");
     }
     (body, added)
@@ -81,6 +90,8 @@ pub struct Candidate<'a> {
     pub subject: Option<&'a str>,
     /// The brand it speaks for.
     pub brand: Option<&'a str>,
+    /// The locale it is written in, for the wording the content rules add.
+    pub locale: Option<&'a str>,
     /// The contact's US state from their address, when known.
     pub address_state: Option<&'a str>,
     /// When it was queued.
@@ -360,7 +371,12 @@ impl Gate {
             return unchanged();
         }
         let brand = self.compliance.brand(Some(program), text.brand);
-        let (body, added) = with_first_text_wording(text.body, brand.as_deref());
+        let locale = text.locale.unwrap_or(super::texts::FALLBACK_LOCALE);
+        let wording = self
+            .compliance
+            .catalog()
+            .opt_out_wording(Some(program), locale);
+        let (body, added) = with_first_text_wording(text.body, brand.as_deref(), &wording);
         let note = (!added.is_empty())
             .then(|| format!("first text of the program: added {}", added.join(" and ")));
         Ok((body, note))

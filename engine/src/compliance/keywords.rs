@@ -412,6 +412,33 @@ fn is_apostrophe(c: char) -> bool {
     matches!(c, '\'' | '\u{2019}' | '\u{2018}' | '\u{02BC}')
 }
 
+/// Words that mark a keyword text as Spanish, in match form: the Spanish keywords and the
+/// courtesy words and nouns said around them ("baja por favor", "no mas mensajes").
+const SPANISH_MARKERS: &[&str] = &[
+    "alto",
+    "parar",
+    "baja",
+    "no mas",
+    "ayuda",
+    "por favor",
+    "gracias",
+    "mensajes",
+];
+
+/// The language a keyword text is written in, when its words say (`es` for BAJA, AYUDA,
+/// "no más mensajes"); `None` for STOP, HELP and everything else, which every language uses.
+pub fn language(text: &str) -> Option<&'static str> {
+    let words: Vec<String> = normalize(text)
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .map(match_form)
+        .collect();
+    SPANISH_MARKERS
+        .iter()
+        .any(|marker| find(&words, marker).is_some())
+        .then_some("es")
+}
+
 /// What `text` means for consent, for a contact who is (`opted_out`) or is not opted out;
 /// the rules are in the module documentation.
 pub fn classify(text: &str, opted_out: bool) -> KeywordAction {
@@ -1091,5 +1118,21 @@ mod tests {
             serde_json::to_value(KeywordAction::None).unwrap(),
             serde_json::json!({"action": "none"})
         );
+    }
+
+    #[test]
+    fn spanish_keywords_say_their_language() {
+        for text in [
+            "BAJA",
+            "Alto",
+            "ayuda",
+            "No más mensajes",
+            "parar por favor",
+        ] {
+            assert_eq!(language(text), Some("es"), "{text}");
+        }
+        for text in ["STOP", "HELP", "info", "start", "stop texting me", ""] {
+            assert_eq!(language(text), None, "{text}");
+        }
     }
 }

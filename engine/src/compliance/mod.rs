@@ -19,6 +19,7 @@ pub mod keywords;
 pub mod ledger;
 pub mod quiet_hours;
 mod screener;
+pub mod texts;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ use self::ledger::{
     NewConsent,
 };
 pub use self::screener::{ConversationFacts, FactsSource, ScreenedText, Screener};
+use self::texts::{Catalog, HostText};
 use crate::store::Batch;
 pub use crate::store::inbox::Screening;
 
@@ -82,18 +84,18 @@ pub struct ComplianceConfig {
     /// Frequency caps and the loop guard.
     #[serde(default)]
     pub caps: caps::CapsConfig,
-    /// The confirmation sent once after an opt-out. `{brand}` is the program's brand.
-    #[serde(default = "default_opt_out_confirmation")]
-    pub opt_out_confirmation: String,
-    /// The confirmation sent after START.
-    #[serde(default = "default_opt_in_confirmation")]
-    pub opt_in_confirmation: String,
-    /// The question asked once when a text may be a revocation.
-    #[serde(default = "default_revocation_question")]
-    pub revocation_question: String,
-    /// The answer to HELP from a number no program has texted.
-    #[serde(default = "default_help")]
-    pub help: String,
+    /// The brand of texts from a number no program has texted (a HELP from a stranger), and
+    /// of programs with no brand of their own or in their flows. `smsflow check --config`
+    /// refuses a config where some text would have no brand.
+    #[serde(default)]
+    pub brand: Option<String>,
+    /// How to reach a person (a phone number, an address), for `{contact}` in the HELP answer.
+    #[serde(default)]
+    pub contact: Option<String>,
+    /// The host's texts per locale (`[compliance.texts.es]`), over the built-in en and es
+    /// texts: see [`texts`].
+    #[serde(default)]
+    pub texts: BTreeMap<String, texts::HostTexts>,
 }
 
 impl Default for ComplianceConfig {
@@ -110,10 +112,9 @@ impl Default for ComplianceConfig {
             deferred_expiry: default_deferred_expiry(),
             max_segments: default_max_segments(),
             caps: caps::CapsConfig::default(),
-            opt_out_confirmation: default_opt_out_confirmation(),
-            opt_in_confirmation: default_opt_in_confirmation(),
-            revocation_question: default_revocation_question(),
-            help: default_help(),
+            brand: None,
+            contact: None,
+            texts: BTreeMap::new(),
         }
     }
 }
@@ -142,23 +143,6 @@ fn default_deferred_expiry() -> Duration {
 
 fn default_max_segments() -> u32 {
     6
-}
-
-fn default_opt_out_confirmation() -> String {
-    "{brand}: You are unsubscribed and will receive no more messages. Reply START to resubscribe."
-        .to_owned()
-}
-
-fn default_opt_in_confirmation() -> String {
-    "{brand}: You are resubscribed. Reply HELP for help, STOP to opt out.".to_owned()
-}
-
-fn default_revocation_question() -> String {
-    "{brand}: Do you want to stop receiving texts from us? Reply STOP to opt out.".to_owned()
-}
-
-fn default_help() -> String {
-    "Reply STOP to stop receiving texts from this number. Msg & data rates may apply.".to_owned()
 }
 
 /// `humantime` durations (`"24h"`, `"90m"`) in the config.
@@ -222,9 +206,13 @@ pub struct ProgramConfig {
     /// The brand its texts identify (defaults to the flows' `brand`).
     #[serde(default)]
     pub brand: Option<String>,
-    /// The answer to HELP: brand, how to reach a person, how to opt out.
+    /// The answer to HELP in English: brand, how to reach a person, how to opt out. The same
+    /// as `help` in `[programs.<id>.texts.en]`, which wins when both are set.
     #[serde(default)]
     pub help: Option<String>,
+    /// The host's texts for this program per locale, over `[compliance.texts]`.
+    #[serde(default)]
+    pub texts: BTreeMap<String, texts::HostTexts>,
     /// Sends at any hour. Only for texts the law does not restrict (a fraud alert, a
     /// one-time code); say why in a comment next to it.
     #[serde(default)]
@@ -260,6 +248,7 @@ pub struct InboundFacts<'a> {
 pub struct Compliance {
     config: ComplianceConfig,
     programs: BTreeMap<String, ProgramConfig>,
+    catalog: Catalog,
     ledger: Ledger,
 }
 
@@ -272,11 +261,18 @@ impl Compliance {
         programs: BTreeMap<String, ProgramConfig>,
         ledger: Ledger,
     ) -> Self {
+        let catalog = catalog(&config, &programs);
         Self {
             config,
             programs,
+            catalog,
             ledger,
         }
+    }
+
+    /// The host's texts.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
     }
 
     /// The policy.
@@ -440,31 +436,53 @@ impl Compliance {
         Ok(())
     }
 
-    /// The brand to name for `program`: its configured brand, else `fallback` (the flow's).
+    /// The brand to name for `program`: its configured brand, else `fallback` (the flow's),
+    /// else the operator's default brand.
     pub fn brand(&self, program: Option<&str>, fallback: Option<&str>) -> Option<String> {
         program
             .and_then(|program| self.programs.get(program))
             .and_then(|config| config.brand.clone())
             .or_else(|| fallback.map(str::to_owned))
+            .or_else(|| self.config.brand.clone())
     }
 
-    /// The text that answers `screening`, if it needs one.
-    pub fn reply_text(&self, screening: &Screening, brand: &str) -> Option<String> {
-        let template = match screening {
+    /// The text that answers `screening` in `locale`, if it needs one.
+    pub fn reply_text(
+        &self,
+        screening: &Screening,
+        brand: Option<&str>,
+        locale: &str,
+    ) -> Option<String> {
+        let which = match screening {
             Screening::Pass | Screening::OptedOut { confirm: false, .. } => return None,
-            Screening::OptedOut { .. } => &self.config.opt_out_confirmation,
-            Screening::OptedIn { .. } => &self.config.opt_in_confirmation,
-            Screening::AskRevocation { .. } => &self.config.revocation_question,
-            Screening::Help { program } => {
-                return Some(
-                    program
-                        .as_deref()
-                        .and_then(|program| self.programs.get(program))
-                        .and_then(|config| config.help.clone())
-                        .unwrap_or_else(|| format!("{brand}: {}", self.config.help)),
-                );
-            }
+            Screening::OptedOut { .. } => HostText::OptOutConfirmation,
+            Screening::OptedIn { .. } => HostText::OptInConfirmation,
+            Screening::AskRevocation { .. } => HostText::RevocationQuestion,
+            Screening::Help { .. } => HostText::Help,
         };
-        Some(template.replace("{brand}", brand))
+        Some(
+            self.catalog
+                .render(which, screening.program(), locale, brand),
+        )
+    }
+}
+
+/// The catalog of `config` and `programs`: a program's `help` is its English HELP text.
+pub fn catalog(config: &ComplianceConfig, programs: &BTreeMap<String, ProgramConfig>) -> Catalog {
+    let programs = programs
+        .iter()
+        .map(|(id, program)| {
+            let mut texts = program.texts.clone();
+            if let Some(help) = &program.help {
+                let english = texts.entry(texts::FALLBACK_LOCALE.to_owned()).or_default();
+                english.help.get_or_insert_with(|| help.clone());
+            }
+            (id.clone(), texts)
+        })
+        .collect();
+    Catalog {
+        contact: config.contact.clone(),
+        texts: config.texts.clone(),
+        programs,
     }
 }

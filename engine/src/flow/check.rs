@@ -11,6 +11,7 @@ use super::compile::compile_with_problems;
 use super::diagnostic::{Diagnostic, Location};
 use super::{Action, Flow};
 use crate::compliance::gate::with_first_text_wording;
+use crate::compliance::texts::Catalog;
 use crate::compliance::{ComplianceConfig, ProgramConfig};
 use crate::config::Config;
 use crate::plugin::{PluginHost, World};
@@ -27,6 +28,10 @@ pub struct CheckLimits {
     /// Each program's configured brand (`[programs.<id>] brand`), which the gate puts in a
     /// program's first text before the flow's own `brand`.
     pub brands: BTreeMap<String, String>,
+    /// `[compliance] brand`, the brand of last resort.
+    pub default_brand: Option<String>,
+    /// The host's texts: the opt-out wording the gate adds, per program and locale.
+    pub texts: Catalog,
 }
 
 impl Default for CheckLimits {
@@ -55,6 +60,8 @@ impl CheckLimits {
             max_segments: compliance.max_segments,
             max_segments_from: from.into(),
             brands,
+            default_brand: compliance.brand.clone(),
+            texts: crate::compliance::catalog(compliance, programs),
         }
     }
 
@@ -64,12 +71,21 @@ impl CheckLimits {
         Self::new(&config.compliance, &config.programs, from)
     }
 
-    /// The brand the gate puts in `flow`'s first text: its program's, else the flow's.
+    /// The brand the gate puts in `flow`'s first text: its program's, else the flow's, else
+    /// the operator's default.
     fn brand<'a>(&'a self, flow: &'a Flow) -> Option<&'a str> {
         self.brands
             .get(&flow.program)
             .or(flow.brand.as_ref())
+            .or(self.default_brand.as_ref())
             .map(String::as_str)
+    }
+
+    /// `body` as the gate sends it when it is `flow`'s first text in `locale`, and what the
+    /// gate added.
+    fn as_first_text(&self, flow: &Flow, locale: &str, body: &str) -> (String, Vec<&'static str>) {
+        let wording = self.texts.opt_out_wording(Some(&flow.program), locale);
+        with_first_text_wording(body, self.brand(flow), &wording)
     }
 }
 
@@ -248,7 +264,7 @@ pub fn check_segments(flow: &Flow, limits: &CheckLimits) -> Vec<Diagnostic> {
             let mut body = template.render_known(&known);
             let mut added = Vec::new();
             if first.contains(step.name.as_str()) {
-                (body, added) = with_first_text_wording(&body, limits.brand(flow));
+                (body, added) = limits.as_first_text(flow, locale, &body);
             }
             let count = segments(&body).segments;
             if count <= max {
@@ -337,8 +353,15 @@ pub fn check_set(flows: &[Flow]) -> Vec<Diagnostic> {
     errors
 }
 
-/// One line of the validator's template report: what a template costs to send.
-pub fn segment_report(flow: &Flow) -> Vec<String> {
+/// One line per text of the validator's template report: what a text costs to send, counted
+/// as the gate sends it (a program's first text with the brand and the opt-out wording of its
+/// locale added).
+pub fn segment_report(flow: &Flow, limits: &CheckLimits) -> Vec<String> {
+    let first: BTreeSet<&str> = flow
+        .first_texts()
+        .into_iter()
+        .map(|step| step.name.as_str())
+        .collect();
     let mut lines = Vec::new();
     let mut steps: Vec<_> = flow.steps.values().collect();
     steps.sort_by_key(|step| step.at);
@@ -348,10 +371,25 @@ pub fn segment_report(flow: &Flow) -> Vec<String> {
         };
         for (locale, template) in &texts.variants {
             let literal = template.render_literal();
-            let info = segments(&literal);
+            let written = segments(&literal);
+            let (sent, added) = if first.contains(step.name.as_str()) {
+                limits.as_first_text(flow, locale, &literal)
+            } else {
+                (literal, Vec::new())
+            };
+            let info = segments(&sent);
             let fields: Vec<&str> = template.fields().collect();
+            let as_sent = if added.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " as sent ({} as written; the gate adds {} to a program's first text)",
+                    written.segments,
+                    added.join(" and ")
+                )
+            };
             lines.push(format!(
-                "{}:{}:{}: step `{}` ({locale}): {} segment{}, {}, {} {} of fixed text{}",
+                "{}:{}:{}: step `{}` ({locale}): {} segment{}{as_sent}, {}, {} {} of fixed text{}",
                 flow.path.display(),
                 step.at.line,
                 step.at.column,
@@ -376,4 +414,57 @@ pub fn segment_report(flow: &Flow) -> Vec<String> {
         }
     }
     lines
+}
+
+/// The flows' programs against the operator's `[programs]`: errors for a program whose texts
+/// would name no brand (none in its section, its flows or `[compliance] brand`), and warnings
+/// for a program with no section (a typo, or a program whose HELP, exemptions and frequency
+/// were never set). `config_path` is where the config was read, for the messages.
+pub fn check_programs(
+    flows: &[Flow],
+    config: &Config,
+    config_path: &Path,
+) -> (Vec<Diagnostic>, Vec<Diagnostic>) {
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    let known: Vec<&str> = config.programs.keys().map(String::as_str).collect();
+    let at = |flow: &Flow, message: String| Diagnostic {
+        path: flow.path.clone(),
+        at: flow.program_at,
+        message,
+    };
+    for flow in flows {
+        let program = &flow.program;
+        let section = config.programs.get(program);
+        if section.is_none() {
+            let fix = super::suggest::closest(program, known.iter().copied())
+                .map(|meant| format!("did you mean `{meant}`?"))
+                .unwrap_or_else(|| {
+                    format!("add `[programs.{program}]` (brand, help, frequency) to it")
+                });
+            warnings.push(at(
+                flow,
+                format!(
+                    "flow `{}` sends under program `{program}`, which {} does not declare: {fix}",
+                    flow.id,
+                    config_path.display()
+                ),
+            ));
+        }
+        let brand = section
+            .and_then(|section| section.brand.as_ref())
+            .or(flow.brand.as_ref())
+            .or(config.compliance.brand.as_ref());
+        if brand.is_none() {
+            errors.push(at(
+                flow,
+                format!(
+                    "program `{program}` has no brand, so its HELP answer and first texts would \
+                     name no one: set `brand` in `[programs.{program}]`, in the flow, or \
+                     `[compliance] brand` in {}",
+                    config_path.display()
+                ),
+            ));
+        }
+    }
+    (errors, warnings)
 }

@@ -140,6 +140,7 @@ impl Compiler<'_> {
         Flow {
             id: file.id.get_ref().clone(),
             program: file.program.get_ref().clone(),
+            program_at: self.map.locate(file.program.span().start),
             kind: *file.kind.get_ref(),
             description: file.description.clone(),
             brand: file.brand.as_ref().map(|brand| brand.get_ref().clone()),

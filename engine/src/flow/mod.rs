@@ -41,6 +41,8 @@ pub struct Flow {
     pub id: String,
     /// The consent program it sends under.
     pub program: String,
+    /// Where `program` is written, for the diagnostics about it.
+    pub program_at: Location,
     /// Transactional or marketing.
     pub kind: FlowKind,
     /// What it is for.
@@ -344,11 +346,16 @@ pub struct LocalizedTemplate {
 impl LocalizedTemplate {
     /// The variant for `locale` (`es-MX` takes `es`), or the default one.
     pub fn for_locale(&self, locale: &str) -> Option<&Template> {
+        self.variant(locale).map(|(_, template)| template)
+    }
+
+    /// The variant for `locale` as [`Self::for_locale`] finds it, with the locale it is for.
+    pub fn variant(&self, locale: &str) -> Option<(&str, &Template)> {
         let language = locale.split(['-', '_']).next().unwrap_or(locale);
-        self.variants
-            .get(locale)
-            .or_else(|| self.variants.get(language))
-            .or_else(|| self.variants.get(&self.default_locale))
+        [locale, language, self.default_locale.as_str()]
+            .into_iter()
+            .find_map(|key| self.variants.get_key_value(key))
+            .map(|(key, template)| (key.as_str(), template))
     }
 }
 

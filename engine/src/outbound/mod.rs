@@ -52,6 +52,7 @@ impl OutboundMessage {
             origin: self.origin,
             subject: self.flow.as_deref(),
             brand: self.brand.as_deref(),
+            locale: self.locale.as_deref(),
             address_state: self.address_state.as_deref(),
             queued_at_ms: self.queued_at_ms,
         }

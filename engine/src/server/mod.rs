@@ -47,6 +47,12 @@ pub use crate::ingress::{TELNYX_PATH, TWILIO_INBOUND_PATH, TWILIO_STATUS_PATH};
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let limits = config.server.connection_limits(SHUTDOWN_GRACE);
     limits.check().context("[server]")?;
+    if config.compliance.brand.is_none() {
+        tracing::warn!(
+            "`[compliance] brand` is not set: a HELP from a number no flow has texted is answered \
+             with no brand; `smsflow check --config` lists every program without one"
+        );
+    }
     let engine = EngineBuilder::from_config(&config).build().await?;
     let workers = engine.spawn_workers();
     let state = Arc::new(AppState::new(&engine, &config)?);

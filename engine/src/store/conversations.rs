@@ -55,8 +55,10 @@ pub struct Conversation {
     pub our_number: String,
     /// The contact's number, E.164.
     pub contact: String,
-    /// The contact's locale (`en`, `es`).
-    pub locale: String,
+    /// The contact's locale (`en`, `es-MX`), when known: a start request or the operator set
+    /// it. Unknown, texts are in the flow's locale.
+    #[serde(default)]
+    pub locale: Option<String>,
     /// Conversation fields, kept across runs.
     pub fields: BTreeMap<String, String>,
     /// The flow of the current (or last) run, pinned to its version.
@@ -107,7 +109,7 @@ impl Conversation {
         Self {
             our_number: our_number.to_owned(),
             contact: contact.to_owned(),
-            locale: "en".to_owned(),
+            locale: None,
             fields: BTreeMap::new(),
             flow: None,
             status: Status::Idle,

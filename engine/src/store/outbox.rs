@@ -57,6 +57,9 @@ pub struct OutboundMessage {
     /// The brand it speaks for.
     #[serde(default)]
     pub brand: Option<String>,
+    /// The locale it is written in: the gate adds its opt-out wording in that language.
+    #[serde(default)]
+    pub locale: Option<String>,
     /// The contact's US state from their address, when known.
     #[serde(default)]
     pub address_state: Option<String>,
@@ -92,6 +95,7 @@ impl OutboundMessage {
             class: ConsentClass::Transactional,
             origin: Origin::Flow,
             brand: None,
+            locale: None,
             address_state: None,
             gate: None,
             gate_log: Vec::new(),

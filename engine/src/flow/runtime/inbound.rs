@@ -15,6 +15,7 @@ use crate::compliance::gate::Origin;
 use crate::compliance::ledger::{
     ConsentClass, ConsentEvent, ConsentSource, ConsentState, NewConsent,
 };
+use crate::compliance::texts::reply_locale;
 use crate::flow::conversation::{Event, Status};
 use crate::flow::{Action, Flow, FlowKind, words};
 
@@ -38,7 +39,7 @@ pub(super) async fn handle(
         });
     }
     if inbound.screening != Screening::Pass {
-        answer_screening(runtime, turn, &inbound.screening);
+        answer_screening(runtime, turn, inbound);
         return Ok(());
     }
     turn.conversation
@@ -171,33 +172,50 @@ fn record_keyword_opt_in(
     Ok(())
 }
 
-/// Answers a compliance keyword; no flow or plugin sees the text. An opt-out ends the run (a
-/// handed-off conversation stays with its agent, whose replies the gate now blocks).
-fn answer_screening(runtime: &Runtime, turn: &mut Turn<'_>, screening: &Screening) {
+/// Answers a compliance keyword in the keyword's language, else the contact's, else the flow's;
+/// no flow or plugin sees the text. An opt-out ends the run (a handed-off conversation stays
+/// with its agent, whose replies the gate now blocks).
+fn answer_screening(runtime: &Runtime, turn: &mut Turn<'_>, inbound: &Inbound) {
+    let screening = &inbound.screening;
     let origin = match screening {
         Screening::Pass => return,
-        Screening::OptedOut { .. } => {
-            if !matches!(turn.conversation.status, Status::HandedOff { .. }) {
-                turn.end(Some("opted_out".to_owned()));
-            }
-            Origin::OptOutConfirmation
-        }
+        Screening::OptedOut { .. } => Origin::OptOutConfirmation,
         Screening::Help { .. } => Origin::Help,
         Screening::OptedIn { .. } => Origin::OptInConfirmation,
-        Screening::AskRevocation { .. } => {
-            turn.conversation.revocation_asked_at_ms = Some(turn.now);
-            Origin::RevocationQuestion
-        }
+        Screening::AskRevocation { .. } => Origin::RevocationQuestion,
     };
-    let compliance = &runtime.compliance;
-    // Without a brand, the number the contact texted is the best name we have.
-    let brand = compliance
-        .brand(screening.program(), turn.conversation.brand.as_deref())
-        .unwrap_or_else(|| turn.conversation.our_number.clone());
-    if let Some(text) = compliance.reply_text(screening, &brand) {
-        let step = format!("compliance:{}", origin.as_str());
-        turn.queue(origin, &step, text);
+    let flow_locale = pinned_locale(runtime, turn);
+    match screening {
+        Screening::OptedOut { .. }
+            if !matches!(turn.conversation.status, Status::HandedOff { .. }) =>
+        {
+            turn.end(Some("opted_out".to_owned()));
+        }
+        Screening::AskRevocation { .. } => {
+            turn.conversation.revocation_asked_at_ms = Some(turn.now)
+        }
+        _ => {}
     }
+    let compliance = &runtime.compliance;
+    let brand = compliance.brand(screening.program(), turn.conversation.brand.as_deref());
+    let locale = reply_locale(
+        &inbound.text,
+        turn.conversation.locale.as_deref(),
+        flow_locale.as_deref(),
+    );
+    if let Some(text) = compliance.reply_text(screening, brand.as_deref(), &locale) {
+        let step = format!("compliance:{}", origin.as_str());
+        if let Some(message) = turn.queue(origin, &step, text) {
+            message.locale = Some(locale);
+        }
+    }
+}
+
+/// The locale of the conversation's pinned flow, when it has one that still loads.
+fn pinned_locale(runtime: &Runtime, turn: &Turn<'_>) -> Option<String> {
+    // A pinned flow that no longer loads only costs the reply its flow's language.
+    let flow = pinned_flow(runtime, turn).ok().flatten()?;
+    Some(flow.locale.clone())
 }
 
 /// Why an escalation rule of `flow` hands this reply to a person, if one does.

@@ -57,7 +57,7 @@ pub(super) async fn start(
         });
     }
     if let Some(locale) = request.locale {
-        turn.conversation.locale = locale;
+        turn.conversation.locale = Some(locale);
     }
     begin_run(turn, &flow, "api", request.fields);
     steps::run_from(turn, &flow, &flow.start).await;
@@ -88,7 +88,13 @@ pub(super) fn begin_run(
     let builtins = [
         ("contact", conversation.contact.clone()),
         ("our_number", conversation.our_number.clone()),
-        ("locale", conversation.locale.clone()),
+        (
+            "locale",
+            conversation
+                .locale
+                .clone()
+                .unwrap_or_else(|| flow.locale.clone()),
+        ),
         ("brand", flow.brand.clone().unwrap_or_default()),
     ];
     for (name, value) in builtins {

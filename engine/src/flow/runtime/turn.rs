@@ -7,6 +7,7 @@ use super::DEFAULT_QUEUE;
 use super::effects::{TimerOp, TurnEffects};
 use crate::compliance::gate::Origin;
 use crate::compliance::ledger::ConsentClass;
+use crate::compliance::texts::FALLBACK_LOCALE;
 use crate::flow::conversation::{Conversation, Event, Status, Timer, TimerKey, TimerRecord};
 use crate::flow::template::{RenderError, Template};
 use crate::flow::{Flow, LocalizedTemplate, Step};
@@ -102,18 +103,40 @@ impl<'r> Turn<'r> {
     pub(super) fn plugin_context(&self) -> Context {
         Context {
             contact: self.conversation.contact.clone(),
-            locale: self.conversation.locale.clone(),
+            locale: self
+                .conversation
+                .locale
+                .clone()
+                .or_else(|| self.conversation.fields.get("locale").cloned())
+                .unwrap_or_else(|| FALLBACK_LOCALE.to_owned()),
             fields: self.conversation.fields.clone(),
             last_intents: self.conversation.last_intents.clone(),
         }
     }
 
-    /// `text` in the contact's locale, rendered from the conversation's fields.
-    pub(super) fn render_text(&self, text: &LocalizedTemplate) -> Result<String, RenderError> {
-        let Some(template) = text.for_locale(&self.conversation.locale) else {
+    /// The contact's locale, else `flow`'s: what a plugin's draft is taken to be written in.
+    pub(super) fn locale<'a>(&'a self, flow: &'a Flow) -> &'a str {
+        self.conversation.locale.as_deref().unwrap_or(&flow.locale)
+    }
+
+    /// `text` in the contact's locale (the flow's when unknown), rendered from the
+    /// conversation's fields, with the locale of the variant used.
+    pub(super) fn render_text(
+        &self,
+        text: &LocalizedTemplate,
+    ) -> Result<(String, String), RenderError> {
+        let wanted = self
+            .conversation
+            .locale
+            .as_deref()
+            .unwrap_or(&text.default_locale);
+        let Some((locale, template)) = text.variant(wanted) else {
             return Err(RenderError::MissingFields { fields: Vec::new() });
         };
-        template.render(&self.conversation.fields)
+        Ok((
+            locale.to_owned(),
+            template.render(&self.conversation.fields)?,
+        ))
     }
 
     /// Every template of `templates`, rendered from the conversation's fields.
@@ -127,10 +150,18 @@ impl<'r> Turn<'r> {
             .collect()
     }
 
-    /// Queues a text a flow step asked for (`origin`: the flow itself, or a plugin's draft).
-    pub(super) fn send_as(&mut self, origin: Origin, flow: &Flow, step: &Step, body: String) {
+    /// Queues a text in `locale` a flow step asked for (`origin`: the flow itself, or a
+    /// plugin's draft).
+    pub(super) fn send_as(
+        &mut self,
+        origin: Origin,
+        flow: &Flow,
+        step: &Step,
+        (locale, body): (String, String),
+    ) {
         if let Some(message) = self.queue(origin, &step.name, body) {
             message.flow = Some(flow.id.clone());
+            message.locale = Some(locale);
         }
     }
 

@@ -28,7 +28,8 @@ pub(super) async fn run(turn: &mut Turn<'_>, flow: &Flow, step: &Step) -> Option
         || draft.next_step.as_deref() == Some("handoff")
         || draft.text.trim().is_empty();
     if !unsure {
-        turn.send_as(Origin::Draft, flow, step, draft.text);
+        let locale = turn.locale(flow).to_owned();
+        turn.send_as(Origin::Draft, flow, step, (locale, draft.text));
         return Some(next.clone());
     }
     if let Some(target) = on_low_confidence {

@@ -50,12 +50,13 @@ mod tests {
     async fn a_send_queues_the_rendered_text_in_the_contacts_locale() {
         let (plugins, ids, flow) = (Stub::default(), Counter::default(), flow(FLOW));
         let mut turn = turn(&plugins, &ids, &[("name", "Ana")]);
-        turn.conversation.locale = "es-MX".to_owned();
+        turn.conversation.locale = Some("es-MX".to_owned());
         let next = execute(&mut turn, &flow, &flow.steps["hello"]).await;
         assert_eq!(next.as_deref(), Some("bye"));
         let (seq, message) = &turn.effects.outgoing[0];
         assert_eq!((*seq, message.body.as_str()), (1, "Hola Ana"));
         assert_eq!(message.origin, Origin::Flow);
+        assert_eq!(message.locale.as_deref(), Some("es"));
         assert_eq!(message.flow.as_deref(), Some("greet"));
         assert_eq!(message.program.as_deref(), Some("care"));
         assert!(matches!(
