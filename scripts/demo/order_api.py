@@ -10,6 +10,14 @@ import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+
+def say(line):
+    """Prints `line` in one write: the demo's helpers share smsflow's terminal, and print()
+    writes the text and its newline separately, so two processes' lines could run together."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 ORDERS = {
     "A100": {"id": "A100", "status": "shipped", "eta": "Thursday, March 5", "carrier": "UPS"},
     "A200": {"id": "A200", "status": "processing"},
@@ -29,7 +37,7 @@ class Orders(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, format, *args):
-        print(f"[order api] {self.command} {self.path} -> {args[1]}", flush=True)
+        say(f"[order api] {self.command} {self.path} -> {args[1]}")
 
 
 if __name__ == "__main__":

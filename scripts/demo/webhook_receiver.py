@@ -13,6 +13,14 @@ import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+
+def say(line):
+    """Prints `line` in one write: the demo's helpers share smsflow's terminal, and print()
+    writes the text and its newline separately, so two processes' lines could run together."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 SECRET = sys.argv[2] if len(sys.argv) > 2 else ""
 
 
@@ -33,7 +41,7 @@ class Receiver(BaseHTTPRequestHandler):
             line = f"{event.get('type')} {json.dumps(event.get('data'), sort_keys=True)}"
         except ValueError:
             line = body.decode(errors="replace")
-        print(f"[webhook] {line}{check}", flush=True)
+        say(f"[webhook] {line}{check}")
         self.send_response(204)
         self.end_headers()
 
