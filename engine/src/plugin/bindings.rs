@@ -1,4 +1,4 @@
-//! Host-side bindings generated from `wit/v0.1.0`.
+//! Host-side bindings generated from `plugins/sdk/wit/v0.1.0`.
 //!
 //! The `host` world carries every import once; each plugin world reuses those modules, so one
 //! implementation of the imports serves all plugin kinds.
@@ -8,7 +8,7 @@
 /// The imports shared by every world, and the shared `types` interface.
 pub mod host {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
+        path: "../plugins/sdk/wit/v0.1.0",
         world: "host",
         imports: {
             "smsflow:plugin/http.send": async,
@@ -19,7 +19,7 @@ pub mod host {
 /// The `classifier` world.
 pub mod classifier {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
+        path: "../plugins/sdk/wit/v0.1.0",
         world: "classifier",
         exports: { default: async },
         with: {
@@ -31,7 +31,7 @@ pub mod classifier {
 /// The `connector` world.
 pub mod connector {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
+        path: "../plugins/sdk/wit/v0.1.0",
         world: "connector",
         exports: { default: async },
         with: {
@@ -43,7 +43,7 @@ pub mod connector {
 /// The `reply-generator` world.
 pub mod reply_generator {
     wasmtime::component::bindgen!({
-        path: "../wit/v0.1.0",
+        path: "../plugins/sdk/wit/v0.1.0",
         world: "reply-generator",
         exports: { default: async },
         with: {

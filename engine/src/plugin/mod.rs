@@ -1,6 +1,6 @@
 //! The WebAssembly plugin host.
 //!
-//! Plugins are components targeting one world of `wit/v0.1.0` (classifier, connector,
+//! Plugins are components targeting one world of `plugins/sdk/wit/v0.1.0` (classifier, connector,
 //! reply-generator). The host keeps one wasmtime [`Engine`] with the pooling allocator and epoch
 //! interruption, compiles each component once (cached on disk), checks its imports against its
 //! world, its manifest and the operator's grant, and keeps an `InstancePre` for it. Every call

@@ -32,7 +32,7 @@ pub fn classifier_module(classify_body: &str) -> String {
 pub fn component(world: &str, core_wat: &str) -> Vec<u8> {
     let mut resolve = wit_parser::Resolve::default();
     let (package, _) = resolve
-        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit/v0.1.0"))
+        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk/wit/v0.1.0"))
         .unwrap();
     let world = resolve.select_world(&[package], Some(world)).unwrap();
     let mut module = wat::parse_str(core_wat).unwrap();

@@ -5,7 +5,7 @@ pub mod bindings {
     #![allow(missing_docs, clippy::too_many_arguments)]
     wit_bindgen::generate!({
         world: "classifier",
-        path: "../../wit/v0.1.0",
+        path: "wit/v0.1.0",
         runtime_path: "::smsflow_plugin_sdk::__wit_bindgen::rt",
         with: {
             "smsflow:plugin/types@0.1.0": crate::host_bindings::smsflow::plugin::types,

@@ -40,7 +40,7 @@ pub mod host_bindings {
     #![allow(missing_docs)]
     wit_bindgen::generate!({
         world: "host",
-        path: "../../wit/v0.1.0",
+        path: "wit/v0.1.0",
         runtime_path: "::smsflow_plugin_sdk::__wit_bindgen::rt",
         generate_all,
     });
