@@ -507,35 +507,7 @@ pub fn civil_from_days(days: u64) -> (u64, u32, u32) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn response(status: u16, body: &str) -> Response {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
-    fn pairs(fields: &[Field]) -> Vec<(&str, &str)> {
-        fields
-            .iter()
-            .map(|field| (field.name.as_str(), field.value.as_str()))
-            .collect()
-    }
-
-    fn invalid_input(result: Result<impl std::fmt::Debug, PluginError>) -> String {
-        match result {
-            Err(PluginError::InvalidInput(message)) => message,
-            other => panic!("expected invalid-input, got {other:?}"),
-        }
-    }
-
-    fn upstream_failure(result: Result<impl std::fmt::Debug, PluginError>) -> String {
-        match result {
-            Err(PluginError::UpstreamFailure(message)) => message,
-            other => panic!("expected upstream-failure, got {other:?}"),
-        }
-    }
+    use smsflow_plugin_sdk::testing::{self, invalid_input, pairs, response, upstream_failure};
 
     #[test]
     fn search_request_is_exact() {
@@ -737,8 +709,7 @@ mod tests {
 
     #[test]
     fn error_statuses() {
-        let mut limited = response(429, "{}");
-        limited.headers.push(("retry-after".into(), "10".into()));
+        let limited = response(429, "{}").with_header("retry-after", "10");
         assert!(matches!(
             parse_contact_search(limited),
             Err(PluginError::RateLimited(10))
@@ -845,12 +816,7 @@ mod tests {
 
     #[test]
     fn unsupported_entities_are_invalid_input_naming_the_supported_ones() {
-        let context = Context {
-            contact: "+15551230000".into(),
-            locale: "en".into(),
-            fields: Vec::new(),
-            last_intents: Vec::new(),
-        };
+        let context = testing::context();
         let message = invalid_input(CrmNotes.lookup("order", "A1", &context));
         assert!(
             message.contains("\"order\"")

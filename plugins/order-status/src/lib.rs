@@ -253,28 +253,7 @@ pub fn status_text(status: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn response(status: u16, body: &str) -> Response {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: body.as_bytes().to_vec(),
-        }
-    }
-
-    fn pairs(fields: &[Field]) -> Vec<(&str, &str)> {
-        fields
-            .iter()
-            .map(|field| (field.name.as_str(), field.value.as_str()))
-            .collect()
-    }
-
-    fn invalid_input(result: Result<impl std::fmt::Debug, PluginError>) -> String {
-        match result {
-            Err(PluginError::InvalidInput(message)) => message,
-            other => panic!("expected invalid-input, got {other:?}"),
-        }
-    }
+    use smsflow_plugin_sdk::testing::{self, invalid_input, pairs, response};
 
     #[test]
     fn url_joins_base_and_id() {
@@ -391,8 +370,7 @@ mod tests {
 
     #[test]
     fn other_statuses_map_to_errors() {
-        let mut limited = response(429, "");
-        limited.headers.push(("retry-after".into(), "30".into()));
+        let limited = response(429, "").with_header("retry-after", "30");
         assert!(matches!(
             parse_order(limited),
             Err(PluginError::RateLimited(30))
@@ -463,12 +441,7 @@ mod tests {
 
     #[test]
     fn connector_rejects_other_entities_without_calling_the_host() {
-        let context = Context {
-            contact: "+15551230000".into(),
-            locale: "en".into(),
-            fields: Vec::new(),
-            last_intents: Vec::new(),
-        };
+        let context = testing::context();
         invalid_input(OrderStatus.lookup("contact", "x", &context));
         invalid_input(OrderStatus.lookup("order", "../x", &context));
         invalid_input(OrderStatus.lookup("order", "", &context));

@@ -28,6 +28,11 @@
 //!
 //! The host's imports (log, clock, config, kv, http) are plain functions in the modules below.
 //! The host grants them per plugin; a plugin that calls one it was not granted is refused at load.
+//!
+//! [`testing`] builds contexts and HTTP responses for a plugin's native unit tests.
+//!
+//! The crate carries the plugin contract it binds to (`wit/v0.1.0`), so a plugin that depends on
+//! it by path or version builds anywhere, not only inside the smsflow repository.
 
 extern crate self as smsflow_plugin_sdk;
 
@@ -54,6 +59,11 @@ pub use host::types::{Context, Field, PluginError};
 pub mod alloc;
 mod context;
 pub mod http;
+// Native only rather than behind a cargo feature: plugins use it from `#[cfg(test)]` code, which
+// only ever builds natively, so they need no extra dev-dependency line, and a component can never
+// carry it.
+#[cfg(not(target_arch = "wasm32"))]
+pub mod testing;
 
 #[cfg(feature = "classifier")]
 pub mod classifier;
