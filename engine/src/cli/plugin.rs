@@ -1,5 +1,8 @@
-//! The plugin developer's commands: `plugin inspect` and `plugin call` load a component in the
-//! real sandbox.
+//! The plugin developer's commands: `plugin new` writes a crate, `plugin build` makes it a
+//! component, `plugin inspect` and `plugin call` load one in the real sandbox.
+
+mod build;
+mod new;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,6 +19,11 @@ use crate::store::Store;
 /// `smsflow plugin ...`.
 #[derive(Debug, Subcommand)]
 pub(super) enum PluginCommand {
+    /// Write a new plugin crate (Cargo.toml, manifest, a working implementation with a test).
+    New(new::NewArgs),
+    /// Build a plugin crate to a component: `<name>.wasm` and `<name>.plugin.toml` in
+    /// DIR/target/plugins (or --out).
+    Build(build::BuildArgs),
     /// Show a plugin's manifest, world, imports, exports and size.
     Inspect {
         /// The component (`<name>.wasm`, with `<name>.plugin.toml` or `plugin.toml` beside it).
@@ -47,6 +55,8 @@ pub(super) enum PluginCommand {
 /// Runs a `smsflow plugin` command.
 pub(super) async fn run(command: PluginCommand) -> anyhow::Result<ExitCode> {
     match command {
+        PluginCommand::New(args) => new::run(&args),
+        PluginCommand::Build(args) => build::run(&args),
         PluginCommand::Inspect { file } => inspect(&file).await,
         PluginCommand::Call {
             file,
