@@ -2,7 +2,8 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# Build every plugin to a component in target/plugins/ (installs what the build needs).
+# Build every plugin under plugins/ (each folder with a manifest) to a component in target/plugins/
+# (installs what the build needs).
 plugins:
     scripts/build-plugins.sh
 
