@@ -121,7 +121,10 @@ fn a_new_classifier_built_outside_the_repository_runs_under_plugin_call() {
     let wasm = new_tested_and_built(parent.path(), "greeter", "classifier");
     let greeting = call(parent.path(), &wasm, r#"{"text":"Hello there!"}"#);
     assert_eq!(greeting["name"], "greeting");
-    assert!(greeting["confidence"].as_f64().unwrap() > 0.85, "{greeting}");
+    assert!(
+        greeting["confidence"].as_f64().unwrap() > 0.85,
+        "{greeting}"
+    );
     let other = call(parent.path(), &wasm, r#"{"text":"where is my order"}"#);
     assert_eq!(other["name"], "unknown");
 }

@@ -132,8 +132,8 @@ impl Manifest {
             path: path.to_owned(),
             message,
         };
-        let text =
-            std::fs::read_to_string(path).map_err(|error| manifest_error(read_error(path, &error)))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| manifest_error(read_error(path, &error)))?;
         let manifest: Self =
             toml::from_str(&text).map_err(|error| manifest_error(error.to_string()))?;
         manifest.check().map_err(manifest_error)?;

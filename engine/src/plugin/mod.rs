@@ -725,7 +725,10 @@ fn call_input<T: serde::de::DeserializeOwned>(
 ) -> Result<T, CallError> {
     serde_json::from_value(input).map_err(|error| CallError::BadInput {
         plugin: plugin.to_owned(),
-        message: format!("{}; this input does not fit: {error}", call_input_help(world)),
+        message: format!(
+            "{}; this input does not fit: {error}",
+            call_input_help(world)
+        ),
     })
 }
 

@@ -206,16 +206,18 @@ struct CargoMessage {
 /// its JSON messages. Read from cargo rather than guessed, so a `CARGO_TARGET_DIR` or a
 /// `.cargo/config.toml` elsewhere is followed.
 fn built_module(messages: &str, cargo_toml: &Path) -> Option<PathBuf> {
-    let same_file = |path: &Path| {
-        std::fs::canonicalize(path).ok() == std::fs::canonicalize(cargo_toml).ok()
-    };
+    let same_file =
+        |path: &Path| std::fs::canonicalize(path).ok() == std::fs::canonicalize(cargo_toml).ok();
     messages
         .lines()
         .filter_map(|line| serde_json::from_str::<CargoMessage>(line).ok())
         .filter(|message| message.reason == "compiler-artifact")
         .filter(|message| message.manifest_path.as_deref().is_some_and(same_file))
         .flat_map(|message| message.filenames)
-        .rfind(|file| file.extension().is_some_and(|extension| extension == "wasm"))
+        .rfind(|file| {
+            file.extension()
+                .is_some_and(|extension| extension == "wasm")
+        })
 }
 
 /// Runs cargo in `dir` and returns the core module it built.
@@ -232,7 +234,8 @@ fn build_core_module(toolchain: Toolchain, dir: &Path) -> Result<PathBuf, BuildE
         return Err(BuildError::Cargo(dir.to_owned()));
     }
     let messages = String::from_utf8_lossy(&output.stdout);
-    built_module(&messages, &dir.join("Cargo.toml")).ok_or_else(|| BuildError::NoModule(dir.to_owned()))
+    built_module(&messages, &dir.join("Cargo.toml"))
+        .ok_or_else(|| BuildError::NoModule(dir.to_owned()))
 }
 
 /// The component made of the core module at `core`, validated.
@@ -268,8 +271,8 @@ fn write(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
 /// Runs `smsflow plugin build`.
 pub(super) fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
     // Absolute, so the paths printed at the end can be pasted from any folder.
-    let dir = &std::fs::canonicalize(&args.dir)
-        .map_err(|_| BuildError::NotACrate(args.dir.clone()))?;
+    let dir =
+        &std::fs::canonicalize(&args.dir).map_err(|_| BuildError::NotACrate(args.dir.clone()))?;
     let package = package_name(dir)?;
     let manifest_file = manifest_path(dir, &package)?;
     // Checked before the build: a broken manifest is found in a second, not after cargo.
@@ -287,7 +290,10 @@ pub(super) fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
         path: manifest_file.clone(),
         source,
     })?;
-    write(&out.join(format!("{}.plugin.toml", manifest.name)), &manifest_text)?;
+    write(
+        &out.join(format!("{}.plugin.toml", manifest.name)),
+        &manifest_text,
+    )?;
     println!("{} ({} bytes)", wasm.display(), component.len());
     println!(
         "try it: smsflow plugin call {} --input '{}'",

@@ -92,14 +92,16 @@ pub(super) struct PluginName(String);
 
 /// Names cargo or Rust refuse for a library: keywords (`fn` would be the library `fn`), the
 /// standard crates, and cargo's own folder names in `target/`.
-const RESERVED: &[&str] = &[
-    "as", "async", "await", "break", "const", "continue", "crate", "dyn", "else", "enum", "extern",
-    "false", "fn", "for", "gen", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
-    "pub", "ref", "return", "self", "static", "struct", "super", "trait", "true", "try", "type",
-    "unsafe", "use", "where", "while", "abstract", "become", "box", "do", "final", "macro",
-    "override", "priv", "typeof", "unsized", "virtual", "yield", "std", "core", "alloc", "test",
-    "proc-macro", "build", "deps", "examples", "incremental", "smsflow-plugin-sdk", "union",
-];
+const RESERVED: &str = "as async await break const continue crate dyn else enum extern false fn \
+    for gen if impl in let loop match mod move mut pub ref return self static struct super trait \
+    true try type unsafe use where while abstract become box do final macro override priv typeof \
+    unsized virtual yield union std core alloc test proc-macro build deps examples incremental \
+    smsflow-plugin-sdk";
+
+/// Whether Rust or cargo reserves `name`.
+fn reserved(name: &str) -> bool {
+    RESERVED.split_whitespace().any(|word| word == name)
+}
 
 impl FromStr for PluginName {
     type Err = NewError;
@@ -127,7 +129,7 @@ fn name_problem(name: &str) -> Option<&'static str> {
         Some("it must start with a letter")
     } else if name.ends_with('-') || name.contains("--") {
         Some("dashes go between words, one at a time")
-    } else if RESERVED.contains(&name) {
+    } else if reserved(name) {
         Some("Rust or cargo reserves it")
     } else {
         None
@@ -154,7 +156,7 @@ fn suggest_name(name: &str) -> Option<String> {
     let mut suggestion = words.join("-");
     suggestion.truncate(64);
     let suggestion = suggestion.trim_end_matches('-').to_owned();
-    let suggestion = if RESERVED.contains(&suggestion.as_str()) {
+    let suggestion = if reserved(&suggestion) {
         format!("{suggestion}-plugin")
     } else {
         suggestion
@@ -427,7 +429,11 @@ mod tests {
 
     #[test]
     fn the_lib_registers_the_worlds_trait_for_the_named_type() {
-        let files = crate_files(&name("order-lookup"), World::ReplyGenerator, Path::new("/sdk"));
+        let files = crate_files(
+            &name("order-lookup"),
+            World::ReplyGenerator,
+            Path::new("/sdk"),
+        );
         let lib = &files[2].text;
         assert!(lib.contains("smsflow_plugin_sdk::register_reply_generator!(OrderLookup);"));
         assert!(lib.contains("impl ReplyGenerator for OrderLookup"));
@@ -446,7 +452,12 @@ mod tests {
             "{message}"
         );
         let file = dir.path().join("notes.txt");
-        assert!(check_free(&file).unwrap_err().to_string().contains("is a file"));
+        assert!(
+            check_free(&file)
+                .unwrap_err()
+                .to_string()
+                .contains("is a file")
+        );
     }
 
     #[test]
