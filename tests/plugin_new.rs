@@ -217,7 +217,7 @@ fn input_of_the_wrong_shape_is_answered_with_the_shape_and_an_example() {
         (
             &classifier,
             "where is my order",
-            r#"--input is not JSON; a classifier takes"#,
+            r#"--input is not JSON (expected value at line 1 column 1); a classifier takes {"text": "...", "context": {...}} (context is optional), for example --input '{"text": "where is my order"}'; in a shell, put the JSON in single quotes"#,
         ),
         (
             &connector,
