@@ -2,7 +2,7 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# Build every plugin to a component in target/plugins/ (installs what the build needs).
+# Build every folder of plugins/ with a manifest to a component in target/plugins/ (installs what it needs).
 plugins:
     scripts/build-plugins.sh
 

@@ -2,6 +2,7 @@
 
 mod agents;
 mod flows;
+mod plugin;
 mod records;
 mod seed;
 
@@ -14,7 +15,6 @@ use clap::{Parser, Subcommand};
 
 use crate::clock::SystemClock;
 use crate::config::Config;
-use crate::plugin::{Grant, Manifest, PluginHost, PluginsConfig};
 use crate::store::Store;
 
 /// smsflow: two-way SMS workflows with sandboxed plugins and compliance in the host.
@@ -33,9 +33,9 @@ enum Command {
         #[arg(long, default_value = "smsflow.toml")]
         config: PathBuf,
     },
-    /// Work with plugin components.
+    /// Write, build, inspect and try plugins.
     #[command(subcommand)]
-    Plugin(PluginCommand),
+    Plugin(plugin::PluginCommand),
     /// Inbound texts that failed every processing attempt. `list` works with the server
     /// stopped (from the store) or running (through its operator API); `replay` needs it stopped.
     Dlq {
@@ -160,36 +160,6 @@ enum DlqCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-enum PluginCommand {
-    /// Show a plugin's manifest, world, imports, exports and size.
-    Inspect {
-        /// The component (`<name>.wasm`, with `<name>.plugin.toml` or `plugin.toml` beside it).
-        file: PathBuf,
-    },
-    /// Run one call in the real sandbox and print its result as JSON.
-    ///
-    /// Without --config the plugin gets what its manifest asks for, HTTP only to the
-    /// --allow-http origins, and the --set settings.
-    Call {
-        /// The component.
-        file: PathBuf,
-        /// The call as JSON: `{"text": "..."}` for a classifier or reply generator,
-        /// `{"operation": "lookup", "entity": "order", "key": "A100"}` for a connector.
-        #[arg(long)]
-        input: String,
-        /// Take the plugin's grant and limits from this smsflow.toml.
-        #[arg(long, conflicts_with_all = ["settings", "allow_http"])]
-        config: Option<PathBuf>,
-        /// A plugin setting, `KEY=VALUE` (repeatable).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        settings: Vec<String>,
-        /// An origin the plugin may call over HTTP (repeatable).
-        #[arg(long = "allow-http", value_name = "ORIGIN")]
-        allow_http: Vec<String>,
-    },
-}
-
 impl Cli {
     /// Runs the command.
     ///
@@ -198,14 +168,7 @@ impl Cli {
     /// Whatever the command failed with; `main` prints it.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self.command {
-            Command::Plugin(PluginCommand::Inspect { file }) => inspect(&file).await,
-            Command::Plugin(PluginCommand::Call {
-                file,
-                input,
-                config,
-                settings,
-                allow_http,
-            }) => call(&file, &input, config.as_deref(), &settings, allow_http).await,
+            Command::Plugin(command) => plugin::run(command).await,
             Command::Serve { config } => {
                 crate::server::serve(Config::from_file(&config)?).await?;
                 Ok(ExitCode::SUCCESS)
@@ -261,95 +224,6 @@ impl Cli {
                 config,
                 plugins,
             } => flows::test(&path, config.as_deref(), plugins).await,
-        }
-    }
-}
-
-/// A one-off host for a single component, with the grant the command line describes.
-async fn standalone_host(
-    file: &Path,
-    config: Option<&Path>,
-    settings: &[String],
-    allow_http: Vec<String>,
-) -> anyhow::Result<(PluginHost, String)> {
-    let manifest = Manifest::from_file(&Manifest::path_for(file))?;
-    let plugins_config = match config {
-        Some(path) => Config::from_file(path)?.plugins,
-        None => PluginsConfig::default(),
-    };
-    let grant = match config {
-        Some(_) => plugins_config
-            .grants
-            .get(&manifest.name)
-            .cloned()
-            .unwrap_or_default(),
-        None => {
-            let mut grant = Grant {
-                capabilities: manifest.capabilities.clone(),
-                http: allow_http,
-                ..Grant::default()
-            };
-            for setting in settings {
-                let (key, value) = setting
-                    .split_once('=')
-                    .with_context(|| format!("--set `{setting}` is not KEY=VALUE"))?;
-                grant
-                    .config
-                    .insert(key.to_owned(), toml::Value::String(value.to_owned()));
-            }
-            grant
-        }
-    };
-    let store = Store::temporary()?;
-    let mut host = PluginHost::new(
-        &plugins_config,
-        store.tables().plugin_kv,
-        Arc::new(SystemClock),
-    )?;
-    let name = manifest.name.clone();
-    host.load(file, manifest, &grant).await?;
-    Ok((host, name))
-}
-
-async fn inspect(file: &Path) -> anyhow::Result<ExitCode> {
-    let (host, name) = standalone_host(file, None, &[], Vec::new()).await?;
-    let plugin = host
-        .get(&name)
-        .with_context(|| format!("plugin `{name}` did not load"))?;
-    let report = serde_json::json!({
-        "name": plugin.manifest.name,
-        "version": plugin.manifest.version,
-        "world": plugin.manifest.world,
-        "description": plugin.manifest.description,
-        "capabilities": plugin.manifest.capabilities,
-        "file": plugin.path,
-        "size_bytes": plugin.size,
-        "imports": plugin.imports,
-        "exports": plugin.exports,
-        "intents": plugin.intents,
-    });
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(ExitCode::SUCCESS)
-}
-
-async fn call(
-    file: &Path,
-    input: &str,
-    config: Option<&Path>,
-    settings: &[String],
-    allow_http: Vec<String>,
-) -> anyhow::Result<ExitCode> {
-    let input: serde_json::Value =
-        serde_json::from_str(input).context("--input is not valid JSON")?;
-    let (host, name) = standalone_host(file, config, settings, allow_http).await?;
-    match host.call_json(&name, input).await {
-        Ok(result) => {
-            println!("{}", serde_json::to_string_pretty(&result)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(error) => {
-            eprintln!("error: {error}");
-            Ok(ExitCode::FAILURE)
         }
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::bindings::host::smsflow::plugin::types as wit;
 use super::bindings::{classifier, reply_generator};
+use super::manifest::World;
 
 /// What the host tells a plugin about the conversation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,14 +180,30 @@ impl PluginFailure {
     }
 }
 
-/// One call of any plugin kind, as `smsflow plugin call --input` takes it in JSON.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum CallInput {
-    /// A connector call: `{"operation": "lookup", "entity": "order", "key": "A100"}`.
-    Connector(ConnectorCall),
-    /// A classifier or reply-generator call: `{"text": "Yes please!", "context": {...}}`.
-    Text(TextInput),
+/// An input `smsflow plugin call --input` takes for a plugin of `world`, as JSON.
+pub fn call_input_example(world: World) -> &'static str {
+    match world {
+        World::Classifier => r#"{"text": "where is my order"}"#,
+        World::ReplyGenerator => r#"{"text": "what are your hours?"}"#,
+        World::Connector => r#"{"operation": "lookup", "entity": "order", "key": "A100"}"#,
+    }
+}
+
+/// What `smsflow plugin call --input` takes for a plugin of `world`, with an example, in the words
+/// its error messages use.
+pub fn call_input_help(world: World) -> String {
+    let shape = match world {
+        World::Classifier | World::ReplyGenerator => {
+            r#"{"text": "...", "context": {...}} (context is optional)"#
+        }
+        World::Connector => {
+            r#"{"operation": "lookup", "entity": "...", "key": "..."} or {"operation": "write", "entity": "...", "fields": {...}} (each with an optional "context")"#
+        }
+    };
+    format!(
+        "a {world} takes {shape}, for example --input '{}'",
+        call_input_example(world)
+    )
 }
 
 /// The input of a classifier or a reply generator.

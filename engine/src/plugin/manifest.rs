@@ -1,4 +1,4 @@
-//! `plugin.toml`: what a plugin says about itself.
+//! `<name>.plugin.toml` (or `plugin.toml`): what a plugin says about itself.
 
 use std::path::Path;
 
@@ -132,8 +132,8 @@ impl Manifest {
             path: path.to_owned(),
             message,
         };
-        let text =
-            std::fs::read_to_string(path).map_err(|error| manifest_error(error.to_string()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| manifest_error(read_error(path, &error)))?;
         let manifest: Self =
             toml::from_str(&text).map_err(|error| manifest_error(error.to_string()))?;
         manifest.check().map_err(manifest_error)?;
@@ -167,17 +167,67 @@ impl Manifest {
     }
 
     /// The manifest path for a component file: `<stem>.plugin.toml` beside it, or else
-    /// `plugin.toml` in the same folder.
+    /// `plugin.toml` in the same folder when only that one exists. With neither, it is
+    /// `<stem>.plugin.toml`, so the error [`Manifest::from_file`] gives names the file the
+    /// developer should add (`smsflow plugin build` writes it).
     pub fn path_for(component: &Path) -> std::path::PathBuf {
         let stem = component
             .file_stem()
             .map(|stem| stem.to_string_lossy().into_owned())
             .unwrap_or_default();
         let beside = component.with_file_name(format!("{stem}.plugin.toml"));
-        if beside.exists() {
-            beside
+        let shared = component.with_file_name("plugin.toml");
+        if !beside.exists() && shared.exists() {
+            shared
         } else {
-            component.with_file_name("plugin.toml")
+            beside
         }
+    }
+}
+
+/// What to say when a manifest cannot be read: for a missing one, where it belongs.
+fn read_error(path: &Path, error: &std::io::Error) -> String {
+    if error.kind() != std::io::ErrorKind::NotFound {
+        return error.to_string();
+    }
+    let file = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(
+        "not found: a plugin's manifest `{file}` goes beside its component \
+         (`smsflow plugin build` writes both; from a crate, copy its manifest there)"
+    )
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_component_s_manifest_is_its_own_then_the_folder_s_then_its_own_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let component = dir.path().join("greeter.wasm");
+        let beside = dir.path().join("greeter.plugin.toml");
+        let shared = dir.path().join("plugin.toml");
+        assert_eq!(Manifest::path_for(&component), beside);
+        std::fs::write(&shared, "").unwrap();
+        assert_eq!(Manifest::path_for(&component), shared);
+        std::fs::write(&beside, "").unwrap();
+        assert_eq!(Manifest::path_for(&component), beside);
+    }
+
+    #[test]
+    fn a_missing_manifest_is_named_with_where_it_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Manifest::path_for(&dir.path().join("greeter.wasm"));
+        let message = Manifest::from_file(&path).unwrap_err().to_string();
+        assert!(
+            message.contains("greeter.plugin.toml: not found")
+                && message.contains("goes beside its component")
+                && !message.contains("/plugin.toml"),
+            "{message}"
+        );
     }
 }

@@ -37,7 +37,10 @@ use wasmtime::{
     Store, Trap, UpdateDeadline,
 };
 
-pub use api::{CallInput, ConnectorCall, Context, Draft, Intent, PluginFailure, TextInput};
+pub use api::{
+    ConnectorCall, Context, Draft, Intent, PluginFailure, TextInput, call_input_example,
+    call_input_help,
+};
 pub use calls::PluginCalls;
 pub use error::{CallError, LoadError};
 pub use grant::{Credential, EffectiveGrant, Grant};
@@ -582,36 +585,28 @@ impl PluginHost {
         plugin: &str,
         input: serde_json::Value,
     ) -> Result<serde_json::Value, CallError> {
-        let loaded = self.plugin(plugin)?;
-        let bad_input = |message: String| CallError::BadInput {
-            plugin: plugin.to_owned(),
-            message,
-        };
-        let input: CallInput =
-            serde_json::from_value(input).map_err(|error| bad_input(error.to_string()))?;
-        let result = match (loaded.manifest.world, input) {
-            (World::Classifier, CallInput::Text(input)) => {
+        let world = self.plugin(plugin)?.manifest.world;
+        let result = match world {
+            World::Classifier => {
+                let input: TextInput = call_input(plugin, world, input)?;
                 serde_json::to_value(self.classify(plugin, &input.text, &input.context).await?)
             }
-            (World::ReplyGenerator, CallInput::Text(input)) => serde_json::to_value(
-                self.draft_reply(plugin, &input.text, &input.context)
-                    .await?,
-            ),
-            (World::Connector, CallInput::Connector(call)) => {
+            World::ReplyGenerator => {
+                let input: TextInput = call_input(plugin, world, input)?;
+                serde_json::to_value(
+                    self.draft_reply(plugin, &input.text, &input.context)
+                        .await?,
+                )
+            }
+            World::Connector => {
+                let call: ConnectorCall = call_input(plugin, world, input)?;
                 serde_json::to_value(self.connect(plugin, &call).await?)
             }
-            (World::Connector, CallInput::Text(_)) => {
-                return Err(bad_input(
-                    r#"a connector takes {"operation": "lookup", "entity": ..., "key": ...} or {"operation": "write", "entity": ..., "fields": {...}}"#.into(),
-                ));
-            }
-            (world, CallInput::Connector(_)) => {
-                return Err(bad_input(format!(
-                    r#"a {world} takes {{"text": ..., "context": {{...}}}}"#
-                )));
-            }
         };
-        result.map_err(|error| bad_input(format!("result is not JSON: {error}")))
+        result.map_err(|error| CallError::BadInput {
+            plugin: plugin.to_owned(),
+            message: format!("result is not JSON: {error}"),
+        })
     }
 
     fn plugin(&self, name: &str) -> Result<&Arc<Plugin>, CallError> {
@@ -719,6 +714,22 @@ fn check_import(manifest: &Manifest, grant: &EffectiveGrant, import: &str) -> Re
         return Err(format!("`{capability}` is not granted by the operator"));
     }
     Ok(())
+}
+
+/// `input` read as what a plugin of `world` takes; the error says what that is, with an example,
+/// rather than serde's "did not match any variant".
+fn call_input<T: serde::de::DeserializeOwned>(
+    plugin: &str,
+    world: World,
+    input: serde_json::Value,
+) -> Result<T, CallError> {
+    serde_json::from_value(input).map_err(|error| CallError::BadInput {
+        plugin: plugin.to_owned(),
+        message: format!(
+            "{}; this input does not fit: {error}",
+            call_input_help(world)
+        ),
+    })
 }
 
 fn wrong_world(plugin: &Plugin, expected: World) -> CallError {
