@@ -206,7 +206,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_component_s_manifest_is_its_own_then_the_folder_s_then_its_own_again() {
+    fn a_components_own_manifest_wins_and_is_the_one_named_when_neither_exists() {
         let dir = tempfile::tempdir().unwrap();
         let component = dir.path().join("greeter.wasm");
         let beside = dir.path().join("greeter.plugin.toml");

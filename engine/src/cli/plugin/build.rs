@@ -32,7 +32,7 @@ pub(in crate::cli) struct BuildArgs {
 
 /// Why `plugin build` made no component.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum BuildError {
+enum BuildError {
     /// DIR is not a crate.
     #[error(
         "{} has no Cargo.toml with a [package] name: run `smsflow plugin build` on a plugin's \
@@ -306,6 +306,8 @@ pub(super) fn run(args: &BuildArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -313,14 +315,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cargo_toml = dir.path().join("Cargo.toml");
         std::fs::write(&cargo_toml, "").unwrap();
-        let messages = format!(
-            "{{\"reason\":\"compiler-artifact\",\"manifest_path\":\"/elsewhere/sdk/Cargo.toml\",\"filenames\":[\"/t/libsdk.rlib\"]}}\n\
-             {{\"reason\":\"build-script-executed\"}}\n\
-             not json: a line cargo's build script printed\n\
-             {{\"reason\":\"compiler-artifact\",\"manifest_path\":{path:?},\"filenames\":[\"/t/greeter.wasm\",\"/t/libgreeter.rlib\"]}}\n\
-             {{\"reason\":\"build-finished\",\"success\":true}}\n",
-            path = cargo_toml.display().to_string()
-        );
+        let messages = [
+            json!({"reason": "compiler-artifact", "manifest_path": "/elsewhere/sdk/Cargo.toml",
+                   "filenames": ["/t/libsdk.rlib"]})
+            .to_string(),
+            json!({"reason": "build-script-executed"}).to_string(),
+            "not json: a line a build script printed".to_owned(),
+            json!({"reason": "compiler-artifact", "manifest_path": cargo_toml,
+                   "filenames": ["/t/greeter.wasm", "/t/libgreeter.rlib"]})
+            .to_string(),
+            json!({"reason": "build-finished", "success": true}).to_string(),
+        ]
+        .join("\n");
         assert_eq!(
             built_module(&messages, &cargo_toml),
             Some(PathBuf::from("/t/greeter.wasm"))

@@ -48,9 +48,9 @@ impl From<WorldArg> for World {
 
 /// Why `plugin new` wrote nothing.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum NewError {
+enum NewError {
     /// The name cannot be a crate's and a plugin's name.
-    #[error("`{name}` cannot be a plugin name: {reason}{}", suggestion.as_ref().map(|better| format!(" (try `{better}`)")).unwrap_or_default())]
+    #[error("`{name}` cannot be a plugin name: {reason}{}", try_hint(suggestion.as_deref()))]
     BadName {
         /// The name given.
         name: String,
@@ -67,7 +67,10 @@ pub(super) enum NewError {
     )]
     FolderNotEmpty(PathBuf),
     /// The crate's path is a file.
-    #[error("{} is a file: pick another name or write the crate elsewhere with --dir PARENT", .0.display())]
+    #[error(
+        "{} is a file: pick another name or write the crate elsewhere with --dir PARENT",
+        .0.display()
+    )]
     NotAFolder(PathBuf),
     /// No SDK where it was looked for.
     #[error(
@@ -86,9 +89,16 @@ pub(super) enum NewError {
     },
 }
 
+/// ` (try `better`)`, or nothing without a suggestion.
+fn try_hint(suggestion: Option<&str>) -> String {
+    suggestion
+        .map(|better| format!(" (try `{better}`)"))
+        .unwrap_or_default()
+}
+
 /// A checked plugin name: a valid cargo package name, manifest name and Rust library name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct PluginName(String);
+struct PluginName(String);
 
 /// Names cargo or Rust refuse for a library: keywords (`fn` would be the library `fn`), the
 /// standard crates, and cargo's own folder names in `target/`.
@@ -166,7 +176,7 @@ fn suggest_name(name: &str) -> Option<String> {
 
 impl PluginName {
     /// The name.
-    pub(super) fn as_str(&self) -> &str {
+    fn as_str(&self) -> &str {
         &self.0
     }
 
@@ -186,11 +196,11 @@ impl PluginName {
 
 /// One file of the new crate: where it goes in the crate and its text.
 #[derive(Debug)]
-pub(super) struct CrateFile {
+struct CrateFile {
     /// The path inside the crate.
-    pub(super) path: PathBuf,
+    path: PathBuf,
     /// The rendered text.
-    pub(super) text: String,
+    text: String,
 }
 
 /// The source of a world's `src/lib.rs` and its manifest's description.
@@ -198,15 +208,15 @@ fn world_template(world: World) -> (&'static str, &'static str) {
     match world {
         World::Classifier => (
             include_str!("templates/classifier.rs.template"),
-            "Tells greetings and goodbyes apart (written by smsflow plugin new: say what yours does).",
+            "Tells greetings and goodbyes apart.",
         ),
         World::Connector => (
             include_str!("templates/connector.rs.template"),
-            "Looks orders up in a table (written by smsflow plugin new: say what yours does).",
+            "Looks orders up in a table.",
         ),
         World::ReplyGenerator => (
             include_str!("templates/reply-generator.rs.template"),
-            "Answers the opening-hours question (written by smsflow plugin new: say what yours does).",
+            "Answers the opening-hours question.",
         ),
     }
 }
@@ -221,7 +231,7 @@ fn render(template: &str, values: &[(&str, &str)]) -> String {
 }
 
 /// The files of a `world` plugin called `name` that depends on the SDK at `sdk`.
-pub(super) fn crate_files(name: &PluginName, world: World, sdk: &Path) -> Vec<CrateFile> {
+fn crate_files(name: &PluginName, world: World, sdk: &Path) -> Vec<CrateFile> {
     let (lib, description) = world_template(world);
     // A TOML string, quoted and escaped, whatever characters the path has.
     let sdk = toml::Value::String(sdk.display().to_string()).to_string();
