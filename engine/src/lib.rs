@@ -13,7 +13,8 @@
 //! | [`inbox`] | the durable inbound queue, retries, dead letters |
 //! | [`compliance`] | keyword screening, the consent ledger, the send gate |
 //! | [`flow`] | the flow language, its checks, the runtime |
-//! | [`scenario`] | `smsflow test`: flow scenarios run in an engine built like the server's |
+//! | [`simulation`] | a flow on a simulated clock in an engine built like the server's: what `test` and `chat` drive |
+//! | [`scenario`] | `smsflow test`: flow scenarios, each run in a simulation |
 //! | [`plugin`] | the wasmtime host, sandbox, grants |
 //! | [`outbound`] | the one send path, provider adapters, pacing |
 //! | [`events`] | event webhooks to the operator's systems |
@@ -40,6 +41,7 @@ pub mod phone;
 pub mod plugin;
 pub mod scenario;
 pub mod server;
+pub mod simulation;
 pub mod sms;
 pub mod store;
 pub mod template;

@@ -1,8 +1,8 @@
 //! Scenario tests for flows (`flows/<flow>.test.toml`), run by `smsflow test` against the real
 //! runtime and the real plugins, on a simulated clock, with no phone.
 //!
-//! Each scenario runs on a fresh store, in an engine built like the server's
-//! ([`crate::engine`]) from the operator's config (`smsflow test --config`): its `[compliance]`
+//! Each scenario runs in a fresh [`Simulation`]: a new store, in an engine built like the
+//! server's ([`crate::engine`]) from the operator's config (`smsflow test --config`): its `[compliance]`
 //! and `[programs]` apply, and inbound texts go through the same accept pipeline. A file may
 //! declare HTTP routes (`[[mock_http]]`) that a local server answers, for connector plugins
 //! whose real API is not at hand, and plugin grants (`[grants.<plugin>]`) where `{{mock_url}}`
@@ -16,22 +16,14 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow};
 use serde::Deserialize;
 
-use crate::clock::{ManualClock, SharedClock};
 use crate::config::Config;
-use crate::engine::{Engine, EngineBuilder};
 use crate::flow::check::CheckLimits;
-use crate::flow::conversation::{Entry, Event, Status};
-use crate::flow::runtime::{Outcome, RuntimeError, StartRequest};
-use crate::flow::{Flow, check};
-use crate::outbound::{Cleared, Provider, Receipt, SendError};
-use crate::plugin::{Grant, PluginHost};
-use crate::sms::InboundText;
-use crate::store::Store;
+use crate::flow::conversation::{Conversation, Entry, Event, Status};
+use crate::plugin::Grant;
+use crate::simulation::{
+    DEFAULT_CONTACT, Simulation, Simulator, StartError, Text, Turn, parse_instant,
+};
 
-/// Our number in scenarios.
-pub const SCENARIO_OUR_NUMBER: &str = "+15550001000";
-/// The contact of a scenario that names none.
-pub const SCENARIO_CONTACT: &str = "+15555550100";
 /// When the simulated clock starts unless the file says otherwise: a Monday, 10:00 in New York.
 const DEFAULT_START: &str = "2026-01-05T15:00:00Z";
 /// Stands for the mock server's base URL in grants.
@@ -205,7 +197,6 @@ async fn run_file_inner(
     limits: &CheckLimits,
     report: &mut FileReport,
 ) -> anyhow::Result<()> {
-    let plugins_config = &config.plugins;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let file: ScenarioFile = toml::from_str(&text).map_err(|error| {
@@ -226,30 +217,21 @@ async fn run_file_inner(
         true => None,
         false => Some(serve_mock(file.mock_http.clone()).await?),
     };
-    let clock = Arc::new(ManualClock::new(start_ms));
-    let shared_clock: SharedClock = clock.clone();
-    let kv_store = Store::temporary()?;
-    let mut host = PluginHost::new(
-        plugins_config,
-        kv_store.tables().plugin_kv,
-        shared_clock.clone(),
-    )?;
     let grants = resolve_grants(&file.grants, mock_url.as_deref());
-    host.load_dir_with(&plugins_config.dir, |manifest| {
+    let mut simulator = Simulator::new(config, |manifest| {
         grants
             .get(&manifest.name)
             .cloned()
-            .unwrap_or_else(|| plugins_config.tool_grant(manifest))
+            .unwrap_or_else(|| config.plugins.tool_grant(manifest))
     })
     .await?;
-    let host = Arc::new(host);
     let folder = path.parent().unwrap_or(Path::new("."));
-    let loaded = check::load(folder, Some(&host), limits);
-    if !loaded.errors.is_empty() {
-        let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+    let errors = simulator.load_flows(folder, limits);
+    if !errors.is_empty() {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
         anyhow::bail!("the flows do not load:\n{}", errors.join("\n"));
     }
-    if !loaded.flows.iter().any(|flow| flow.id == file.flow) {
+    if !simulator.flows().iter().any(|flow| flow.id == file.flow) {
         anyhow::bail!(
             "{}: flow `{}` is not in {}",
             path.display(),
@@ -259,15 +241,10 @@ async fn run_file_inner(
     }
     report.unrun = 0;
     for scenario in &file.scenarios {
-        clock.set(start_ms);
-        let setup = Setup {
-            config,
-            flows: &loaded.flows,
-            host: &host,
-            clock: &clock,
-            shared_clock: &shared_clock,
+        let failures = match simulation_for(&simulator, &file.flow, scenario, start_ms).await {
+            Ok(mut simulation) => run_scenario(&mut simulation, scenario).await,
+            Err(error) => vec![format!("cannot set up: {error:#}")],
         };
-        let failures = run_scenario(&file.flow, scenario, &setup).await;
         report.scenarios.push(ScenarioReport {
             name: scenario.name.clone(),
             steps: scenario.steps.len(),
@@ -277,68 +254,24 @@ async fn run_file_inner(
     Ok(())
 }
 
-/// The provider of scenarios: takes every text the gate clears and sends nothing.
-#[derive(Debug)]
-struct Unsent;
-
-impl Provider for Unsent {
-    fn name(&self) -> &'static str {
-        "scenario"
-    }
-
-    fn send<'a>(
-        &'a self,
-        message: &'a Cleared,
-    ) -> futures_util::future::BoxFuture<'a, Result<Receipt, SendError>> {
-        Box::pin(async move {
-            Ok(Receipt {
-                provider_id: message.id.clone(),
-            })
-        })
-    }
+/// A fresh simulation for one scenario, its clock at the file's start.
+async fn simulation_for(
+    simulator: &Simulator<'_>,
+    flow: &str,
+    scenario: &Scenario,
+    start_ms: i64,
+) -> anyhow::Result<Simulation> {
+    let contact = scenario.contact.as_deref().unwrap_or(DEFAULT_CONTACT);
+    simulator
+        .simulation(flow, contact, scenario.locale.as_deref(), start_ms)
+        .await
 }
 
-/// What every scenario of a file runs with.
-struct Setup<'a> {
-    config: &'a Config,
-    flows: &'a [Flow],
-    host: &'a Arc<PluginHost>,
-    clock: &'a Arc<ManualClock>,
-    shared_clock: &'a SharedClock,
-}
-
-impl Setup<'_> {
-    /// A fresh engine for one scenario: a temporary store, the simulated clock, the file's
-    /// plugins and flows, the operator's policy. Its workers never run: steps drive it.
-    async fn engine(&self) -> anyhow::Result<Engine> {
-        EngineBuilder::from_config(self.config)
-            .store(Store::temporary()?)
-            .clock(self.shared_clock.clone())
-            .provider(Arc::new(Unsent))
-            .plugins(Arc::clone(self.host))
-            .flows(self.flows.to_vec())
-            .build()
-            .await
-    }
-}
-
-async fn run_scenario(flow: &str, scenario: &Scenario, setup: &Setup<'_>) -> Vec<String> {
-    let engine = match setup.engine().await {
-        Ok(engine) => engine,
-        Err(error) => return vec![format!("cannot set up: {error:#}")],
-    };
-    let contact = scenario.contact.as_deref().unwrap_or(SCENARIO_CONTACT);
+async fn run_scenario(simulation: &mut Simulation, scenario: &Scenario) -> Vec<String> {
     let mut failures = Vec::new();
     for (index, step) in scenario.steps.iter().enumerate() {
         let label = step_label(index, step);
-        let run = StepRun {
-            engine: &engine,
-            flow,
-            scenario,
-            contact,
-            index,
-        };
-        match run.run(step, setup.clock).await {
+        match run_step(simulation, step).await {
             Ok(problems) => failures.extend(
                 problems
                     .into_iter()
@@ -364,114 +297,67 @@ fn step_label(index: usize, step: &ScenarioStep) -> String {
     format!("step {} ({action})", index + 1)
 }
 
-/// One step of one scenario.
-struct StepRun<'a> {
-    engine: &'a Engine,
-    flow: &'a str,
-    scenario: &'a Scenario,
-    contact: &'a str,
-    index: usize,
-}
-
-impl StepRun<'_> {
-    /// Runs the step's action, then checks its expectations.
-    async fn run(&self, step: &ScenarioStep, clock: &ManualClock) -> anyhow::Result<Vec<String>> {
-        let actions = [
-            step.start.is_some(),
-            step.inbound.is_some(),
-            step.advance.is_some(),
-        ];
-        if actions.iter().filter(|&&action| action).count() != 1 {
-            anyhow::bail!("a step needs exactly one of `start`, `inbound`, `advance`");
-        }
-        let runtime = self.engine.runtime();
-        let before = runtime.transcript(SCENARIO_OUR_NUMBER, self.contact)?.len();
-        if let Some(fields) = &step.start {
-            if let Some(refusal) = self.start(fields, step.expect_error.as_deref()).await? {
-                return Ok(refusal);
-            }
-        } else if let Some(text) = &step.inbound {
-            self.inbound(text).await?;
-        } else if let Some(duration) = &step.advance {
+/// Runs the step's action, then checks its expectations.
+async fn run_step(simulation: &mut Simulation, step: &ScenarioStep) -> anyhow::Result<Vec<String>> {
+    let turn = match (&step.start, &step.inbound, &step.advance) {
+        (Some(fields), None, None) => match start(simulation, fields, step).await? {
+            Ok(turn) => turn,
+            Err(verdict) => return Ok(verdict),
+        },
+        (None, Some(text), None) => simulation.inbound(text).await?,
+        (None, None, Some(duration)) => {
             let duration = humantime::parse_duration(duration)
                 .with_context(|| format!("`{duration}` is not a duration"))?;
-            clock.advance(i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
-            runtime.fire_due_timers().await?;
+            simulation.advance(duration).await?
         }
-        // Through the gate, as the server's outbox would, so `expect_gate` sees its decisions.
-        while self.engine.outbox().deliver_due().await? > 0 {}
-        check_step(self.engine, self.contact, before, step)
-    }
-
-    /// An API start; `Some` holds the step's verdict when the start was refused (or should
-    /// have been).
-    async fn start(
-        &self,
-        fields: &BTreeMap<String, String>,
-        expect_error: Option<&str>,
-    ) -> anyhow::Result<Option<Vec<String>>> {
-        let request = StartRequest {
-            flow: self.flow.to_owned(),
-            from: SCENARIO_OUR_NUMBER.to_owned(),
-            to: self.contact.to_owned(),
-            fields: fields.clone(),
-            locale: self.scenario.locale.clone(),
-        };
-        Ok(
-            match (self.engine.runtime().start(request).await, expect_error) {
-                (Ok(_), Some(expected)) => Some(vec![format!(
-                    "the start was accepted; expected it refused with \"{expected}\""
-                )]),
-                (Err(RuntimeError::Store(error)), _) => return Err(error.into()),
-                (Err(error), Some(expected)) => {
-                    let message = error.to_string();
-                    Some(if message.contains(expected) {
-                        Vec::new()
-                    } else {
-                        vec![format!(
-                            "the start was refused with \"{message}\"; expected \"{expected}\""
-                        )]
-                    })
-                }
-                (Err(error), None) => Some(vec![format!("the start was refused: {error}")]),
-                (Ok(Outcome { .. }), None) => None,
-            },
-        )
-    }
-
-    /// A text from the contact, through the server's accept pipeline, then processed.
-    async fn inbound(&self, text: &str) -> anyhow::Result<()> {
-        let inbound = InboundText {
-            provider: "scenario",
-            message_id: format!("step-{}", self.index),
-            from: self.contact.to_owned(),
-            to: SCENARIO_OUR_NUMBER.to_owned(),
-            body: text.to_owned(),
-            num_media: 0,
-        };
-        self.engine.ingest().accept(inbound).await?;
-        self.engine.process_inbox().await?;
-        Ok(())
-    }
+        _ => anyhow::bail!("a step needs exactly one of `start`, `inbound`, `advance`"),
+    };
+    let conversation = simulation.conversation()?;
+    Ok(check_step(&turn, conversation.as_ref(), step))
 }
 
-/// The expectations of `step`, checked against what happened since entry `before`.
-fn check_step(
-    engine: &Engine,
-    contact: &str,
-    before: usize,
+/// A start; `Err` holds the step's verdict when the start was refused (or should have been).
+async fn start(
+    simulation: &mut Simulation,
+    fields: &BTreeMap<String, String>,
     step: &ScenarioStep,
-) -> anyhow::Result<Vec<String>> {
-    let runtime = engine.runtime();
-    let transcript = runtime.transcript(SCENARIO_OUR_NUMBER, contact)?;
-    let new_entries = transcript.get(before..).unwrap_or_default();
-    let conversation = runtime.conversation(SCENARIO_OUR_NUMBER, contact)?;
-    let status = conversation.as_ref().map(|c| &c.status);
+) -> anyhow::Result<Result<Turn, Vec<String>>> {
+    Ok(
+        match (simulation.start(fields).await, step.expect_error.as_deref()) {
+            (Ok(_), Some(expected)) => Err(vec![format!(
+                "the start was accepted; expected it refused with \"{expected}\""
+            )]),
+            (Ok(turn), None) => Ok(turn),
+            (Err(StartError::Failed(error)), _) => return Err(error),
+            (Err(StartError::Refused(error)), Some(expected)) => {
+                let message = error.to_string();
+                Err(if message.contains(expected) {
+                    Vec::new()
+                } else {
+                    vec![format!(
+                        "the start was refused with \"{message}\"; expected \"{expected}\""
+                    )]
+                })
+            }
+            (Err(StartError::Refused(error)), None) => {
+                Err(vec![format!("the start was refused: {error}")])
+            }
+        },
+    )
+}
+
+/// The expectations of `step`, checked against its turn and the conversation after it.
+fn check_step(
+    turn: &Turn,
+    conversation: Option<&Conversation>,
+    step: &ScenarioStep,
+) -> Vec<String> {
+    let status = conversation.map(|c| &c.status);
     let mut problems = Vec::new();
-    check_texts(step, new_entries, &mut problems);
+    check_texts(step, &turn.entries, &mut problems);
     check_status(step, status, &mut problems);
     if let Some(expected) = &step.expect_fields {
-        let fields = conversation.as_ref().map(|c| &c.fields);
+        let fields = conversation.map(|c| &c.fields);
         for (name, value) in expected {
             let actual = fields.and_then(|fields| fields.get(name));
             if actual != Some(value) {
@@ -483,14 +369,15 @@ fn check_step(
         }
     }
     if let Some(expected) = &step.expect_gate {
-        let decisions = gate_decisions(engine, new_entries)?;
+        // The gate's latest decision on each text the step queued.
+        let decisions: Vec<&str> = turn.texts.iter().map(Text::decision).collect();
         if decisions != *expected {
             problems.push(format!(
                 "the gate decided {decisions:?}, expected {expected:?}"
             ));
         }
     }
-    Ok(problems)
+    problems
 }
 
 /// `expect_replies`, `expect_replies_contain` and `expect_route`.
@@ -566,24 +453,6 @@ fn check_status(step: &ScenarioStep, status: Option<&Status>, problems: &mut Vec
     }
 }
 
-/// The gate's latest decision on each text queued in `new_entries` (`queued` when it has not
-/// decided yet).
-fn gate_decisions(engine: &Engine, new_entries: &[Entry]) -> anyhow::Result<Vec<String>> {
-    new_entries
-        .iter()
-        .filter_map(|entry| match &entry.event {
-            Event::Outbound { message_id, .. } => Some(message_id),
-            _ => None,
-        })
-        .map(|id| {
-            let message = engine.outbox().message(id)?;
-            Ok(message
-                .and_then(|message| message.gate)
-                .map_or_else(|| "queued".to_owned(), |gate| gate.decision))
-        })
-        .collect()
-}
-
 fn describe(status: Option<&Status>) -> String {
     match status {
         None | Some(Status::Idle) => "idle".to_owned(),
@@ -623,15 +492,6 @@ fn diff(expected: &[String], actual: &[&str]) -> String {
         let _ = write!(out, "    {sign} {}", change.value());
     }
     out.trim_end().to_owned()
-}
-
-fn parse_instant(text: &str) -> anyhow::Result<i64> {
-    let instant = humantime::parse_rfc3339_weak(text)
-        .with_context(|| format!("`{text}` is not an RFC 3339 time"))?;
-    let since_epoch = instant
-        .duration_since(std::time::UNIX_EPOCH)
-        .context("times before 1970 are not supported")?;
-    Ok(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The grants with `{{mock_url}}` replaced by the mock server's address.

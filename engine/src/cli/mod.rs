@@ -1,6 +1,7 @@
 //! The `smsflow` command line.
 
 mod agents;
+mod chat;
 mod flows;
 mod plugin;
 mod records;
@@ -114,6 +115,10 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         plugins: Option<PathBuf>,
     },
+    /// Talk to a flow as its contact, on a simulated clock: each line typed is a text from
+    /// the contact; `/start k=v`, `/wait 2h`, `/status`, `/help`, `/quit` are commands. Nothing
+    /// reaches a phone. Exits 1 when a line was refused.
+    Chat(chat::ChatArgs),
     /// Run flow scenario files (`*.test.toml`) against the real runtime and plugins, on a
     /// simulated clock. Exits 1 when a scenario fails.
     Test {
@@ -224,6 +229,7 @@ impl Cli {
                 config,
                 plugins,
             } => flows::test(&path, config.as_deref(), plugins).await,
+            Command::Chat(args) => chat::run(args).await,
         }
     }
 }
