@@ -152,7 +152,7 @@ step "an outbound flow started through the API: each text comes back with the ga
   start appointment-confirmation '{"to": "+12125550102", "fields": {"first_name": "Ana", "date": "March 3", "time": "10:00"}}'
 step "the contact confirms" \
   send +12125550102 'Yes please!'
-step "a marketing text to a number that never opted in: the gate blocks it, the run ends (not_sent)" \
+step "a marketing text to a number that never opted in: the gate blocks it, the run ends (outcome blocked)" \
   start re-engagement '{"to": "+12125550103", "fields": {"first_name": "Bo"}}'
 step "the contact opts out: one confirmation, and the gate stops every later text" \
   send +12125550102 'STOP'

@@ -72,7 +72,7 @@ fn the_demo_sends_the_same_texts_when_run_twice() {
             "{output}"
         );
         assert!(output.contains("\"decision\": \"blocked\""), "{output}");
-        assert!(output.contains("\"outcome\": \"not_sent\""), "{output}");
+        assert!(output.contains("\"outcome\": \"blocked\""), "{output}");
     }
     assert!(
         !all.contains("+12125550103"),

@@ -131,7 +131,7 @@ async fn the_start_api_answers_each_text_with_the_gates_decision() {
         started["conversation"]["status"]["state"], "ended",
         "{started:#}"
     );
-    assert_eq!(started["conversation"]["status"]["outcome"], "not_sent");
+    assert_eq!(started["conversation"]["status"]["outcome"], "blocked");
     assert!(setup.fake.sent_to("+12125550101").is_empty());
 
     // Ended, the contact can be started again (no 409 for a run that waits on nothing).

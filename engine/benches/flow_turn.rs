@@ -94,6 +94,7 @@ fn start(n: u64) -> StartRequest {
         to: contact(n),
         fields: [("first_name".to_owned(), "Ana".to_owned())].into(),
         locale: None,
+        ..StartRequest::default()
     }
 }
 

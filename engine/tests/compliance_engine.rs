@@ -466,6 +466,7 @@ async fn apply(engine: &Engine, step: usize, action: &Action) {
                     to: CONTACTS[*contact].to_owned(),
                     fields: BTreeMap::new(),
                     locale: None,
+                    ..StartRequest::default()
                 })
                 .await;
         }
@@ -797,6 +798,7 @@ impl Engine {
                 to: contact.to_owned(),
                 fields: BTreeMap::new(),
                 locale: None,
+                ..StartRequest::default()
             })
             .await
             .unwrap();

@@ -121,6 +121,7 @@ fn start() -> StartRequest {
         to: CONTACT.into(),
         fields: Default::default(),
         locale: None,
+        ..StartRequest::default()
     }
 }
 

@@ -118,6 +118,7 @@ fn start(flow: &str) -> StartRequest {
         to: CONTACT.to_owned(),
         fields: Default::default(),
         locale: None,
+        ..StartRequest::default()
     }
 }
 

@@ -31,12 +31,15 @@ struct StartBody {
     fields: BTreeMap<String, String>,
     #[serde(default)]
     locale: Option<String>,
+    /// What to do when the contact is in a run: `fail` (409), `skip`, `interrupt`.
+    #[serde(default)]
+    on_active: crate::flow::runtime::OnActive,
 }
 
 /// `POST /v1/flows/{flow_id}/start`: 201 with the conversation and each text the start queued
 /// with the gate's decision on it (`sent`, `deferred` with `until`, `blocked` with `reason`).
 /// A run left waiting for a reply after one of its texts was blocked is ended (outcome
-/// `not_sent`): the conversation in the answer says so.
+/// `blocked`): the conversation in the answer says so.
 pub(super) async fn start_flow(
     State(state): State<Arc<AppState>>,
     Path(flow_id): Path<String>,
@@ -49,6 +52,8 @@ pub(super) async fn start_flow(
         to: phone(&body.to)?,
         fields: body.fields,
         locale: body.locale,
+        on_active: body.on_active,
+        ..StartRequest::default()
     };
     let outcome = state.runtime.start(request).await?;
     let queued = outcome.queued_ids();

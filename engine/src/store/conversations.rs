@@ -98,6 +98,9 @@ pub struct Conversation {
     /// When the contact was last asked whether a text meant "stop".
     #[serde(default)]
     pub revocation_asked_at_ms: Option<i64>,
+    /// The campaign that started the current run, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
 }
 
 /// How many past intents a conversation keeps for plugins' context.
@@ -126,6 +129,7 @@ impl Conversation {
             marketing: false,
             brand: None,
             revocation_asked_at_ms: None,
+            campaign: None,
         }
     }
 

@@ -31,6 +31,11 @@
 //! | 0x12 | [`send_log::ProgramContacts`] | contact, program | first text's time |
 //! | 0x13 | [`plugin_kv::PluginKv`] | plugin, key | bytes |
 //! | 0x14 | [`agents::AgentsTable`] | agent name | JSON |
+//! | 0x15 | [`contacts::ContactsTable`] | contact id | a contact |
+//! | 0x16 | [`contacts::ContactAddresses`] | phone number | contact id |
+//! | 0x17 | [`contacts::ContactFieldTypes`] | field name | its type |
+//! | 0x18 | [`contacts::SavedSegments`] | segment name | its query |
+//! | 0x19 | [`contacts::ContactActivity`] | number, direction | last time |
 //! | 0x7f | format marker | `format` | the layout version |
 //!
 //! Strings in keys end at a 0x00 byte, which is why identifiers that reach a key (numbers,
@@ -50,6 +55,7 @@
 pub mod agents;
 pub mod codec;
 pub mod consent;
+pub mod contacts;
 pub mod conversations;
 pub mod events;
 pub mod flow_versions;
@@ -510,6 +516,16 @@ pub struct Tables {
     pub plugin_kv: plugin_kv::PluginKv,
     /// The people who answer handed-off conversations.
     pub agents: agents::AgentsTable,
+    /// Contacts by id.
+    pub contacts: contacts::ContactsTable,
+    /// Contacts by phone number.
+    pub contact_addresses: contacts::ContactAddresses,
+    /// The type of each contact field.
+    pub contact_field_types: contacts::ContactFieldTypes,
+    /// Segments saved by name.
+    pub segments: contacts::SavedSegments,
+    /// When each number last texted and was texted.
+    pub contact_activity: contacts::ContactActivity,
 }
 
 impl Store {
@@ -534,6 +550,11 @@ impl Store {
             program_contacts: send_log::ProgramContacts::new(self),
             plugin_kv: plugin_kv::PluginKv::new(self),
             agents: agents::AgentsTable::new(self),
+            contacts: contacts::ContactsTable::new(self),
+            contact_addresses: contacts::ContactAddresses::new(self),
+            contact_field_types: contacts::ContactFieldTypes::new(self),
+            segments: contacts::SavedSegments::new(self),
+            contact_activity: contacts::ContactActivity::new(self),
         }
     }
 }

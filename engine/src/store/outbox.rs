@@ -63,6 +63,9 @@ pub struct OutboundMessage {
     /// The contact's US state from their address, when known.
     #[serde(default)]
     pub address_state: Option<String>,
+    /// The campaign whose run queued it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<String>,
     /// The gate's latest decision.
     #[serde(default)]
     pub gate: Option<GateRecord>,
@@ -97,6 +100,7 @@ impl OutboundMessage {
             brand: None,
             locale: None,
             address_state: None,
+            campaign: None,
             gate: None,
             gate_log: Vec::new(),
         }

@@ -51,6 +51,16 @@ pub enum TableId {
     PluginKv = 0x13,
     /// [`super::agents::AgentsTable`].
     Agents = 0x14,
+    /// [`super::contacts::ContactsTable`].
+    Contacts = 0x15,
+    /// [`super::contacts::ContactAddresses`].
+    ContactAddresses = 0x16,
+    /// [`super::contacts::ContactFieldTypes`].
+    ContactFieldTypes = 0x17,
+    /// [`super::contacts::SavedSegments`].
+    Segments = 0x18,
+    /// [`super::contacts::ContactActivity`].
+    ContactActivity = 0x19,
 }
 
 impl TableId {
@@ -77,11 +87,16 @@ impl TableId {
             Self::ProgramContacts => "program_contacts",
             Self::PluginKv => "plugin_kv",
             Self::Agents => "agents",
+            Self::Contacts => "contacts",
+            Self::ContactAddresses => "contact_addresses",
+            Self::ContactFieldTypes => "contact_field_types",
+            Self::Segments => "segments",
+            Self::ContactActivity => "contact_activity",
         }
     }
 
     /// Every table.
-    pub const ALL: [TableId; 20] = [
+    pub const ALL: [TableId; 25] = [
         Self::Conversations,
         Self::Transcript,
         Self::Timers,
@@ -102,6 +117,11 @@ impl TableId {
         Self::ProgramContacts,
         Self::PluginKv,
         Self::Agents,
+        Self::Contacts,
+        Self::ContactAddresses,
+        Self::ContactFieldTypes,
+        Self::Segments,
+        Self::ContactActivity,
     ];
 
     fn byte(self) -> u8 {
@@ -278,7 +298,7 @@ impl<K: Key, V: Value> Table<K, V> {
         &self,
         start: &[u8],
         end: Option<&[u8]>,
-    ) -> impl DoubleEndedIterator<Item = Result<(K, V)>> + '_ {
+    ) -> impl DoubleEndedIterator<Item = Result<(K, V)>> + use<'_, K, V> {
         let start = Bound::Included(self.full_prefix(start));
         let end = match end {
             Some(end) => Bound::Excluded(self.full_prefix(end)),

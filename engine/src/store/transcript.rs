@@ -174,6 +174,19 @@ impl Transcript {
         };
         self.table.put_in(batch, &key, entry)
     }
+
+    /// Adds removing every entry of `conversation` to `batch` (an erasure).
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn remove_all_in(&self, batch: &mut Batch, conversation: &ConversationKey) -> Result<()> {
+        for row in self.table.scan_prefix(&prefix(conversation)) {
+            let (key, _) = row?;
+            self.table.remove_in(batch, &key);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

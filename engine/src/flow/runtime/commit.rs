@@ -10,6 +10,7 @@ use crate::events::EngineEvent;
 use crate::flow::conversation::{CaseState, Event};
 use crate::handoff::DeskEvent;
 use crate::store::Batch;
+use crate::store::contacts::Direction;
 use crate::store::outbox::Due;
 
 /// Applies `turn`'s effects (not flushed: see the runtime's documentation) and wakes the
@@ -51,6 +52,7 @@ pub(super) fn commit(runtime: &Runtime, mut turn: Turn<'_>) -> anyhow::Result<Ou
     if let Some(seq) = effects.inbox_seq {
         tables.inbox.remove_in(&mut batch, seq);
     }
+    record_activity(runtime, &mut batch, &turn)?;
     let events = prepare_events(runtime, &mut batch, &turn)?;
     apply(runtime, batch, &effects.consents)?;
     signal(runtime, &turn);
@@ -71,7 +73,25 @@ pub(super) fn commit(runtime: &Runtime, mut turn: Turn<'_>) -> anyhow::Result<Ou
         entries: turn.effects.entries,
         case: turn.case,
         duplicate: false,
+        skipped: false,
     })
+}
+
+/// When the contact last texted and was texted, for segments (`last_inbound < 30d`).
+fn record_activity(runtime: &Runtime, batch: &mut Batch, turn: &Turn<'_>) -> anyhow::Result<()> {
+    let contact = &turn.conversation.contact;
+    let activity = &runtime.tables.contact_activity;
+    let entries = &turn.effects.entries;
+    if entries
+        .iter()
+        .any(|entry| matches!(entry.event, Event::Inbound { .. }))
+    {
+        activity.put_in(batch, contact, Direction::Inbound, turn.now)?;
+    }
+    if !turn.effects.outgoing.is_empty() {
+        activity.put_in(batch, contact, Direction::Outbound, turn.now)?;
+    }
+    Ok(())
 }
 
 /// One info line per handoff, once it is applied: where the conversation went and why.

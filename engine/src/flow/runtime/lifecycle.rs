@@ -7,16 +7,17 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::turn::{Turn, escalation_queue};
-use super::{Runtime, RuntimeError, StartRequest, steps};
+use super::{OnActive, Runtime, RuntimeError, StartRequest, steps};
 use crate::flow::conversation::{Event, FlowRef, Status, Timer};
 use crate::flow::{Action, Flow, FlowKind, Step};
 
 /// An API start: checks the request against the flow and the conversation, then runs it.
+/// `false` when it was skipped (the contact is in a run and the request says to skip).
 pub(super) async fn start(
     runtime: &Runtime,
     turn: &mut Turn<'_>,
     request: StartRequest,
-) -> Result<(), RuntimeError> {
+) -> Result<bool, RuntimeError> {
     let flow = runtime
         .registry
         .current()
@@ -46,22 +47,30 @@ pub(super) async fn start(
         });
     }
     if turn.conversation.is_active() {
-        return Err(RuntimeError::ConversationActive {
-            contact: turn.conversation.contact.clone(),
-            flow: turn
-                .conversation
-                .flow
-                .as_ref()
-                .map(|flow| flow.id.clone())
-                .unwrap_or_default(),
-        });
+        let waiting = matches!(turn.conversation.status, Status::Waiting { .. });
+        match request.on_active {
+            OnActive::Skip => return Ok(false),
+            OnActive::Interrupt if waiting => turn.interrupt(),
+            OnActive::Fail | OnActive::Interrupt => {
+                return Err(RuntimeError::ConversationActive {
+                    contact: turn.conversation.contact.clone(),
+                    flow: turn
+                        .conversation
+                        .flow
+                        .as_ref()
+                        .map(|flow| flow.id.clone())
+                        .unwrap_or_default(),
+                });
+            }
+        }
     }
     if let Some(locale) = request.locale {
         turn.conversation.locale = Some(locale);
     }
+    turn.conversation.campaign = request.campaign;
     begin_run(turn, &flow, "api", request.fields);
     steps::run_from(turn, &flow, &flow.start).await;
-    Ok(())
+    Ok(true)
 }
 
 /// Starts a new run of `flow`: its fields, the built-in ones, and its resolution deadline.

@@ -48,7 +48,7 @@ use crate::store::{Store, StoreError, Tables};
 pub use crate::flow::MAX_STEPS_PER_TURN;
 
 /// The outcome of a run ended because the gate blocked the text it waited on.
-pub const UNSENT_OUTCOME: &str = "not_sent";
+pub const UNSENT_OUTCOME: &str = "blocked";
 
 /// The queue a conversation goes to when a failing step has no route and the flow names no
 /// escalation queue.
@@ -71,8 +71,22 @@ pub struct Inbound {
     pub inbox_seq: Option<u64>,
 }
 
+/// What a start does when the contact is already in a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnActive {
+    /// Refuse the start ([`RuntimeError::ConversationActive`], 409 in the API).
+    #[default]
+    Fail,
+    /// Do nothing and say so ([`Outcome::skipped`]).
+    Skip,
+    /// End the waiting run (outcome `interrupted`) and start the new one. A conversation with
+    /// a person is never interrupted: the start is refused as with `fail`.
+    Interrupt,
+}
+
 /// A request to start a flow for a contact.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StartRequest {
     /// The flow.
     pub flow: String,
@@ -84,6 +98,13 @@ pub struct StartRequest {
     pub fields: BTreeMap<String, String>,
     /// The contact's locale, when known.
     pub locale: Option<String>,
+    /// What to do when the contact is already in a run.
+    pub on_active: OnActive,
+    /// The campaign that starts it, carried by its conversation and texts.
+    pub campaign: Option<String>,
+    /// An id that makes the start happen once: a second start with it changes nothing and
+    /// answers a duplicate [`Outcome`] (campaigns resume after a crash with it).
+    pub event_id: Option<String>,
 }
 
 /// What a turn did.
@@ -97,6 +118,8 @@ pub struct Outcome {
     pub case: Option<HandoffCase>,
     /// The event had been processed before: nothing changed.
     pub duplicate: bool,
+    /// A start with [`OnActive::Skip`] found the contact in a run: nothing changed.
+    pub skipped: bool,
 }
 
 impl Outcome {
@@ -463,12 +486,24 @@ impl Runtime {
                 entries: Vec::new(),
                 case,
                 duplicate: true,
+                skipped: false,
             });
         }
         let mut turn = Turn::new(&*self.plugins, &self.store, conversation, now);
         turn.case = case;
         match event {
-            TurnEvent::Start(request) => lifecycle::start(self, &mut turn, request).await?,
+            TurnEvent::Start(request) => {
+                turn.effects.processed.clone_from(&request.event_id);
+                if !lifecycle::start(self, &mut turn, request).await? {
+                    return Ok(Outcome {
+                        conversation: turn.conversation,
+                        entries: Vec::new(),
+                        case: turn.case,
+                        duplicate: false,
+                        skipped: true,
+                    });
+                }
+            }
             TurnEvent::Inbound(inbound) => {
                 turn.effects.processed = Some(inbound.id.clone());
                 turn.effects.inbox_seq = inbound.inbox_seq;
@@ -492,6 +527,9 @@ impl Runtime {
     fn replayed(&self, event: &TurnEvent) -> Result<bool, StoreError> {
         Ok(match event {
             TurnEvent::Inbound(inbound) => self.tables.processed.contains(&inbound.id)?,
+            TurnEvent::Start(StartRequest {
+                event_id: Some(id), ..
+            }) => self.tables.processed.contains(id)?,
             TurnEvent::Timer { key, .. } => !self.tables.timers.contains(key)?,
             TurnEvent::Start(_)
             | TurnEvent::OperatorReply { .. }

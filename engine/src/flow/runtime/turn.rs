@@ -209,6 +209,7 @@ impl<'r> Turn<'r> {
         };
         message.brand.clone_from(&conversation.brand);
         message.address_state = conversation.fields.get("state").cloned();
+        message.campaign.clone_from(&conversation.campaign);
         self.effects.outgoing.push((seq, message));
         self.effects.outgoing.last_mut().map(|(_, message)| message)
     }
@@ -326,6 +327,16 @@ impl<'r> Turn<'r> {
         self.settled = true;
     }
 
+    /// Ends the waiting run so another can start in this turn (a start with
+    /// `on_active = "interrupt"`): its timers go, the transcript says it was interrupted.
+    pub(super) fn interrupt(&mut self) {
+        self.clear_wait();
+        self.clear_deadline();
+        self.record(Event::Ended {
+            outcome: Some(INTERRUPTED_OUTCOME.to_owned()),
+        });
+    }
+
     /// Schedules `timer` at `due_ms`; returns its key, hex-encoded for the conversation.
     pub(super) fn add_timer(&mut self, due_ms: i64, timer: Timer) -> String {
         let key = TimerKey {
@@ -362,6 +373,9 @@ impl<'r> Turn<'r> {
         self.remove_timer(timer);
     }
 }
+
+/// The outcome of a run another start interrupted.
+pub const INTERRUPTED_OUTCOME: &str = "interrupted";
 
 /// The queue a flow's escalations and unrouted failures go to.
 pub(super) fn escalation_queue(flow: &Flow) -> String {
