@@ -50,6 +50,9 @@ pub struct Config {
     /// Agents' canned replies by shortcode: templates filled from the contact's fields.
     #[serde(default)]
     pub canned: std::collections::BTreeMap<String, String>,
+    /// Contacts: the default country of national numbers, field types, time zones.
+    #[serde(default)]
+    pub contacts: crate::contacts::ContactsConfig,
 }
 
 /// The `[inbox]` section.

@@ -21,6 +21,7 @@ use crate::clock::SharedClock;
 use crate::compliance::Screener;
 use crate::compliance::gate::Gate;
 use crate::config::{Config, ProviderKind};
+use crate::contacts::Contacts;
 use crate::events::Events;
 use crate::flow::Flow;
 use crate::flow::check::CheckLimits;
@@ -157,7 +158,8 @@ impl<'c> EngineBuilder<'c> {
                 Some(Arc::new(events))
             }
         };
-        let gate = Gate::from_config(&config.compliance, &config.programs, &tables)?;
+        let gate = Gate::from_config(&config.compliance, &config.programs, &tables)?
+            .with_authoritative_zones(config.contacts.time_zone_authoritative);
         let compliance = Arc::clone(gate.compliance());
         let outbox_wake = Arc::new(Notify::new());
         let mut outbox = Outbox::new(
@@ -235,6 +237,12 @@ impl<'c> EngineBuilder<'c> {
             clock: clock.clone(),
         }));
         let agents = Arc::new(Agents::new(&store, clock.clone()));
+        let contacts = Arc::new(Contacts::new(
+            &store,
+            crate::compliance::ledger::Ledger::new(tables.consent.clone()),
+            clock.clone(),
+            config.contacts.clone(),
+        )?);
         let desk = Arc::new(Desk::new(DeskParts {
             store: store.clone(),
             turns: Arc::clone(&runtime) as Arc<dyn crate::handoff::CaseTurns>,
@@ -245,6 +253,7 @@ impl<'c> EngineBuilder<'c> {
         }));
         Ok(Engine {
             agents,
+            contacts,
             desk,
             store,
             clock,
@@ -263,6 +272,7 @@ impl<'c> EngineBuilder<'c> {
 /// A built engine: its parts, and the workers that move texts through them.
 pub struct Engine {
     agents: Arc<Agents>,
+    contacts: Arc<Contacts>,
     desk: Arc<Desk>,
     store: Store,
     clock: SharedClock,
@@ -353,6 +363,11 @@ impl Engine {
     /// The agents who answer handed-off conversations.
     pub fn agents(&self) -> &Arc<Agents> {
         &self.agents
+    }
+
+    /// The contacts.
+    pub fn contacts(&self) -> &Arc<Contacts> {
+        &self.contacts
     }
 
     /// The handoff desk: queues, assignment, service levels.

@@ -5,6 +5,8 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`agents`] | the people who answer handed-off conversations, and their sign-in |
+//! | [`contacts`] | contacts: typed fields, tags, locale, time zone; CSV import |
+//! | [`segments`] | the segment query language over contacts |
 //! | [`handoff`] | queues of handed-off conversations: states, assignment, service levels |
 //! | [`engine`] | the composition root: builds everything from [`config::Config`] once |
 //! | [`server`] | the HTTP layer: routes by caller, the auth layers, the pages, one error type |
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod clock;
 pub mod compliance;
 pub mod config;
+pub mod contacts;
 pub mod engine;
 pub mod events;
 pub mod flow;
@@ -40,6 +43,7 @@ pub mod outbound;
 pub mod phone;
 pub mod plugin;
 pub mod scenario;
+pub mod segments;
 pub mod server;
 pub mod simulation;
 pub mod sms;

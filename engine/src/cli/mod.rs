@@ -2,6 +2,7 @@
 
 mod agents;
 mod chat;
+mod contacts;
 mod flows;
 mod plugin;
 mod records;
@@ -58,6 +59,23 @@ enum Command {
     Agents {
         #[command(subcommand)]
         command: agents::AgentsCommand,
+        /// The configuration file naming the store.
+        #[arg(long, default_value = "smsflow.toml", global = true)]
+        config: PathBuf,
+    },
+    /// Contacts: import a CSV, export them (with the server stopped, or through its operator
+    /// API while it runs).
+    Contacts {
+        #[command(subcommand)]
+        command: contacts::ContactsCommand,
+        /// The configuration file naming the store.
+        #[arg(long, default_value = "smsflow.toml", global = true)]
+        config: PathBuf,
+    },
+    /// Segments of contacts: try a query.
+    Segments {
+        #[command(subcommand)]
+        command: contacts::SegmentsCommand,
         /// The configuration file naming the store.
         #[arg(long, default_value = "smsflow.toml", global = true)]
         config: PathBuf,
@@ -191,6 +209,8 @@ impl Cli {
                 records::run(consent_record(command), &config).await
             }
             Command::Agents { command, config } => agents::run(command, &config).await,
+            Command::Contacts { command, config } => contacts::run(command, &config).await,
+            Command::Segments { command, config } => contacts::segments(command, &config).await,
             Command::SendTest { from, text, config } => send_test(&from, &text, &config).await,
             Command::Check {
                 path,

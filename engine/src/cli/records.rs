@@ -124,14 +124,19 @@ fn broken_line(error: &str) -> String {
 }
 
 /// The running server's operator API.
-struct Api {
+pub(super) struct Api {
     base: String,
     token: String,
     client: reqwest::Client,
 }
 
 impl Api {
-    fn new(config: &Config) -> anyhow::Result<Self> {
+    /// The API of the server `config` describes, with its token.
+    ///
+    /// # Errors
+    ///
+    /// When the config has no `[server] api_token`.
+    pub(super) fn new(config: &Config) -> anyhow::Result<Self> {
         let token =
             config.server.api_token.clone().context(
                 "reading through the running server needs [server] api_token in the config",
@@ -185,10 +190,28 @@ impl Api {
     }
 
     /// The body `path` answers, or the server's error.
-    async fn get(&self, path: &str) -> anyhow::Result<String> {
-        let response = self
+    pub(super) async fn get(&self, path: &str) -> anyhow::Result<String> {
+        self.answer(path, self.client.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    /// What `path` answers to a POST of `body` (of `content_type`), or the server's error.
+    pub(super) async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> anyhow::Result<String> {
+        let request = self
             .client
-            .get(format!("{}{path}", self.base))
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body);
+        self.answer(path, request).await
+    }
+
+    async fn answer(&self, path: &str, request: reqwest::RequestBuilder) -> anyhow::Result<String> {
+        let response = request
             .bearer_auth(&self.token)
             .send()
             .await

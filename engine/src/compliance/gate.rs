@@ -158,6 +158,10 @@ pub struct Gate {
     send_log: SendLog,
     program_contacts: ProgramContacts,
     suppressions: Suppressions,
+    contacts: crate::store::contacts::ContactsTable,
+    contact_addresses: crate::store::contacts::ContactAddresses,
+    /// Whether a contact's own time zone replaces its number's (else both must be open).
+    zone_authoritative: bool,
 }
 
 impl Gate {
@@ -169,7 +173,26 @@ impl Gate {
             send_log: tables.send_log.clone(),
             program_contacts: tables.program_contacts.clone(),
             suppressions: tables.suppressions.clone(),
+            contacts: tables.contacts.clone(),
+            contact_addresses: tables.contact_addresses.clone(),
+            zone_authoritative: false,
         }
+    }
+
+    /// The gate with a contact's own time zone replacing its number's for quiet hours
+    /// (`[contacts] time_zone_authoritative`).
+    #[must_use]
+    pub fn with_authoritative_zones(mut self, authoritative: bool) -> Self {
+        self.zone_authoritative = authoritative;
+        self
+    }
+
+    /// The recipient's contact record, when there is one: its time zone and address state.
+    fn contact(&self, number: &str) -> anyhow::Result<Option<crate::store::contacts::Contact>> {
+        let Some(seq) = self.contact_addresses.get(number)? else {
+            return Ok(None);
+        };
+        Ok(self.contacts.get(seq)?)
     }
 
     /// The gate the operator configured: `config`'s policy (and its quiet-hours pack, if it
@@ -232,8 +255,10 @@ impl Gate {
     /// When the store cannot be read: the caller must not send.
     pub fn decide(&self, text: &Candidate<'_>, now_ms: i64) -> anyhow::Result<Decision> {
         let block = |reason: String| Ok(Decision::Block { reason });
-        if self.is_suppressed(text.to)? && text.origin != Origin::OptOutConfirmation {
-            return block("the recipient opted out with the carrier (provider error 21610)".into());
+        if let Some(why) = self.suppression(text.to)?
+            && text.origin != Origin::OptOutConfirmation
+        {
+            return block(format!("the recipient is suppressed: {why}"));
         }
         if text.origin == Origin::OptOutConfirmation {
             return self.decide_confirmation(text, now_ms);
@@ -271,8 +296,26 @@ impl Gate {
         }
 
         let config = self.compliance.config();
+        let contact = self.contact(text.to)?;
+        let contact_state =
+            contact
+                .as_ref()
+                .and_then(|contact| match contact.fields.get("state") {
+                    Some(crate::store::contacts::FieldValue::State { state }) => {
+                        Some(state.as_str())
+                    }
+                    Some(crate::store::contacts::FieldValue::Text(state)) => Some(state.as_str()),
+                    _ => None,
+                });
         let area_state = quiet_hours::us_state_for(text.to);
-        let address_state = text.address_state.and_then(quiet_hours::normalize_us_state);
+        let address_state = text
+            .address_state
+            .or(contact_state)
+            .and_then(quiet_hours::normalize_us_state);
+        let own_zone = contact
+            .as_ref()
+            .and_then(|contact| contact.time_zone.as_deref())
+            .and_then(|name| jiff::tz::TimeZone::get(name).ok());
         let sent = SentText::new(
             now_ms,
             text.program,
@@ -298,7 +341,14 @@ impl Gate {
             .and_then(|program| self.compliance.program(program))
             .is_some_and(|program| program.quiet_hours_exempt);
         if !exempt {
-            match self.quiet_hours.check(text.to, address_state, now_ms) {
+            let own = own_zone.as_ref().map(|zone| quiet_hours::OwnZone {
+                zone,
+                authoritative: self.zone_authoritative,
+            });
+            match self
+                .quiet_hours
+                .check_for(text.to, address_state, own, now_ms)
+            {
                 WindowCheck::Open => {}
                 WindowCheck::ClosedUntil {
                     opens_at_ms,
@@ -433,8 +483,9 @@ impl Gate {
     }
 
     /// Whether the provider reported `number` as opted out.
-    fn is_suppressed(&self, number: &str) -> anyhow::Result<bool> {
-        Ok(self.suppressions.contains(number)?)
+    /// Why `number` is suppressed (a carrier opt-out, an erasure), when it is.
+    fn suppression(&self, number: &str) -> anyhow::Result<Option<String>> {
+        Ok(self.suppressions.get(number)?)
     }
 
     /// Adds a carrier-level opt-out (Twilio 21610) to `batch`: suppression and a ledger
@@ -452,7 +503,8 @@ impl Gate {
         reason: &str,
         now_ms: i64,
     ) -> anyhow::Result<()> {
-        self.suppressions.put_in(batch, number, reason)?;
+        let why = format!("they opted out with the carrier (provider error 21610): {reason}");
+        self.suppressions.put_in(batch, number, &why)?;
         ledger.append(
             batch,
             NewConsent {

@@ -399,10 +399,33 @@ impl QuietHours {
     /// caller that knows the contact's own zone can add it through [`QuietHours::check_zones`].
     #[must_use]
     pub fn check(&self, number: &str, address_state: Option<&str>, now_ms: i64) -> WindowCheck {
+        self.check_for(number, address_state, None, now_ms)
+    }
+
+    /// [`QuietHours::check`] for a contact whose own time zone is known: it joins the
+    /// number's zones (every one must be open, so the stricter wins), or replaces them when
+    /// the operator says the contact's zone is authoritative.
+    #[must_use]
+    pub fn check_for(
+        &self,
+        number: &str,
+        address_state: Option<&str>,
+        own: Option<OwnZone<'_>>,
+        now_ms: i64,
+    ) -> WindowCheck {
         let Ok(parsed) = namba::parse(number) else {
             return WindowCheck::UnknownZone;
         };
-        let zones = zones_of(&parsed);
+        let mut zones = zones_of(&parsed);
+        match own {
+            Some(own) if own.authoritative => zones = vec![own.zone.clone()],
+            Some(own) => {
+                if !zones.contains(own.zone) {
+                    zones.push(own.zone.clone());
+                }
+            }
+            None => {}
+        }
         if zones.is_empty() {
             return WindowCheck::UnknownZone;
         }
@@ -445,6 +468,15 @@ impl QuietHours {
         };
         decide(zones, &rules, now_ms)
     }
+}
+
+/// A contact's own time zone, set by the operator.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnZone<'a> {
+    /// The zone.
+    pub zone: &'a TimeZone,
+    /// It replaces the number's zones rather than joining them.
+    pub authoritative: bool,
 }
 
 /// One jurisdiction, ready to evaluate.

@@ -43,6 +43,17 @@ pub enum ApiError {
     /// Well-formed, but not acceptable (a bad number, a missing field).
     #[error("{0}")]
     Unprocessable(String),
+    /// Not acceptable, and the body adds `details`' keys (a query error's `column`).
+    #[error("{message}")]
+    UnprocessableWith {
+        /// What is wrong.
+        message: String,
+        /// Keys added to the body.
+        details: serde_json::Value,
+    },
+    /// The body is not of a type this route reads.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// The operator API has no token configured.
     #[error("the API is disabled: set [server] api_token in the config")]
     ApiDisabled,
@@ -64,7 +75,10 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) | Self::ConflictWith { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unprocessable(_) | Self::UnprocessableWith { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ApiDisabled | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -80,7 +94,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = serde_json::json!({ "error": self.to_string() });
-        if let (Self::ConflictWith { details, .. }, Some(fields)) = (&self, body.as_object_mut())
+        if let (
+            Self::ConflictWith { details, .. } | Self::UnprocessableWith { details, .. },
+            Some(fields),
+        ) = (&self, body.as_object_mut())
             && let Some(details) = details.as_object()
         {
             fields.extend(details.clone());

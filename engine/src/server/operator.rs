@@ -37,6 +37,7 @@ struct StartBody {
 }
 
 /// `POST /v1/flows/{flow_id}/start`: 201 with the conversation and each text the start queued
+/// (200 `{"skipped": true}` when the contact is in a run and `on_active` is `skip`)
 /// with the gate's decision on it (`sent`, `deferred` with `until`, `blocked` with `reason`).
 /// A run left waiting for a reply after one of its texts was blocked is ended (outcome
 /// `blocked`): the conversation in the answer says so.
@@ -56,6 +57,12 @@ pub(super) async fn start_flow(
         ..StartRequest::default()
     };
     let outcome = state.runtime.start(request).await?;
+    if outcome.skipped {
+        return Ok((
+            StatusCode::OK,
+            Json(json!({ "skipped": true, "conversation": outcome.conversation, "texts": [] })),
+        ));
+    }
     let queued = outcome.queued_ids();
     let messages = state
         .outbox

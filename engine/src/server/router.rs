@@ -9,7 +9,7 @@ use axum::routing::{delete, get, post};
 
 use super::error::ApiError;
 use super::{MAX_BODY_BYTES, TELNYX_PATH, TWILIO_INBOUND_PATH, TWILIO_STATUS_PATH};
-use super::{agent_api, agent_auth, agents, auth, operator, pages, providers, records};
+use super::{agent_api, agent_auth, agents, auth, contacts, operator, pages, providers, records};
 use crate::agents::Agents;
 use crate::clock::SharedClock;
 use crate::compliance::Compliance;
@@ -26,6 +26,7 @@ use crate::phone::parse_e164;
 /// What the handlers share: the engine's parts they call and the settings of the edges.
 pub struct AppState {
     pub(super) agents: Arc<Agents>,
+    pub(super) contacts: Arc<crate::contacts::Contacts>,
     pub(super) desk: Arc<Desk>,
     pub(super) ingest: Arc<Ingest>,
     pub(super) runtime: Arc<Runtime>,
@@ -55,6 +56,7 @@ impl AppState {
     pub fn new(engine: &Engine, config: &Config) -> anyhow::Result<Self> {
         Ok(Self {
             agents: Arc::clone(engine.agents()),
+            contacts: Arc::clone(engine.contacts()),
             desk: Arc::clone(engine.desk()),
             ingest: Arc::clone(engine.ingest()),
             runtime: Arc::clone(engine.runtime()),
@@ -104,6 +106,20 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(agents::list_agents).post(agents::add_agent),
         )
         .route("/v1/agents/{name}/disable", post(agents::disable_agent))
+        .route("/v1/contacts", get(contacts::list).post(contacts::create))
+        .route(
+            CONTACTS_IMPORT_PATH,
+            post(contacts::import).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            "/v1/contacts/{phone}",
+            get(contacts::read)
+                .patch(contacts::patch)
+                .delete(contacts::erase),
+        )
+        .route("/v1/segments", get(contacts::saved))
+        .route("/v1/segments/preview", post(contacts::preview))
+        .route("/v1/segments/{name}", axum::routing::put(contacts::save))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_bearer,
@@ -171,8 +187,12 @@ fn pages() -> Router<Arc<AppState>> {
         .route("/simulator/thread", get(pages::simulator_thread))
 }
 
-/// Refuses a body announced larger than [`MAX_BODY_BYTES`] before reading any of it; a body
-/// without a length is cut off at the limit when read.
+/// The CSV import, whose body is read as it arrives and may be any size.
+const CONTACTS_IMPORT_PATH: &str = "/v1/contacts/import";
+
+/// Refuses a body announced larger than [`MAX_BODY_BYTES`] before reading any of it (except
+/// the CSV import's, which is streamed); a body without a length is cut off at the limit when
+/// read.
 async fn refuse_oversized(
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -182,7 +202,9 @@ async fn refuse_oversized(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+    if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64)
+        && request.uri().path() != CONTACTS_IMPORT_PATH
+    {
         return ApiError::PayloadTooLarge(MAX_BODY_BYTES).into_response();
     }
     next.run(request).await

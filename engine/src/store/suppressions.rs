@@ -28,6 +28,15 @@ impl Suppressions {
         self.table.contains(&number.to_owned())
     }
 
+    /// Why `number` is suppressed, when it is.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn get(&self, number: &str) -> Result<Option<String>> {
+        self.table.get(&number.to_owned())
+    }
+
     /// Adds suppressing `number` to `batch`.
     ///
     /// # Errors
