@@ -356,3 +356,67 @@ async fn a_contacts_own_time_zone_holds_texts_until_its_morning_too() {
         "{there}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_campaign_is_created_once_per_key_runs_and_can_be_paused_and_cancelled() {
+    let (setup, _server) = serve().await;
+    for i in 0..5 {
+        let contact = json!({"phone": format!("+1212555016{i}"), "fields": {"name": format!("P{i}")}, "tags": ["patients"]});
+        assert_eq!(call(&setup, "POST", "/v1/contacts", contact).await.0, 201);
+    }
+    let nameless = json!({"phone": "+12125550170", "tags": ["patients"]});
+    assert_eq!(call(&setup, "POST", "/v1/contacts", nameless).await.0, 201);
+    let body = json!({"key": "visits-1", "flow": "notice", "segment": "tag = \"patients\"", "messages_per_second": 100});
+    let (status, created) = call(&setup, "POST", "/v1/campaigns", body.clone()).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, again) = call(&setup, "POST", "/v1/campaigns", body).await;
+    assert_eq!(
+        (status, again["id"].as_str()),
+        (200, Some(id.as_str())),
+        "{again}"
+    );
+
+    let path = format!("/v1/campaigns/{id}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while call(&setup, "GET", &path, Value::Null).await.1["state"] != "done" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the campaign did not finish"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (_, progress) = call(&setup, "GET", &path, Value::Null).await;
+    assert_eq!(progress["targeted"], 6, "{progress:#}");
+    assert_eq!(progress["started"], 5, "{progress:#}");
+    assert_eq!(progress["excluded"]["missing_field"], 1, "{progress:#}");
+    assert_eq!(progress["sent"], 5, "{progress:#}");
+    assert_eq!(setup.fake.sent().len(), 5);
+
+    // A finished campaign cannot be paused; a scheduled one can, then cancelled.
+    let (status, _) = call(&setup, "POST", &format!("{path}/pause"), Value::Null).await;
+    assert_eq!(status, 409);
+    let later = json!({"flow": "notice", "segment": "tag = \"patients\"", "start_at": "2027-01-01T00:00:00Z"});
+    let (_, later) = call(&setup, "POST", "/v1/campaigns", later).await;
+    let later = format!("/v1/campaigns/{}", later["id"].as_str().unwrap());
+    let (_, paused) = call(&setup, "POST", &format!("{later}/pause"), Value::Null).await;
+    assert_eq!(paused["state"], "paused", "{paused}");
+    let (_, cancelled) = call(&setup, "POST", &format!("{later}/cancel"), Value::Null).await;
+    assert_eq!(cancelled["state"], "cancelled", "{cancelled}");
+
+    for (body, says) in [
+        (
+            json!({"flow": "notise", "segment": "tag = \"x\""}),
+            "did you mean `notice`",
+        ),
+        (json!({"flow": "notice", "segment": "tag = "}), "column"),
+        (
+            json!({"flow": "notice", "segment": "tag = \"x\"", "holdout_percent": 150}),
+            "0 to 100",
+        ),
+    ] {
+        let (status, refused) = call(&setup, "POST", "/v1/campaigns", body).await;
+        assert_eq!(status, 422, "{refused}");
+        assert!(refused.to_string().contains(says), "{refused}");
+    }
+}

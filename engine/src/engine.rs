@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::agents::Agents;
+use crate::campaigns::Campaigns;
 use crate::clock::SharedClock;
 use crate::compliance::Screener;
 use crate::compliance::gate::Gate;
@@ -243,6 +244,16 @@ impl<'c> EngineBuilder<'c> {
             clock.clone(),
             config.contacts.clone(),
         )?);
+        let our_number = crate::phone::parse_e164(&config.provider.from)
+            .unwrap_or_else(|_| config.provider.from.clone());
+        let campaigns = Arc::new(Campaigns::new(
+            &store,
+            Arc::clone(&contacts),
+            Arc::clone(&runtime),
+            Arc::clone(&outbox),
+            clock.clone(),
+            our_number,
+        ));
         let desk = Arc::new(Desk::new(DeskParts {
             store: store.clone(),
             turns: Arc::clone(&runtime) as Arc<dyn crate::handoff::CaseTurns>,
@@ -253,6 +264,7 @@ impl<'c> EngineBuilder<'c> {
         }));
         Ok(Engine {
             agents,
+            campaigns,
             contacts,
             desk,
             store,
@@ -272,6 +284,7 @@ impl<'c> EngineBuilder<'c> {
 /// A built engine: its parts, and the workers that move texts through them.
 pub struct Engine {
     agents: Arc<Agents>,
+    campaigns: Arc<Campaigns>,
     contacts: Arc<Contacts>,
     desk: Arc<Desk>,
     store: Store,
@@ -315,6 +328,7 @@ impl Engine {
             tokio::spawn(Arc::clone(&self.runtime).run_timers()),
             tokio::spawn(Arc::clone(&self.outbox).run()),
             tokio::spawn(Arc::clone(&self.desk).run()),
+            tokio::spawn(Arc::clone(&self.campaigns).run()),
         ];
         if let Some(events) = &self.events {
             workers.push(tokio::spawn(Arc::clone(events).run()));
@@ -368,6 +382,11 @@ impl Engine {
     /// The contacts.
     pub fn contacts(&self) -> &Arc<Contacts> {
         &self.contacts
+    }
+
+    /// The campaigns.
+    pub fn campaigns(&self) -> &Arc<Campaigns> {
+        &self.campaigns
     }
 
     /// The handoff desk: queues, assignment, service levels.

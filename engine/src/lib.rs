@@ -5,6 +5,7 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`agents`] | the people who answer handed-off conversations, and their sign-in |
+//! | [`campaigns`] | a flow sent to a segment: paced, gated per contact, resumable |
 //! | [`contacts`] | contacts: typed fields, tags, locale, time zone; CSV import |
 //! | [`segments`] | the segment query language over contacts |
 //! | [`handoff`] | queues of handed-off conversations: states, assignment, service levels |
@@ -26,6 +27,7 @@
 //! | [`config`], [`cli`] | `smsflow.toml` and the command line |
 
 pub mod agents;
+pub mod campaigns;
 pub mod cli;
 pub mod clock;
 pub mod compliance;

@@ -1,6 +1,7 @@
 //! The `smsflow` command line.
 
 mod agents;
+mod campaigns;
 mod chat;
 mod contacts;
 mod flows;
@@ -69,6 +70,14 @@ enum Command {
         #[command(subcommand)]
         command: contacts::ContactsCommand,
         /// The configuration file naming the store.
+        #[arg(long, default_value = "smsflow.toml", global = true)]
+        config: PathBuf,
+    },
+    /// Campaigns: a flow sent to a segment, paced (through the running server).
+    Campaigns {
+        #[command(subcommand)]
+        command: campaigns::CampaignsCommand,
+        /// The configuration file naming the server.
         #[arg(long, default_value = "smsflow.toml", global = true)]
         config: PathBuf,
     },
@@ -211,6 +220,7 @@ impl Cli {
             Command::Agents { command, config } => agents::run(command, &config).await,
             Command::Contacts { command, config } => contacts::run(command, &config).await,
             Command::Segments { command, config } => contacts::segments(command, &config).await,
+            Command::Campaigns { command, config } => campaigns::run(command, &config).await,
             Command::SendTest { from, text, config } => send_test(&from, &text, &config).await,
             Command::Check {
                 path,

@@ -187,6 +187,72 @@ impl Gate {
         self
     }
 
+    /// Where the recipient is, beyond the number: the address state (the text's, else the
+    /// contact's `state` field) and the contact's own time zone.
+    fn place(
+        &self,
+        to: &str,
+        text_state: Option<&str>,
+    ) -> anyhow::Result<(Option<&'static str>, Option<jiff::tz::TimeZone>)> {
+        use crate::store::contacts::FieldValue;
+        let contact = self.contact(to)?;
+        let contact_state =
+            contact
+                .as_ref()
+                .and_then(|contact| match contact.fields.get("state") {
+                    Some(FieldValue::State { state } | FieldValue::Text(state)) => {
+                        Some(state.as_str())
+                    }
+                    _ => None,
+                });
+        let address_state = text_state
+            .or(contact_state)
+            .and_then(quiet_hours::normalize_us_state);
+        let own_zone = contact
+            .as_ref()
+            .and_then(|contact| contact.time_zone.as_deref())
+            .and_then(|name| jiff::tz::TimeZone::get(name).ok());
+        Ok((address_state, own_zone))
+    }
+
+    fn quiet_window(
+        &self,
+        to: &str,
+        address_state: Option<&str>,
+        own_zone: Option<&jiff::tz::TimeZone>,
+        now_ms: i64,
+    ) -> WindowCheck {
+        let own = own_zone.map(|zone| quiet_hours::OwnZone {
+            zone,
+            authoritative: self.zone_authoritative,
+        });
+        self.quiet_hours.check_for(to, address_state, own, now_ms)
+    }
+
+    /// When quiet hours let a text of `program` reach `to`, if they hold it back now (an
+    /// exempt program, an open window or an unknown zone: `None`, the gate decides at send
+    /// time). Campaigns ask, so a long blast starts each contact inside their window.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn quiet_until(&self, to: &str, program: &str, now_ms: i64) -> anyhow::Result<Option<i64>> {
+        let exempt = self
+            .compliance
+            .program(program)
+            .is_some_and(|program| program.quiet_hours_exempt);
+        if exempt {
+            return Ok(None);
+        }
+        let (address_state, own_zone) = self.place(to, None)?;
+        Ok(
+            match self.quiet_window(to, address_state, own_zone.as_ref(), now_ms) {
+                WindowCheck::ClosedUntil { opens_at_ms, .. } => Some(opens_at_ms),
+                _ => None,
+            },
+        )
+    }
+
     /// The recipient's contact record, when there is one: its time zone and address state.
     fn contact(&self, number: &str) -> anyhow::Result<Option<crate::store::contacts::Contact>> {
         let Some(seq) = self.contact_addresses.get(number)? else {
@@ -296,26 +362,8 @@ impl Gate {
         }
 
         let config = self.compliance.config();
-        let contact = self.contact(text.to)?;
-        let contact_state =
-            contact
-                .as_ref()
-                .and_then(|contact| match contact.fields.get("state") {
-                    Some(crate::store::contacts::FieldValue::State { state }) => {
-                        Some(state.as_str())
-                    }
-                    Some(crate::store::contacts::FieldValue::Text(state)) => Some(state.as_str()),
-                    _ => None,
-                });
         let area_state = quiet_hours::us_state_for(text.to);
-        let address_state = text
-            .address_state
-            .or(contact_state)
-            .and_then(quiet_hours::normalize_us_state);
-        let own_zone = contact
-            .as_ref()
-            .and_then(|contact| contact.time_zone.as_deref())
-            .and_then(|name| jiff::tz::TimeZone::get(name).ok());
+        let (address_state, own_zone) = self.place(text.to, text.address_state)?;
         let sent = SentText::new(
             now_ms,
             text.program,
@@ -341,14 +389,7 @@ impl Gate {
             .and_then(|program| self.compliance.program(program))
             .is_some_and(|program| program.quiet_hours_exempt);
         if !exempt {
-            let own = own_zone.as_ref().map(|zone| quiet_hours::OwnZone {
-                zone,
-                authoritative: self.zone_authoritative,
-            });
-            match self
-                .quiet_hours
-                .check_for(text.to, address_state, own, now_ms)
-            {
+            match self.quiet_window(text.to, address_state, own_zone.as_ref(), now_ms) {
                 WindowCheck::Open => {}
                 WindowCheck::ClosedUntil {
                     opens_at_ms,

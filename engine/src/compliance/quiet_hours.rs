@@ -419,12 +419,8 @@ impl QuietHours {
         let mut zones = zones_of(&parsed);
         match own {
             Some(own) if own.authoritative => zones = vec![own.zone.clone()],
-            Some(own) => {
-                if !zones.contains(own.zone) {
-                    zones.push(own.zone.clone());
-                }
-            }
-            None => {}
+            Some(own) if !zones.contains(own.zone) => zones.push(own.zone.clone()),
+            Some(_) | None => {}
         }
         if zones.is_empty() {
             return WindowCheck::UnknownZone;

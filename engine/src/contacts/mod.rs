@@ -24,9 +24,9 @@ use serde_json::{Value, json};
 
 use crate::clock::SharedClock;
 use crate::compliance::ledger::{ConsentClass, ConsentState, Ledger};
-use crate::flow::conversation::ConversationKey;
 pub use crate::store::contacts::{Contact, FieldType, FieldValue};
 use crate::store::contacts::{Direction, contact_id};
+use crate::store::conversations::ConversationKey;
 use crate::store::{Batch, Store, StoreError, Tables};
 
 /// The `[contacts]` section.
@@ -339,6 +339,19 @@ impl Contacts {
     pub fn get(&self, phone: &str) -> Result<Option<Contact>, StoreError> {
         self.find(phone)?
             .map(|(_, contact)| self.with_activity(contact))
+            .transpose()
+    }
+
+    /// The contact with key `seq`, with its activity.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn get_by_seq(&self, seq: u64) -> Result<Option<Contact>, StoreError> {
+        self.tables
+            .contacts
+            .get(seq)?
+            .map(|contact| self.with_activity(contact))
             .transpose()
     }
 

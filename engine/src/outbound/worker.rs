@@ -486,6 +486,16 @@ impl Outbox {
         Ok(messages)
     }
 
+    /// When quiet hours let a text of `program` reach `to`, if they hold it back now: see
+    /// [`crate::compliance::gate::Gate::quiet_until`].
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn quiet_until(&self, to: &str, program: &str, now_ms: i64) -> anyhow::Result<Option<i64>> {
+        self.gate.quiet_until(to, program, now_ms)
+    }
+
     /// The text with id `message_id`.
     ///
     /// # Errors

@@ -5,7 +5,7 @@
 
 use super::Facts;
 use super::lexer::CmpOp;
-use crate::contacts::{Contact, FieldValue};
+use crate::store::contacts::{Contact, FieldValue};
 
 /// What evaluation reads: the contact, the consent ledger and the clock.
 pub struct Ctx<'a> {
@@ -242,7 +242,7 @@ fn compare<T: PartialOrd + Copy>(op: CmpOp, value: Option<T>, literal: T) -> boo
 mod tests {
     use super::super::Facts;
     use super::super::testkit::{DAY, Ledger, NOW, bare, full, is_match, query};
-    use crate::contacts::{Contact, FieldValue};
+    use crate::store::contacts::{Contact, FieldValue};
 
     /// Asserts each `(query, expected)` against `contact`.
     fn check(contact: &Contact, cases: &[(&str, bool)]) {

@@ -55,7 +55,7 @@ mod parser;
 
 use std::collections::BTreeMap;
 
-use crate::contacts::{Contact, FieldType};
+use crate::store::contacts::{Contact, FieldType};
 
 /// The longest query accepted, in chars; beyond this a query is surely a mistake
 /// (or an attack), and a bound keeps parsing cheap.
@@ -173,7 +173,7 @@ pub(crate) mod testkit {
     use std::collections::{BTreeMap, BTreeSet};
 
     use super::{Facts, Query, QueryError, Schema};
-    use crate::contacts::{Contact, FieldType, FieldValue};
+    use crate::store::contacts::{Contact, FieldType, FieldValue};
 
     /// 2026-03-15T00:00:00Z, the fixed "now" of the tests.
     pub const NOW: i64 = 1_773_532_800_000;

@@ -6,7 +6,7 @@
 use super::eval::{Attr, Needle, Node};
 use super::lexer::{CmpOp, Kind, Token, tokenize};
 use super::{MAX_DEPTH, MAX_QUERY_CHARS, QueryError, Schema};
-use crate::contacts::FieldType;
+use crate::store::contacts::FieldType;
 
 /// The built-in attributes, as written in queries.
 const ATTRIBUTES: [&str; 7] = [

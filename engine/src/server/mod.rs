@@ -14,6 +14,7 @@ mod agent_api;
 pub mod agent_auth;
 mod agents;
 mod auth;
+mod campaigns;
 mod contacts;
 pub mod error;
 mod operator;

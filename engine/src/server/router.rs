@@ -9,7 +9,9 @@ use axum::routing::{delete, get, post};
 
 use super::error::ApiError;
 use super::{MAX_BODY_BYTES, TELNYX_PATH, TWILIO_INBOUND_PATH, TWILIO_STATUS_PATH};
-use super::{agent_api, agent_auth, agents, auth, contacts, operator, pages, providers, records};
+use super::{
+    agent_api, agent_auth, agents, auth, campaigns, contacts, operator, pages, providers, records,
+};
 use crate::agents::Agents;
 use crate::clock::SharedClock;
 use crate::compliance::Compliance;
@@ -26,6 +28,7 @@ use crate::phone::parse_e164;
 /// What the handlers share: the engine's parts they call and the settings of the edges.
 pub struct AppState {
     pub(super) agents: Arc<Agents>,
+    pub(super) campaigns: Arc<crate::campaigns::Campaigns>,
     pub(super) contacts: Arc<crate::contacts::Contacts>,
     pub(super) desk: Arc<Desk>,
     pub(super) ingest: Arc<Ingest>,
@@ -56,6 +59,7 @@ impl AppState {
     pub fn new(engine: &Engine, config: &Config) -> anyhow::Result<Self> {
         Ok(Self {
             agents: Arc::clone(engine.agents()),
+            campaigns: Arc::clone(engine.campaigns()),
             contacts: Arc::clone(engine.contacts()),
             desk: Arc::clone(engine.desk()),
             ingest: Arc::clone(engine.ingest()),
@@ -117,6 +121,12 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .patch(contacts::patch)
                 .delete(contacts::erase),
         )
+        .route(
+            "/v1/campaigns",
+            get(campaigns::list).post(campaigns::create),
+        )
+        .route("/v1/campaigns/{id}", get(campaigns::read))
+        .route("/v1/campaigns/{id}/{change}", post(campaigns::change))
         .route("/v1/segments", get(contacts::saved))
         .route("/v1/segments/preview", post(contacts::preview))
         .route("/v1/segments/{name}", axum::routing::put(contacts::save))

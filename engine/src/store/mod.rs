@@ -36,6 +36,9 @@
 //! | 0x17 | [`contacts::ContactFieldTypes`] | field name | its type |
 //! | 0x18 | [`contacts::SavedSegments`] | segment name | its query |
 //! | 0x19 | [`contacts::ContactActivity`] | number, direction | last time |
+//! | 0x1a | [`campaigns::CampaignsTable`] | campaign seq | a campaign |
+//! | 0x1b | [`campaigns::CampaignKeys`] | client key | campaign seq |
+//! | 0x1c | [`campaigns::CampaignTargets`] | campaign seq, contact seq | what it did |
 //! | 0x7f | format marker | `format` | the layout version |
 //!
 //! Strings in keys end at a 0x00 byte, which is why identifiers that reach a key (numbers,
@@ -53,6 +56,7 @@
 //! something applied after without what came before.
 
 pub mod agents;
+pub mod campaigns;
 pub mod codec;
 pub mod consent;
 pub mod contacts;
@@ -526,6 +530,12 @@ pub struct Tables {
     pub segments: contacts::SavedSegments,
     /// When each number last texted and was texted.
     pub contact_activity: contacts::ContactActivity,
+    /// Campaigns.
+    pub campaigns: campaigns::CampaignsTable,
+    /// Campaigns by the client's key.
+    pub campaign_keys: campaigns::CampaignKeys,
+    /// What each campaign did with each contact.
+    pub campaign_targets: campaigns::CampaignTargets,
 }
 
 impl Store {
@@ -555,6 +565,9 @@ impl Store {
             contact_field_types: contacts::ContactFieldTypes::new(self),
             segments: contacts::SavedSegments::new(self),
             contact_activity: contacts::ContactActivity::new(self),
+            campaigns: campaigns::CampaignsTable::new(self),
+            campaign_keys: campaigns::CampaignKeys::new(self),
+            campaign_targets: campaigns::CampaignTargets::new(self),
         }
     }
 }

@@ -61,6 +61,12 @@ pub enum TableId {
     Segments = 0x18,
     /// [`super::contacts::ContactActivity`].
     ContactActivity = 0x19,
+    /// [`super::campaigns::CampaignsTable`].
+    Campaigns = 0x1a,
+    /// [`super::campaigns::CampaignKeys`].
+    CampaignKeys = 0x1b,
+    /// [`super::campaigns::CampaignTargets`].
+    CampaignTargets = 0x1c,
 }
 
 impl TableId {
@@ -92,11 +98,14 @@ impl TableId {
             Self::ContactFieldTypes => "contact_field_types",
             Self::Segments => "segments",
             Self::ContactActivity => "contact_activity",
+            Self::Campaigns => "campaigns",
+            Self::CampaignKeys => "campaign_keys",
+            Self::CampaignTargets => "campaign_targets",
         }
     }
 
     /// Every table.
-    pub const ALL: [TableId; 25] = [
+    pub const ALL: [TableId; 28] = [
         Self::Conversations,
         Self::Transcript,
         Self::Timers,
@@ -122,6 +131,9 @@ impl TableId {
         Self::ContactFieldTypes,
         Self::Segments,
         Self::ContactActivity,
+        Self::Campaigns,
+        Self::CampaignKeys,
+        Self::CampaignTargets,
     ];
 
     fn byte(self) -> u8 {
@@ -284,7 +296,10 @@ impl<K: Key, V: Value> Table<K, V> {
     }
 
     /// Rows whose layout starts with `prefix`, in key order.
-    pub(super) fn scan_prefix(&self, prefix: &[u8]) -> impl Iterator<Item = Result<(K, V)>> + '_ {
+    pub(super) fn scan_prefix(
+        &self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(K, V)>> + use<'_, K, V> {
         self.tree
             .scan_prefix(self.full_prefix(prefix))
             .map(move |row| {

@@ -33,14 +33,7 @@ pub(super) fn commit(runtime: &Runtime, mut turn: Turn<'_>) -> anyhow::Result<Ou
             TimerOp::Remove(key) => tables.timers.remove_in(&mut batch, key),
         }
     }
-    for (seq, message) in &effects.outgoing {
-        tables.outbox.put_in(&mut batch, *seq, message)?;
-        let due = Due {
-            due_ms: turn.now,
-            seq: *seq,
-        };
-        tables.outbox_due.put_in(&mut batch, due)?;
-    }
+    queue_texts(runtime, &mut batch, &turn)?;
     if effects.case_changed
         && let Some(case) = &turn.case
     {
@@ -75,6 +68,19 @@ pub(super) fn commit(runtime: &Runtime, mut turn: Turn<'_>) -> anyhow::Result<Ou
         duplicate: false,
         skipped: false,
     })
+}
+
+/// The turn's texts into the outbox, due now.
+fn queue_texts(runtime: &Runtime, batch: &mut Batch, turn: &Turn<'_>) -> anyhow::Result<()> {
+    for (seq, message) in &turn.effects.outgoing {
+        runtime.tables.outbox.put_in(batch, *seq, message)?;
+        let due = Due {
+            due_ms: turn.now,
+            seq: *seq,
+        };
+        runtime.tables.outbox_due.put_in(batch, due)?;
+    }
+    Ok(())
 }
 
 /// When the contact last texted and was texted, for segments (`last_inbound < 30d`).

@@ -1,0 +1,966 @@
+//! Campaigns: a flow started for every contact of a segment, at a pace, with exclusions, a
+//! holdout, and a record per contact so a restart resumes where it stopped.
+//!
+//! # Walking the segment
+//!
+//! A worker ([`Campaigns::run`]) walks each running campaign's contacts in creation order from
+//! its cursor, evaluating the segment on each (a stream: the store is never loaded whole).
+//! For each contact in the segment it writes a [`Target`] saying what it did, with the
+//! cursor, in one batch:
+//!
+//! - **holdout**: a sticky random share (a hash of the campaign and the contact) gets nothing;
+//! - **excluded** with a reason: `opted_out` (the ledger or a suppression), `no_consent` (a
+//!   marketing flow without an opt-in), `missing_field` (the flow needs a field the contact
+//!   lacks), `recently_started`, `not_seen`, `active_run` (start mode `skip`), `with_agent`;
+//! - **queued** (start mode `queue`): started when the contact's run ends;
+//! - **starting**, then **started** with the texts queued.
+//!
+//! # No contact twice, none skipped
+//!
+//! A start carries the id `campaign:<campaign>:<contact>`: the runtime records it in the
+//! turn's batch and a second start with it changes nothing. The target is written `starting`
+//! before the start and `started` after; a crash between the two finds it `starting` on
+//! resume and starts it again, which the id makes a no-op, and reads the texts the first start
+//! queued from the transcript.
+//!
+//! # Pace
+//!
+//! Starts are paced per campaign (`messages_per_second`); every text still goes through the
+//! outbox (paced per sender number) and the gate (consent, quiet hours in the contact's zone,
+//! caps), at the moment it is sent. A text the gate defers past its validity expires there.
+
+mod pace;
+
+use std::collections::BTreeMap;
+use std::hash::{Hash as _, Hasher as _};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use self::pace::Pace;
+use crate::clock::SharedClock;
+use crate::compliance::ledger::{ConsentClass, ConsentState};
+use crate::contacts::Contacts;
+use crate::flow::conversation::{ConversationKey, Event, Status};
+use crate::flow::runtime::{OnActive, Runtime, RuntimeError, StartRequest};
+use crate::flow::{Flow, FlowKind};
+use crate::outbound::{DeliveryStatus, Outbox};
+pub use crate::store::campaigns::{Campaign, CampaignState, StartMode, Target, TargetState};
+use crate::store::campaigns::{campaign_id, campaign_seq};
+use crate::store::contacts::Contact;
+use crate::store::{Batch, Store, StoreError, Tables};
+
+/// Contacts one pass of the walk looks at, at most, per campaign: bounds how long a pass
+/// holds the worker when most contacts are outside the segment.
+const WALK_PER_PASS: usize = 2000;
+
+/// How often queued targets are looked at again.
+const QUEUE_RECHECK_MS: i64 = 30_000;
+
+/// Why a campaign request was refused. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum CampaignError {
+    /// The request is not acceptable (an unknown flow, a bad segment, a rate out of range).
+    #[error("{0}")]
+    Invalid(String),
+    /// The segment query does not compile.
+    #[error(transparent)]
+    Segment(#[from] crate::contacts::select::SegmentError),
+    /// No campaign has that id.
+    #[error("no campaign `{0}`")]
+    NotFound(String),
+    /// The change does not apply in the campaign's state.
+    #[error("campaign `{id}` is {state}: it cannot be {change}")]
+    Conflict {
+        /// The campaign.
+        id: String,
+        /// Its state.
+        state: &'static str,
+        /// The change asked for.
+        change: &'static str,
+    },
+    /// The store failed: retry.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Reading what the campaign did failed (the outbox, the ledger): retry.
+    #[error("{0:#}")]
+    Failed(#[from] anyhow::Error),
+}
+
+/// `POST /v1/campaigns`'s body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCampaign {
+    /// The client's idempotency key: the same key again answers the same campaign.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// The flow to start (it must take API starts).
+    pub flow: String,
+    /// The segment query, or `@name` for a saved segment.
+    pub segment: String,
+    /// Fields every start gets.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// `skip` (the default), `interrupt` or `queue`.
+    #[serde(default)]
+    pub start_mode: StartMode,
+    /// The share held out, 0 to 100.
+    #[serde(default)]
+    pub holdout_percent: f64,
+    /// Starts per second (default 10).
+    #[serde(default)]
+    pub messages_per_second: Option<f64>,
+    /// When to begin (RFC 3339); now when absent.
+    #[serde(default)]
+    pub start_at: Option<String>,
+    /// Leave out contacts whose last run started within this long (`7d`).
+    #[serde(default)]
+    pub exclude_started_within: Option<String>,
+    /// Leave out contacts who have not texted for this long, or ever (`90d`).
+    #[serde(default)]
+    pub exclude_not_seen_for: Option<String>,
+}
+
+/// The campaigns and the worker that runs them.
+pub struct Campaigns {
+    store: Store,
+    tables: Tables,
+    contacts: Arc<Contacts>,
+    runtime: Arc<Runtime>,
+    outbox: Arc<Outbox>,
+    clock: SharedClock,
+    our_number: String,
+    /// What the worker keeps in memory per campaign (rebuilt after a restart).
+    memory: std::sync::Mutex<BTreeMap<u64, Memory>>,
+    wake: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Campaigns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Campaigns").finish_non_exhaustive()
+    }
+}
+
+/// What [`Campaigns::create`] answers: the campaign, and whether it is new.
+pub type Created = (Campaign, bool);
+
+impl Campaigns {
+    /// The campaigns of `store`, started through `runtime` from `our_number`.
+    pub fn new(
+        store: &Store,
+        contacts: Arc<Contacts>,
+        runtime: Arc<Runtime>,
+        outbox: Arc<Outbox>,
+        clock: SharedClock,
+        our_number: String,
+    ) -> Self {
+        Self {
+            store: store.clone(),
+            tables: store.tables(),
+            contacts,
+            runtime,
+            outbox,
+            clock,
+            our_number,
+            memory: std::sync::Mutex::new(BTreeMap::new()),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Creates a campaign, or answers the one created before with the same key.
+    ///
+    /// # Errors
+    ///
+    /// [`CampaignError::Invalid`] or [`CampaignError::Segment`] for a bad request, or a store
+    /// failure.
+    pub async fn create(&self, new: NewCampaign) -> Result<Created, CampaignError> {
+        if let Some(key) = &new.key
+            && let Some(seq) = self.tables.campaign_keys.get(key)?
+            && let Some(campaign) = self.tables.campaigns.get(seq)?
+        {
+            return Ok((campaign, false));
+        }
+        let campaign = self.checked(new)?;
+        let seq = self.store.generate_id()?;
+        let campaign = Campaign {
+            id: campaign_id(seq),
+            ..campaign
+        };
+        let mut batch = Batch::new();
+        self.tables.campaigns.put_in(&mut batch, seq, &campaign)?;
+        if let Some(key) = &campaign.key {
+            self.tables.campaign_keys.put_in(&mut batch, key, seq)?;
+        }
+        self.store.commit(batch).await?;
+        self.wake.notify_one();
+        Ok((campaign, true))
+    }
+
+    /// `new` checked against the flows and the contacts' fields.
+    fn checked(&self, new: NewCampaign) -> Result<Campaign, CampaignError> {
+        let invalid = |message: String| Err(CampaignError::Invalid(message));
+        let flows = self.runtime.registry().current();
+        let Some(flow) = flows.by_id.get(&new.flow) else {
+            let ids: Vec<&str> = flows.by_id.keys().map(String::as_str).collect();
+            return invalid(format!(
+                "flow: no flow `{}` is loaded{}",
+                new.flow,
+                crate::flow::suggest::did_you_mean(&new.flow, ids.iter().copied())
+            ));
+        };
+        if !flow.triggers.api {
+            return invalid(format!(
+                "flow: `{}` cannot be started by a campaign: its file does not set `triggers.api = true`",
+                flow.id
+            ));
+        }
+        let segment = self.segment_text(&new.segment)?;
+        self.contacts.query(&segment)?;
+        if !(0.0..=100.0).contains(&new.holdout_percent) {
+            return invalid("holdout_percent: write a share from 0 to 100".to_owned());
+        }
+        let rate = new.messages_per_second.unwrap_or(10.0);
+        if !(rate > 0.0 && rate <= 10_000.0) {
+            return invalid("messages_per_second: write a rate above 0, at most 10000".to_owned());
+        }
+        let now = self.clock.now_ms();
+        let start_at_ms = match &new.start_at {
+            Some(at) => crate::contacts::fields::parse_datetime(at).ok_or_else(|| {
+                CampaignError::Invalid(format!(
+                    "start_at: `{at}` is not a time; write 2026-03-03T15:00:00Z"
+                ))
+            })?,
+            None => now,
+        };
+        if let Some(key) = &new.key
+            && (key.is_empty() || key.len() > 200 || key.contains('\0'))
+        {
+            return invalid("key: write 1 to 200 characters, no NUL".to_owned());
+        }
+        Ok(Campaign {
+            id: String::new(),
+            key: new.key,
+            flow: new.flow,
+            segment,
+            fields: new.fields,
+            start_mode: new.start_mode,
+            holdout_percent: new.holdout_percent,
+            messages_per_second: rate,
+            start_at_ms,
+            exclude_started_within_ms: duration_ms(
+                new.exclude_started_within.as_deref(),
+                "exclude_started_within",
+            )?,
+            exclude_not_seen_for_ms: duration_ms(
+                new.exclude_not_seen_for.as_deref(),
+                "exclude_not_seen_for",
+            )?,
+            state: if start_at_ms > now {
+                CampaignState::Scheduled
+            } else {
+                CampaignState::Running
+            },
+            cursor: None,
+            walked: false,
+            created_at_ms: now,
+        })
+    }
+
+    /// A segment's query: `@name` reads a saved one.
+    fn segment_text(&self, segment: &str) -> Result<String, CampaignError> {
+        match segment.strip_prefix('@') {
+            Some(name) => self.tables.segments.get(name)?.ok_or_else(|| {
+                CampaignError::Invalid(format!("segment: no segment is saved as `{name}`"))
+            }),
+            None => Ok(segment.to_owned()),
+        }
+    }
+
+    /// The campaign with `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`CampaignError::NotFound`], or a store failure.
+    pub fn get(&self, id: &str) -> Result<(u64, Campaign), CampaignError> {
+        let seq = campaign_seq(id).ok_or_else(|| CampaignError::NotFound(id.to_owned()))?;
+        let campaign = self
+            .tables
+            .campaigns
+            .get(seq)?
+            .ok_or_else(|| CampaignError::NotFound(id.to_owned()))?;
+        Ok((seq, campaign))
+    }
+
+    /// Every campaign, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub fn list(&self) -> Result<Vec<Campaign>, CampaignError> {
+        Ok(self
+            .tables
+            .campaigns
+            .all()?
+            .into_iter()
+            .map(|(_, campaign)| campaign)
+            .collect())
+    }
+
+    /// Pauses, resumes or cancels campaign `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`CampaignError::Conflict`] when the change does not apply (a finished campaign), or a
+    /// store failure.
+    pub async fn change(&self, id: &str, change: Change) -> Result<Campaign, CampaignError> {
+        let (seq, mut campaign) = self.get(id)?;
+        let now = self.clock.now_ms();
+        let next = match (change, campaign.state) {
+            (_, CampaignState::Cancelled | CampaignState::Done) => None,
+            (Change::Pause, CampaignState::Running | CampaignState::Scheduled) => {
+                Some(CampaignState::Paused)
+            }
+            (Change::Resume, CampaignState::Paused) => Some(if campaign.start_at_ms > now {
+                CampaignState::Scheduled
+            } else {
+                CampaignState::Running
+            }),
+            (Change::Cancel, _) => Some(CampaignState::Cancelled),
+            _ => None,
+        };
+        let Some(next) = next else {
+            return Err(CampaignError::Conflict {
+                id: id.to_owned(),
+                state: campaign.state.name(),
+                change: change.done(),
+            });
+        };
+        campaign.state = next;
+        let mut batch = Batch::new();
+        self.tables.campaigns.put_in(&mut batch, seq, &campaign)?;
+        self.store.commit(batch).await?;
+        self.wake.notify_one();
+        Ok(campaign)
+    }
+
+    /// The campaign's progress: `{"state", "targeted", "excluded": {"<reason>": n},
+    /// "holdout", "queued", "started", "sent", "deferred", "blocked", "failed"}`. Texts count
+    /// by the outbox's latest word on the texts each start queued.
+    ///
+    /// # Errors
+    ///
+    /// A store failure, or an unknown id.
+    pub fn progress(&self, id: &str) -> Result<Value, CampaignError> {
+        let (seq, campaign) = self.get(id)?;
+        let mut counts = Counts::default();
+        for row in self.tables.campaign_targets.of(seq) {
+            let (_, target) = row?;
+            counts.add(&target, &self.outbox)?;
+        }
+        Ok(json!({
+            "id": campaign.id,
+            "key": campaign.key,
+            "flow": campaign.flow,
+            "segment": campaign.segment,
+            "state": campaign.state.name(),
+            "start_at": crate::compliance::gate::rfc3339(campaign.start_at_ms),
+            "targeted": counts.targeted,
+            "excluded": counts.excluded,
+            "holdout": counts.holdout,
+            "queued": counts.queued,
+            "started": counts.started,
+            "sent": counts.sent,
+            "deferred": counts.deferred,
+            "blocked": counts.blocked,
+            "failed": counts.failed,
+        }))
+    }
+
+    /// Runs the campaigns until the task is dropped: each pass moves every running campaign
+    /// as far as its pace allows.
+    pub async fn run(self: Arc<Self>) {
+        loop {
+            let wait = match self.pass().await {
+                Ok(wait) => wait,
+                Err(error) => {
+                    tracing::error!("campaigns: {error:#}");
+                    Duration::from_secs(1)
+                }
+            };
+            let _ = tokio::time::timeout(wait, self.wake.notified()).await;
+        }
+    }
+
+    /// One pass over every campaign; how long until the next is worth making.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn pass(&self) -> anyhow::Result<Duration> {
+        let mut wait = Duration::from_secs(1);
+        for (seq, campaign) in self.tables.campaigns.all()? {
+            if let Some(next) = self.advance(seq, campaign).await? {
+                wait = wait.min(next);
+            }
+        }
+        Ok(wait)
+    }
+
+    /// Moves one campaign on; `Some(wait)` when it has more to do soon.
+    async fn advance(&self, seq: u64, mut campaign: Campaign) -> anyhow::Result<Option<Duration>> {
+        let now = self.clock.now_ms();
+        match campaign.state {
+            CampaignState::Scheduled if campaign.start_at_ms <= now => {
+                campaign.state = CampaignState::Running;
+                self.save(seq, &campaign).await?;
+            }
+            CampaignState::Running => {}
+            _ => return Ok(None),
+        }
+        let flow = self
+            .runtime
+            .registry()
+            .current()
+            .by_id
+            .get(&campaign.flow)
+            .cloned();
+        let Some(flow) = flow else {
+            tracing::warn!(campaign = %campaign.id, "the flow `{}` is no longer loaded: the campaign waits", campaign.flow);
+            return Ok(Some(Duration::from_secs(5)));
+        };
+        let query = self.contacts.query(&campaign.segment)?;
+        if self.with_memory(seq, &campaign, |memory| {
+            !std::mem::replace(&mut memory.resumed, true)
+        }) {
+            // Once per process: a crash may have left starts half done.
+            self.finish_starting(seq, &campaign).await?;
+        }
+        let mut walked = 0;
+        let mut rows = self.contacts.stream(campaign.cursor);
+        while walked < WALK_PER_PASS {
+            let Some(row) = rows.next() else {
+                campaign.walked = true;
+                break;
+            };
+            let (contact_seq, contact) = row?;
+            walked += 1;
+            let done_before = self
+                .tables
+                .campaign_targets
+                .get(seq, contact_seq)?
+                .is_some();
+            if done_before || !self.contacts.matches(&query, &contact) {
+                campaign.cursor = Some(contact_seq);
+                continue;
+            }
+            let state = self.decide(&campaign, &flow, &contact)?;
+            if state == TargetState::Starting && !self.take(seq, &campaign, now) {
+                // The pace is spent for this second: this contact is the next pass's first.
+                break;
+            }
+            campaign.cursor = Some(contact_seq);
+            self.deal(seq, &campaign, contact_seq, &contact, state)
+                .await?;
+        }
+        drop(rows);
+        let revisit_at = self.with_memory(seq, &campaign, |memory| memory.revisit_at);
+        let held = if revisit_at <= now {
+            self.revisit(seq, &campaign, &flow, now).await?
+        } else {
+            revisit_at != i64::MAX
+        };
+        if campaign.walked && !held && campaign.state == CampaignState::Running {
+            campaign.state = CampaignState::Done;
+            tracing::info!(campaign = %campaign.id, "campaign done");
+        }
+        self.save(seq, &campaign).await?;
+        Ok((campaign.state == CampaignState::Running).then(|| self.next_in(seq, &campaign, now)))
+    }
+
+    async fn save(&self, seq: u64, campaign: &Campaign) -> anyhow::Result<()> {
+        let mut batch = Batch::new();
+        self.tables.campaigns.put_in(&mut batch, seq, campaign)?;
+        self.store.commit(batch).await?;
+        Ok(())
+    }
+
+    /// Runs `f` on campaign `seq`'s memory (made on first use).
+    fn with_memory<T>(&self, seq: u64, campaign: &Campaign, f: impl FnOnce(&mut Memory) -> T) -> T {
+        let mut memory = self
+            .memory
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(memory.entry(seq).or_insert_with(|| Memory {
+            pace: Pace::new(campaign.messages_per_second),
+            revisit_at: i64::MIN,
+            resumed: false,
+        }))
+    }
+
+    /// Whether campaign `seq`'s pace lets a start go at `now`; counted when it does.
+    fn take(&self, seq: u64, campaign: &Campaign, now: i64) -> bool {
+        self.with_memory(seq, campaign, |memory| memory.pace.take(now))
+    }
+
+    /// How long after `now` campaign `seq` may start another contact.
+    fn next_in(&self, seq: u64, campaign: &Campaign, now: i64) -> Duration {
+        self.with_memory(seq, campaign, |memory| memory.pace.next_in(now))
+    }
+
+    /// Records what the campaign does with one contact, and starts it when that is a start.
+    async fn deal(
+        &self,
+        seq: u64,
+        campaign: &Campaign,
+        contact_seq: u64,
+        contact: &Contact,
+        state: TargetState,
+    ) -> anyhow::Result<()> {
+        let starting = state == TargetState::Starting;
+        let look_again = match state {
+            TargetState::Waiting { until_ms } => Some(until_ms),
+            TargetState::Queued => Some(self.clock.now_ms() + QUEUE_RECHECK_MS),
+            _ => None,
+        };
+        if let Some(at) = look_again {
+            self.with_memory(seq, campaign, |memory| {
+                memory.revisit_at = memory.revisit_at.min(at);
+            });
+        }
+        self.write_target(seq, campaign, contact_seq, contact, state)
+            .await?;
+        if starting {
+            self.start(seq, campaign, contact_seq, contact).await?;
+        }
+        Ok(())
+    }
+
+    /// What the campaign does with `contact`: hold out, exclude, queue, or start.
+    fn decide(
+        &self,
+        campaign: &Campaign,
+        flow: &Flow,
+        contact: &Contact,
+    ) -> anyhow::Result<TargetState> {
+        if in_holdout(campaign, contact) {
+            return Ok(TargetState::Holdout);
+        }
+        if let Some((reason, detail)) = self.exclusion(campaign, flow, contact)? {
+            return Ok(TargetState::Excluded {
+                reason: reason.to_owned(),
+                detail,
+            });
+        }
+        let key = ConversationKey::new(&self.our_number, &contact.phone);
+        let conversation = self.tables.conversations.get(&key)?;
+        Ok(match conversation.map(|conversation| conversation.status) {
+            Some(Status::HandedOff { queue, .. }) => TargetState::Excluded {
+                reason: "with_agent".to_owned(),
+                detail: format!("a person has the conversation (queue `{queue}`)"),
+            },
+            Some(Status::Waiting { step, .. }) => match campaign.start_mode {
+                StartMode::Skip => TargetState::Excluded {
+                    reason: "active_run".to_owned(),
+                    detail: format!("in a run, waiting at `{step}`"),
+                },
+                StartMode::Queue => TargetState::Queued,
+                StartMode::Interrupt => self.window(flow, contact)?,
+            },
+            _ => self.window(flow, contact)?,
+        })
+    }
+
+    /// `Starting`, or `Waiting` while the contact's quiet hours hold texts back.
+    fn window(&self, flow: &Flow, contact: &Contact) -> anyhow::Result<TargetState> {
+        let now = self.clock.now_ms();
+        Ok(
+            match self
+                .outbox
+                .quiet_until(&contact.phone, &flow.program, now)?
+            {
+                Some(until_ms) => TargetState::Waiting { until_ms },
+                None => TargetState::Starting,
+            },
+        )
+    }
+
+    /// Why `contact` is left out, when it is.
+    fn exclusion(
+        &self,
+        campaign: &Campaign,
+        flow: &Flow,
+        contact: &Contact,
+    ) -> anyhow::Result<Option<(&'static str, String)>> {
+        if let Some(why) = self.tables.suppressions.get(&contact.phone)? {
+            return Ok(Some(("opted_out", why)));
+        }
+        let ledger = self.contacts.ledger();
+        let class = match flow.kind {
+            FlowKind::Marketing => ConsentClass::Marketing,
+            FlowKind::Transactional => ConsentClass::Transactional,
+        };
+        match ledger.state(&contact.phone, &flow.program, class)? {
+            ConsentState::OptedOut { .. } => {
+                return Ok(Some((
+                    "opted_out",
+                    format!("opted out of {}", flow.program),
+                )));
+            }
+            ConsentState::Unknown if flow.kind == FlowKind::Marketing => {
+                return Ok(Some((
+                    "no_consent",
+                    format!("no marketing consent for {}", flow.program),
+                )));
+            }
+            _ => {}
+        }
+        let fields = start_fields(campaign, contact);
+        if let Some(missing) = flow.triggers.fields.iter().find(|field| {
+            fields
+                .get(*field)
+                .is_none_or(|value| value.trim().is_empty())
+        }) {
+            return Ok(Some((
+                "missing_field",
+                format!("the flow needs `{missing}`"),
+            )));
+        }
+        let now = self.clock.now_ms();
+        if let Some(within) = campaign.exclude_started_within_ms {
+            let key = ConversationKey::new(&self.our_number, &contact.phone);
+            if let Some(conversation) = self.tables.conversations.get(&key)?
+                && conversation.run > 0
+                && now - conversation.run_started_at_ms < within
+            {
+                return Ok(Some((
+                    "recently_started",
+                    "a run started within the exclusion window".to_owned(),
+                )));
+            }
+        }
+        if let Some(for_ms) = campaign.exclude_not_seen_for_ms
+            && contact
+                .last_inbound_ms
+                .is_none_or(|last| now - last > for_ms)
+        {
+            return Ok(Some((
+                "not_seen",
+                "no text from the contact within the window".to_owned(),
+            )));
+        }
+        Ok(None)
+    }
+
+    async fn write_target(
+        &self,
+        seq: u64,
+        campaign: &Campaign,
+        contact_seq: u64,
+        contact: &Contact,
+        state: TargetState,
+    ) -> anyhow::Result<()> {
+        let target = Target {
+            phone: contact.phone.clone(),
+            state,
+            at_ms: self.clock.now_ms(),
+        };
+        let mut batch = Batch::new();
+        self.tables
+            .campaign_targets
+            .put_in(&mut batch, seq, contact_seq, &target)?;
+        self.tables.campaigns.put_in(&mut batch, seq, campaign)?;
+        // Applied, not flushed: the start below flushes it with its turn, and a crash before
+        // that leaves the contact undone, to be dealt with again on resume.
+        self.store.apply(batch)?;
+        Ok(())
+    }
+
+    /// Starts the campaign's flow for `contact` and records what it queued.
+    async fn start(
+        &self,
+        seq: u64,
+        campaign: &Campaign,
+        contact_seq: u64,
+        contact: &Contact,
+    ) -> anyhow::Result<()> {
+        let on_active = match campaign.start_mode {
+            StartMode::Interrupt => OnActive::Interrupt,
+            StartMode::Skip | StartMode::Queue => OnActive::Skip,
+        };
+        let request = StartRequest {
+            flow: campaign.flow.clone(),
+            from: self.our_number.clone(),
+            to: contact.phone.clone(),
+            fields: start_fields(campaign, contact),
+            locale: contact.locale.clone(),
+            on_active,
+            campaign: Some(campaign.id.clone()),
+            event_id: Some(format!("campaign:{}:{contact_seq}", campaign.id)),
+        };
+        let state = match self.runtime.start(request).await {
+            Ok(outcome) if outcome.skipped => TargetState::Excluded {
+                reason: "active_run".to_owned(),
+                detail: "a run began before the start".to_owned(),
+            },
+            Ok(outcome) if outcome.duplicate => TargetState::Started {
+                message_ids: self.queued_by_campaign(campaign, &contact.phone)?,
+            },
+            Ok(outcome) => TargetState::Started {
+                message_ids: outcome
+                    .queued_ids()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+            },
+            Err(RuntimeError::Store(error)) => return Err(error.into()),
+            Err(refused) => TargetState::Excluded {
+                reason: "refused".to_owned(),
+                detail: refused.to_string(),
+            },
+        };
+        let target = Target {
+            phone: contact.phone.clone(),
+            state,
+            at_ms: self.clock.now_ms(),
+        };
+        let mut batch = Batch::new();
+        self.tables
+            .campaign_targets
+            .put_in(&mut batch, seq, contact_seq, &target)?;
+        self.store.apply(batch)?;
+        Ok(())
+    }
+
+    /// The texts queued in the contact's run that `campaign` started (read back from the
+    /// transcript after a crash hid the start's answer).
+    fn queued_by_campaign(&self, campaign: &Campaign, phone: &str) -> anyhow::Result<Vec<String>> {
+        let transcript = self.runtime.transcript(&self.our_number, phone)?;
+        let started = transcript.iter().rposition(
+            |entry| matches!(&entry.event, Event::Started { flow, .. } if *flow == campaign.flow),
+        );
+        Ok(transcript
+            .iter()
+            .skip(started.unwrap_or(transcript.len()))
+            .filter_map(|entry| match &entry.event {
+                Event::Outbound { message_id, .. } => Some(message_id.clone()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Targets a crash left `starting`: started again (a no-op when the first start went in).
+    async fn finish_starting(&self, seq: u64, campaign: &Campaign) -> anyhow::Result<()> {
+        let starting: Vec<u64> = self
+            .tables
+            .campaign_targets
+            .of(seq)
+            .filter_map(|row| match row {
+                Ok((contact, target)) if target.state == TargetState::Starting => Some(Ok(contact)),
+                Ok(_) => None,
+                Err(error) => Some(Err(error)),
+            })
+            .collect::<Result<_, _>>()?;
+        for contact_seq in starting {
+            if let Some(contact) = self.contacts.get_by_seq(contact_seq)? {
+                self.start(seq, campaign, contact_seq, &contact).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks again at the targets held back (queued behind a run, waiting for quiet hours to
+    /// end) whose time has come; whether any are still held.
+    async fn revisit(
+        &self,
+        seq: u64,
+        campaign: &Campaign,
+        flow: &Flow,
+        now: i64,
+    ) -> anyhow::Result<bool> {
+        let due: Vec<u64> = self
+            .tables
+            .campaign_targets
+            .of(seq)
+            .filter_map(|row| match row {
+                Ok((contact, target)) => match target.state {
+                    TargetState::Queued if now - target.at_ms >= QUEUE_RECHECK_MS => {
+                        Some(Ok(contact))
+                    }
+                    TargetState::Waiting { until_ms } if until_ms <= now => Some(Ok(contact)),
+                    _ => None,
+                },
+                Err(error) => Some(Err(error)),
+            })
+            .collect::<Result<_, _>>()?;
+        for contact_seq in due {
+            let Some(contact) = self.contacts.get_by_seq(contact_seq)? else {
+                continue;
+            };
+            let state = self.decide(campaign, flow, &contact)?;
+            if state == TargetState::Starting && !self.take(seq, campaign, now) {
+                break;
+            }
+            self.deal(seq, campaign, contact_seq, &contact, state)
+                .await?;
+        }
+        // When a held target is next worth looking at: the walk writes new ones meanwhile,
+        // so the next pass after the walk's writes looks again at the latest.
+        let mut next = i64::MAX;
+        for row in self.tables.campaign_targets.of(seq) {
+            let (_, target) = row?;
+            match target.state {
+                TargetState::Queued => next = next.min(target.at_ms + QUEUE_RECHECK_MS),
+                TargetState::Waiting { until_ms } => next = next.min(until_ms),
+                _ => {}
+            }
+        }
+        let next = next.max(now + 1);
+        self.with_memory(seq, campaign, |memory| memory.revisit_at = next);
+        Ok(next != i64::MAX)
+    }
+
+    /// What campaign `id` did with each contact so far, in contact order.
+    ///
+    /// # Errors
+    ///
+    /// An unknown id, or a store failure.
+    pub fn targets(&self, id: &str) -> Result<Vec<Target>, CampaignError> {
+        let (seq, _) = self.get(id)?;
+        Ok(self
+            .tables
+            .campaign_targets
+            .of(seq)
+            .map(|row| row.map(|(_, target)| target))
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Wakes the worker (a campaign was created or changed).
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// What the worker keeps in memory for one campaign.
+#[derive(Debug)]
+struct Memory {
+    pace: Pace,
+    /// When held targets are next worth a look.
+    revisit_at: i64,
+    /// Starts a crash left half done were finished (once per process).
+    resumed: bool,
+}
+
+/// A change to a campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Stop for now.
+    Pause,
+    /// Go on.
+    Resume,
+    /// Stop for good.
+    Cancel,
+}
+
+impl Change {
+    fn done(self) -> &'static str {
+        match self {
+            Self::Pause => "paused",
+            Self::Resume => "resumed",
+            Self::Cancel => "cancelled",
+        }
+    }
+}
+
+/// The fields a start gets: the contact's, then the campaign's (which win), and `campaign`.
+fn start_fields(campaign: &Campaign, contact: &Contact) -> BTreeMap<String, String> {
+    let mut fields = Contacts::flow_fields(contact);
+    fields.extend(campaign.fields.clone());
+    fields.insert(
+        "campaign".to_owned(),
+        campaign.key.clone().unwrap_or_else(|| campaign.id.clone()),
+    );
+    fields
+}
+
+/// Whether `contact` is in `campaign`'s control group: sticky (the same answer every time for
+/// the same campaign and contact), and as random as a hash.
+fn in_holdout(campaign: &Campaign, contact: &Contact) -> bool {
+    if campaign.holdout_percent <= 0.0 {
+        return false;
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    campaign.id.hash(&mut hasher);
+    contact.id.hash(&mut hasher);
+    #[allow(clippy::cast_precision_loss)]
+    let draw = (hasher.finish() % 10_000) as f64 / 100.0;
+    draw < campaign.holdout_percent
+}
+
+/// `text` (`7d`) in ms.
+fn duration_ms(text: Option<&str>, field: &str) -> Result<Option<i64>, CampaignError> {
+    text.map(|text| {
+        humantime::parse_duration(text)
+            .map(|duration| i64::try_from(duration.as_millis()).unwrap_or(i64::MAX))
+            .map_err(|_| {
+                CampaignError::Invalid(format!(
+                    "{field}: `{text}` is not a duration; write 7d or 12h"
+                ))
+            })
+    })
+    .transpose()
+}
+
+/// A campaign's counts, gathered target by target.
+#[derive(Debug, Default)]
+struct Counts {
+    targeted: u64,
+    excluded: BTreeMap<String, u64>,
+    holdout: u64,
+    queued: u64,
+    started: u64,
+    sent: u64,
+    deferred: u64,
+    blocked: u64,
+    failed: u64,
+}
+
+impl Counts {
+    fn add(&mut self, target: &Target, outbox: &Outbox) -> anyhow::Result<()> {
+        self.targeted += 1;
+        match &target.state {
+            TargetState::Excluded { reason, .. } => {
+                *self.excluded.entry(reason.clone()).or_default() += 1;
+            }
+            TargetState::Holdout => self.holdout += 1,
+            TargetState::Queued | TargetState::Starting => self.queued += 1,
+            TargetState::Waiting { .. } => self.deferred += 1,
+            TargetState::Started { message_ids } => {
+                self.started += 1;
+                for id in message_ids {
+                    if let Some(message) = outbox.message(id)? {
+                        self.add_text(&message);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn add_text(&mut self, message: &crate::outbound::OutboundMessage) {
+        let deferred = message
+            .gate
+            .as_ref()
+            .is_some_and(|gate| gate.decision == "deferred");
+        match &message.status {
+            DeliveryStatus::Sent => self.sent += 1,
+            DeliveryStatus::Blocked { .. } => self.blocked += 1,
+            DeliveryStatus::Failed { .. } => self.failed += 1,
+            DeliveryStatus::Queued | DeliveryStatus::Sending { .. } if deferred => {
+                self.deferred += 1
+            }
+            DeliveryStatus::Queued | DeliveryStatus::Sending { .. } => {}
+        }
+    }
+}

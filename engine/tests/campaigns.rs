@@ -1,0 +1,300 @@
+//! Campaigns on a simulated clock, in an engine built like the server's over a store on disk:
+//! a 10,000-contact import with mixed consent broadcast to a segment, checked against the
+//! test's own record of who should get what, when and how fast; and a campaign that stops
+//! half way (the engine dropped) and resumes on the same store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::BoxFuture;
+use smsflow::campaigns::{NewCampaign, StartMode, TargetState};
+use smsflow::clock::Clock as _;
+use smsflow::contacts::import::ImportSettings;
+use smsflow::engine::{Engine, EngineBuilder};
+use smsflow::outbound::{Cleared, Provider, Receipt, SendError};
+use smsflow::store::Store;
+use smsflow::testing::{self, ManualClock};
+
+/// Tuesday 3 March 2026, 08:30 in New York and 05:30 in Los Angeles.
+const START_MS: i64 = 1_772_544_600_000;
+/// 08:00 in Los Angeles that day.
+const LA_OPENS_MS: i64 = 1_772_553_600_000;
+/// The campaign's pace.
+const RATE: usize = 50;
+
+/// A provider that records when each text went, on the simulated clock.
+#[derive(Debug)]
+struct Timed {
+    clock: Arc<ManualClock>,
+    sent: Mutex<Vec<(String, i64)>>,
+}
+
+impl Provider for Timed {
+    fn name(&self) -> &'static str {
+        "timed"
+    }
+
+    fn send<'a>(&'a self, message: &'a Cleared) -> BoxFuture<'a, Result<Receipt, SendError>> {
+        Box::pin(async move {
+            let mut sent = self.sent.lock().unwrap();
+            sent.push((message.to.clone(), self.clock.now_ms()));
+            Ok(Receipt {
+                provider_id: format!("timed-{}", sent.len()),
+            })
+        })
+    }
+}
+
+/// One generated contact, as the test knows it.
+struct Person {
+    phone: String,
+    consent: bool,
+    shopper: bool,
+    named: bool,
+    in_la: bool,
+}
+
+fn people(count: usize) -> Vec<Person> {
+    (0..count)
+        .map(|i| {
+            let in_la = i % 2 == 1;
+            let area = if in_la { 213 } else { 212 };
+            Person {
+                phone: format!("+1{area}555{:04}", i / 2),
+                consent: i % 3 != 0,
+                shopper: i % 5 != 0,
+                named: i % 50 != 7,
+                in_la,
+            }
+        })
+        .collect()
+}
+
+fn csv(people: &[Person]) -> Vec<u8> {
+    let mut csv =
+        String::from("phone,first_name,tags,consent_source,consent_program,consent_disclosure\n");
+    for (i, person) in people.iter().enumerate() {
+        let name = if person.named {
+            format!("C{i}")
+        } else {
+            String::new()
+        };
+        let tags = if person.shopper { "shopper" } else { "" };
+        let consent = if person.consent {
+            "checkout form,promotions,Offers by text. Msg&data rates may apply. Reply STOP to opt out."
+        } else {
+            ",,"
+        };
+        csv.push_str(&format!("{},{name},{tags},{consent}\n", person.phone));
+    }
+    csv.into_bytes()
+}
+
+async fn engine(store: Store, clock: Arc<ManualClock>, provider: Arc<Timed>) -> Engine {
+    let mut config = testing::config();
+    config.flows.dir = testing::repository().join("flows");
+    config.provider.messages_per_second = 1000.0;
+    EngineBuilder::from_config(&config)
+        .store(store)
+        .clock(clock)
+        .provider(provider)
+        .build()
+        .await
+        .unwrap()
+}
+
+fn broadcast(key: &str) -> NewCampaign {
+    NewCampaign {
+        key: Some(key.to_owned()),
+        flow: "re-engagement".to_owned(),
+        segment: r#"tag = "shopper""#.to_owned(),
+        fields: BTreeMap::new(),
+        start_mode: StartMode::Skip,
+        holdout_percent: 10.0,
+        messages_per_second: Some(RATE as f64),
+        start_at: None,
+        exclude_started_within: None,
+        exclude_not_seen_for: None,
+    }
+}
+
+/// Runs the campaign worker and the outbox on the simulated clock until the campaign is done
+/// (or `until_ms`): 100 ms steps while texts move, a minute when nothing does.
+async fn run(engine: &Engine, clock: &ManualClock, provider: &Timed, id: &str, until_ms: i64) {
+    while clock.now_ms() < until_ms {
+        let before = provider.sent.lock().unwrap().len();
+        engine.campaigns().pass().await.unwrap();
+        testing::deliver_all(engine.outbox()).await.unwrap();
+        let progress = engine.campaigns().progress(id).unwrap();
+        if progress["state"] == "done" {
+            return;
+        }
+        let moved = provider.sent.lock().unwrap().len() > before;
+        clock.advance(if moved { 100 } else { 60_000 });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paced_broadcast_respects_consent_quiet_hours_the_pace_and_the_holdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let provider = Arc::new(Timed {
+        clock: Arc::clone(&clock),
+        sent: Mutex::new(Vec::new()),
+    });
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let engine = engine(store, Arc::clone(&clock), Arc::clone(&provider)).await;
+    let people = people(10_000);
+    let settings = ImportSettings {
+        batch: "test.csv".to_owned(),
+        ..ImportSettings::default()
+    };
+    let summary = engine
+        .contacts()
+        .import(csv(&people).as_slice(), &settings, |_| {})
+        .unwrap();
+    assert_eq!(
+        (summary.created, summary.refused_total),
+        (10_000, 0),
+        "{summary:?}"
+    );
+
+    let (campaign, created) = engine
+        .campaigns()
+        .create(broadcast("spring"))
+        .await
+        .unwrap();
+    assert!(created);
+    let (again, created) = engine
+        .campaigns()
+        .create(broadcast("spring"))
+        .await
+        .unwrap();
+    assert_eq!((again.id.as_str(), created), (campaign.id.as_str(), false));
+    run(
+        &engine,
+        &clock,
+        &provider,
+        &campaign.id,
+        START_MS + 6 * 3_600_000,
+    )
+    .await;
+    let progress = engine.campaigns().progress(&campaign.id).unwrap();
+    assert_eq!(progress["state"], "done", "{progress:#}");
+
+    // Who the campaign held out, as it recorded them: about a tenth of the segment.
+    let targets = engine.campaigns().targets(&campaign.id).unwrap();
+    let holdout: BTreeSet<&str> = targets
+        .iter()
+        .filter(|target| target.state == TargetState::Holdout)
+        .map(|target| target.phone.as_str())
+        .collect();
+    let segment: Vec<&Person> = people.iter().filter(|person| person.shopper).collect();
+    assert_eq!(progress["targeted"], segment.len());
+    let share = holdout.len() as f64 / segment.len() as f64;
+    assert!((0.08..0.12).contains(&share), "holdout share {share}");
+
+    // The test's own count of who should be excluded and started.
+    let out: Vec<&&Person> = segment
+        .iter()
+        .filter(|p| !holdout.contains(p.phone.as_str()))
+        .collect();
+    let no_consent = out.iter().filter(|p| !p.consent).count();
+    let unnamed = out.iter().filter(|p| p.consent && !p.named).count();
+    let started: BTreeSet<&str> = out
+        .iter()
+        .filter(|p| p.consent && p.named)
+        .map(|p| p.phone.as_str())
+        .collect();
+    assert_eq!(
+        progress["excluded"]["no_consent"], no_consent,
+        "{progress:#}"
+    );
+    assert_eq!(
+        progress["excluded"]["missing_field"], unnamed,
+        "{progress:#}"
+    );
+    assert_eq!(progress["started"], started.len(), "{progress:#}");
+    assert_eq!(progress["sent"], started.len(), "{progress:#}");
+
+    let sent = provider.sent.lock().unwrap().clone();
+    let recipients: BTreeSet<&str> = sent.iter().map(|(to, _)| to.as_str()).collect();
+    assert_eq!(
+        recipients, started,
+        "exactly the started contacts got a text, once each"
+    );
+    assert_eq!(sent.len(), started.len());
+    let by_phone: BTreeMap<&str, &Person> = people.iter().map(|p| (p.phone.as_str(), p)).collect();
+    for (to, at) in &sent {
+        let person = by_phone[to.as_str()];
+        assert!(person.consent, "{to} never consented");
+        assert!(!holdout.contains(to.as_str()), "{to} is in the holdout");
+        if person.in_la {
+            assert!(
+                *at >= LA_OPENS_MS,
+                "{to} in Los Angeles got it before 08:00 there"
+            );
+        } else {
+            assert!(*at < LA_OPENS_MS, "{to} in New York waited for California");
+        }
+    }
+    let mut per_second: BTreeMap<i64, usize> = BTreeMap::new();
+    for (_, at) in &sent {
+        *per_second.entry(at.div_euclid(1000)).or_default() += 1;
+    }
+    let busiest = per_second.values().max().copied().unwrap_or(0);
+    assert!(
+        busiest <= RATE,
+        "{busiest} texts in one second; the pace is {RATE}"
+    );
+    assert_eq!(busiest, RATE, "the pace was used in full");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_campaign_stopped_half_way_resumes_and_starts_nobody_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(START_MS + 4 * 3_600_000));
+    let provider = Arc::new(Timed {
+        clock: Arc::clone(&clock),
+        sent: Mutex::new(Vec::new()),
+    });
+    let people = people(600);
+    let id = {
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let engine = engine(store, Arc::clone(&clock), Arc::clone(&provider)).await;
+        let settings = ImportSettings::default();
+        engine
+            .contacts()
+            .import(csv(&people).as_slice(), &settings, |_| {})
+            .unwrap();
+        let mut new = broadcast("resume");
+        new.holdout_percent = 0.0;
+        let (campaign, _) = engine.campaigns().create(new).await.unwrap();
+        // Three seconds of starts, then the engine goes away mid-campaign.
+        for _ in 0..3 {
+            engine.campaigns().pass().await.unwrap();
+            testing::deliver_all(engine.outbox()).await.unwrap();
+            clock.advance(1000);
+        }
+        let progress = engine.campaigns().progress(&campaign.id).unwrap();
+        assert_eq!(progress["state"], "running", "{progress:#}");
+        assert_eq!(progress["started"], 3 * RATE, "{progress:#}");
+        drop(engine);
+        campaign.id
+    };
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let engine = engine(store, Arc::clone(&clock), Arc::clone(&provider)).await;
+    run(&engine, &clock, &provider, &id, clock.now_ms() + 3_600_000).await;
+    let progress = engine.campaigns().progress(&id).unwrap();
+    assert_eq!(progress["state"], "done", "{progress:#}");
+    let expected = people
+        .iter()
+        .filter(|p| p.shopper && p.consent && p.named)
+        .count();
+    let sent = provider.sent.lock().unwrap().clone();
+    let recipients: BTreeSet<&str> = sent.iter().map(|(to, _)| to.as_str()).collect();
+    assert_eq!(recipients.len(), expected, "nobody skipped");
+    assert_eq!(sent.len(), expected, "nobody texted twice");
+}
