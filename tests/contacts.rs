@@ -420,3 +420,60 @@ async fn a_campaign_is_created_once_per_key_runs_and_can_be_paused_and_cancelled
         assert!(refused.to_string().contains(says), "{refused}");
     }
 }
+
+/// Polls campaign `path` until its state is `state`.
+async fn wait_for_state(setup: &Setup, path: &str, state: &str) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, progress) = call(setup, "GET", path, Value::Null).await;
+        if progress["state"] == state {
+            return progress;
+        }
+        assert!(std::time::Instant::now() < deadline, "{progress:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broadcast_killed_mid_way_resumes_and_texts_each_contact_once() {
+    let (setup, server) = serve().await;
+    let count = 300;
+    let mut csv = String::from("phone,name,tags\n");
+    for i in 0..count {
+        csv.push_str(&format!("+1212555{:04},P{i},patients\n", 1000 + i));
+    }
+    let (status, summary) = import(&setup, "", csv.into_bytes()).await;
+    assert_eq!(
+        (status, summary["created"].as_u64()),
+        (200, Some(count)),
+        "{summary}"
+    );
+    let body = json!({"key": "kill-1", "flow": "notice", "segment": "tag = \"patients\"", "messages_per_second": 40});
+    let (_, created) = call(&setup, "POST", "/v1/campaigns", body).await;
+    let path = format!("/v1/campaigns/{}", created["id"].as_str().unwrap());
+
+    // Kill -9 once some texts are out and most are not.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while setup.fake.sent().len() < 60 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the campaign did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    server.kill();
+    let before = setup.fake.sent().len();
+    assert!(
+        before < 200,
+        "the campaign ended before the kill ({before} sent)"
+    );
+
+    let _server = Server::start(&setup.config(), setup.port);
+    let progress = wait_for_state(&setup, &path, "done").await;
+    assert_eq!(progress["started"], count, "{progress:#}");
+    let sent = setup.fake.sent();
+    let recipients: std::collections::BTreeSet<&str> =
+        sent.iter().map(|text| text.to.as_str()).collect();
+    assert_eq!(recipients.len() as u64, count, "nobody skipped");
+    assert_eq!(sent.len() as u64, count, "nobody texted twice");
+}
