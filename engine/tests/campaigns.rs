@@ -94,6 +94,10 @@ fn csv(people: &[Person]) -> Vec<u8> {
 
 async fn engine(store: Store, clock: Arc<ManualClock>, provider: Arc<Timed>) -> Engine {
     let mut config = testing::config();
+    config.contacts.fields.insert(
+        "appointment_at".to_owned(),
+        smsflow::contacts::FieldType::Datetime,
+    );
     config.flows.dir = testing::repository().join("flows");
     config.provider.messages_per_second = 1000.0;
     EngineBuilder::from_config(&config)
@@ -117,6 +121,7 @@ fn broadcast(key: &str) -> NewCampaign {
         start_at: None,
         exclude_started_within: None,
         exclude_not_seen_for: None,
+        event: None,
     }
 }
 
@@ -297,4 +302,97 @@ async fn a_campaign_stopped_half_way_resumes_and_starts_nobody_twice() {
     let recipients: BTreeSet<&str> = sent.iter().map(|(to, _)| to.as_str()).collect();
     assert_eq!(recipients.len(), expected, "nobody skipped");
     assert_eq!(sent.len(), expected, "nobody texted twice");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reminder_the_day_before_at_nine_local_follows_the_clock_change_and_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    // Friday 6 March 2026, 07:00 in New York; the clocks spring forward on Sunday the 8th.
+    let start = smsflow::simulation::parse_instant("2026-03-06T12:00:00Z").unwrap();
+    let clock = Arc::new(ManualClock::new(start));
+    let provider = Arc::new(Timed {
+        clock: Arc::clone(&clock),
+        sent: Mutex::new(Vec::new()),
+    });
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let engine = engine(store, Arc::clone(&clock), Arc::clone(&provider)).await;
+    let csv = "phone,first_name,date,time,appointment_at,tags\n\
+        +12125550201,Ana,March 8,11:00 AM,2026-03-08T11:00:00-04:00,visit\n\
+        +12125550202,Ben,March 9,10:00 AM,2026-03-09T10:00:00-04:00,visit\n\
+        +12125550203,Cy,March 10,10:00 AM,2026-03-10T10:00:00-04:00,visit\n\
+        +12125550204,Dee,March 5,10:00 AM,2026-03-05T10:00:00-05:00,visit\n\
+        +12125550205,Ed,March 9,10:00 AM,next tuesday,visit\n";
+    let summary = engine
+        .contacts()
+        .import(csv.as_bytes(), &ImportSettings::default(), |_| {})
+        .unwrap();
+    assert_eq!(summary.created, 4, "{summary:?}");
+    assert_eq!(summary.refused[0].line, 6, "{summary:?}");
+    assert!(
+        summary.refused[0].error.contains("not a datetime"),
+        "{summary:?}"
+    );
+
+    let mut reminder = broadcast("visits");
+    reminder.flow = "appointment-confirmation".to_owned();
+    reminder.segment = r#"tag = "visit""#.to_owned();
+    reminder.holdout_percent = 0.0;
+    reminder.event = Some(smsflow::campaigns::event::EventSpec {
+        field: "appointment_at".to_owned(),
+        offset: "-1d".to_owned(),
+        deliver_at: Some("09:00".to_owned()),
+    });
+    let (campaign, _) = engine.campaigns().create(reminder).await.unwrap();
+
+    // Cy's visit moves from the 10th to the 11th before its reminder is due.
+    let mut moved = false;
+    let until = smsflow::simulation::parse_instant("2026-03-10T18:00:00Z").unwrap();
+    while clock.now_ms() < until {
+        engine.campaigns().pass().await.unwrap();
+        testing::deliver_all(engine.outbox()).await.unwrap();
+        if !moved
+            && clock.now_ms() >= smsflow::simulation::parse_instant("2026-03-08T20:00:00Z").unwrap()
+        {
+            let change = smsflow::contacts::ContactPatch {
+                fields: BTreeMap::from([(
+                    "appointment_at".to_owned(),
+                    serde_json::json!("2026-03-11T10:00:00-04:00"),
+                )]),
+                ..smsflow::contacts::ContactPatch::default()
+            };
+            engine.contacts().patch("+12125550203", &change).unwrap();
+            moved = true;
+        }
+        clock.advance(5 * 60_000);
+    }
+    let sent: BTreeMap<String, Vec<String>> =
+        provider
+            .sent
+            .lock()
+            .unwrap()
+            .iter()
+            .fold(BTreeMap::new(), |mut sent, (to, at)| {
+                sent.entry(to.clone())
+                    .or_default()
+                    .push(smsflow::compliance::gate::rfc3339(*at));
+                sent
+            });
+    // 09:00 on the Saturday is 14:00Z (EST); 09:00 on the Sunday and later is 13:00Z (EDT).
+    assert_eq!(sent["+12125550201"], ["2026-03-07T14:00:00Z"], "{sent:?}");
+    assert_eq!(sent["+12125550202"], ["2026-03-08T13:00:00Z"], "{sent:?}");
+    assert_eq!(
+        sent["+12125550203"],
+        ["2026-03-10T13:00:00Z"],
+        "moved to the 11th: {sent:?}"
+    );
+    assert!(
+        !sent.contains_key("+12125550204"),
+        "a past visit gets no reminder: {sent:?}"
+    );
+    let progress = engine.campaigns().progress(&campaign.id).unwrap();
+    assert_eq!(progress["excluded"]["past_due"], 1, "{progress:#}");
+    assert_eq!(
+        progress["state"], "running",
+        "a campaign of events keeps running"
+    );
 }

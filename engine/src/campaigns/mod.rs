@@ -29,6 +29,7 @@
 //! outbox (paced per sender number) and the gate (consent, quiet hours in the contact's zone,
 //! caps), at the moment it is sent. A text the gate defers past its validity expires there.
 
+pub mod event;
 mod pace;
 
 use std::collections::BTreeMap;
@@ -55,6 +56,10 @@ use crate::store::{Batch, Store, StoreError, Tables};
 /// Contacts one pass of the walk looks at, at most, per campaign: bounds how long a pass
 /// holds the worker when most contacts are outside the segment.
 const WALK_PER_PASS: usize = 2000;
+
+/// How often a campaign of events walks its segment again (for new contacts and changed
+/// datetimes).
+const REWALK_MS: i64 = 60_000;
 
 /// How often queued targets are looked at again.
 const QUEUE_RECHECK_MS: i64 = 30_000;
@@ -121,6 +126,10 @@ pub struct NewCampaign {
     /// Leave out contacts who have not texted for this long, or ever (`90d`).
     #[serde(default)]
     pub exclude_not_seen_for: Option<String>,
+    /// A campaign of events: each contact's start comes relative to one of its datetime fields
+    /// (`{"field": "appointment_at", "offset": "-1d", "deliver_at": "09:00"}`).
+    #[serde(default)]
+    pub event: Option<event::EventSpec>,
 }
 
 /// The campaigns and the worker that runs them.
@@ -257,6 +266,7 @@ impl Campaigns {
                 new.exclude_not_seen_for.as_deref(),
                 "exclude_not_seen_for",
             )?,
+            event: self.checked_event(new.event)?,
             state: if start_at_ms > now {
                 CampaignState::Scheduled
             } else {
@@ -266,6 +276,24 @@ impl Campaigns {
             walked: false,
             created_at_ms: now,
         })
+    }
+
+    /// An event checked: a well-formed offset and time of day, on a datetime field.
+    fn checked_event(
+        &self,
+        event: Option<event::EventSpec>,
+    ) -> Result<Option<event::EventSpec>, CampaignError> {
+        let Some(event) = event else {
+            return Ok(None);
+        };
+        event.check().map_err(CampaignError::Invalid)?;
+        match self.contacts.field_types()?.get(&event.field) {
+            Some(crate::store::contacts::FieldType::Datetime) => Ok(Some(event)),
+            _ => Err(CampaignError::Invalid(format!(
+                "event.field: `{}` is not a datetime field; declare it in [contacts.fields] ({} = \"datetime\")",
+                event.field, event.field
+            ))),
+        }
     }
 
     /// A segment's query: `@name` reads a saved one.
@@ -446,22 +474,22 @@ impl Campaigns {
             };
             let (contact_seq, contact) = row?;
             walked += 1;
-            let done_before = self
-                .tables
-                .campaign_targets
-                .get(seq, contact_seq)?
-                .is_some();
-            if done_before || !self.contacts.matches(&query, &contact) {
+            let before = self.tables.campaign_targets.get(seq, contact_seq)?;
+            if !self.contacts.matches(&query, &contact)
+                || before
+                    .as_ref()
+                    .is_some_and(|target| !event::moved(&campaign, target, &contact, now))
+            {
                 campaign.cursor = Some(contact_seq);
                 continue;
             }
-            let state = self.decide(&campaign, &flow, &contact)?;
+            let (state, event_ms) = self.decide(&campaign, &flow, &contact, None)?;
             if state == TargetState::Starting && !self.take(seq, &campaign, now) {
                 // The pace is spent for this second: this contact is the next pass's first.
                 break;
             }
             campaign.cursor = Some(contact_seq);
-            self.deal(seq, &campaign, contact_seq, &contact, state)
+            self.deal(seq, &campaign, contact_seq, &contact, (state, event_ms))
                 .await?;
         }
         drop(rows);
@@ -471,7 +499,14 @@ impl Campaigns {
         } else {
             revisit_at != i64::MAX
         };
-        if campaign.walked && !held && campaign.state == CampaignState::Running {
+        if campaign.walked && campaign.event.is_some() {
+            // Events never end: contacts join, and their datetimes change. Walk again soon.
+            if self.with_memory(seq, &campaign, |memory| memory.rewalk_at <= now) {
+                self.with_memory(seq, &campaign, |memory| memory.rewalk_at = now + REWALK_MS);
+                campaign.cursor = None;
+                campaign.walked = false;
+            }
+        } else if campaign.walked && !held && campaign.state == CampaignState::Running {
             campaign.state = CampaignState::Done;
             tracing::info!(campaign = %campaign.id, "campaign done");
         }
@@ -495,6 +530,7 @@ impl Campaigns {
         f(memory.entry(seq).or_insert_with(|| Memory {
             pace: Pace::new(campaign.messages_per_second),
             revisit_at: i64::MIN,
+            rewalk_at: i64::MIN,
             resumed: false,
         }))
     }
@@ -516,7 +552,7 @@ impl Campaigns {
         campaign: &Campaign,
         contact_seq: u64,
         contact: &Contact,
-        state: TargetState,
+        (state, event_ms): (TargetState, Option<i64>),
     ) -> anyhow::Result<()> {
         let starting = state == TargetState::Starting;
         let look_again = match state {
@@ -529,29 +565,52 @@ impl Campaigns {
                 memory.revisit_at = memory.revisit_at.min(at);
             });
         }
-        self.write_target(seq, campaign, contact_seq, contact, state)
-            .await?;
+        self.write_target(seq, campaign, contact_seq, contact, state, event_ms)?;
         if starting {
-            self.start(seq, campaign, contact_seq, contact).await?;
+            self.start(seq, campaign, contact_seq, contact, event_ms)
+                .await?;
         }
         Ok(())
     }
 
-    /// What the campaign does with `contact`: hold out, exclude, queue, or start.
+    /// What the campaign does with `contact`, and for a campaign of events the event time it
+    /// is for: hold out, exclude, wait for the event, queue, or start. `due` is the event time
+    /// a held target was waiting for.
     fn decide(
         &self,
         campaign: &Campaign,
         flow: &Flow,
         contact: &Contact,
-    ) -> anyhow::Result<TargetState> {
+        due: Option<i64>,
+    ) -> anyhow::Result<(TargetState, Option<i64>)> {
         if in_holdout(campaign, contact) {
-            return Ok(TargetState::Holdout);
+            return Ok((TargetState::Holdout, None));
         }
+        let event_ms = match &campaign.event {
+            Some(spec) => match event::timing(spec, contact, due, self.clock.now_ms()) {
+                event::Timing::Due(at) => Some(at),
+                event::Timing::Later(at) => {
+                    return Ok((TargetState::Waiting { until_ms: at }, Some(at)));
+                }
+                event::Timing::Not(reason, detail) => {
+                    return Ok((excluded(reason, detail), None));
+                }
+            },
+            None => None,
+        };
+        Ok((self.decide_now(campaign, flow, contact)?, event_ms))
+    }
+
+    /// What the campaign does with `contact` now: exclude, queue, wait for quiet hours, or
+    /// start.
+    fn decide_now(
+        &self,
+        campaign: &Campaign,
+        flow: &Flow,
+        contact: &Contact,
+    ) -> anyhow::Result<TargetState> {
         if let Some((reason, detail)) = self.exclusion(campaign, flow, contact)? {
-            return Ok(TargetState::Excluded {
-                reason: reason.to_owned(),
-                detail,
-            });
+            return Ok(excluded(reason, detail));
         }
         let key = ConversationKey::new(&self.our_number, &contact.phone);
         let conversation = self.tables.conversations.get(&key)?;
@@ -653,18 +712,20 @@ impl Campaigns {
         Ok(None)
     }
 
-    async fn write_target(
+    fn write_target(
         &self,
         seq: u64,
         campaign: &Campaign,
         contact_seq: u64,
         contact: &Contact,
         state: TargetState,
+        event_ms: Option<i64>,
     ) -> anyhow::Result<()> {
         let target = Target {
             phone: contact.phone.clone(),
             state,
             at_ms: self.clock.now_ms(),
+            event_ms,
         };
         let mut batch = Batch::new();
         self.tables
@@ -684,6 +745,7 @@ impl Campaigns {
         campaign: &Campaign,
         contact_seq: u64,
         contact: &Contact,
+        event_ms: Option<i64>,
     ) -> anyhow::Result<()> {
         let on_active = match campaign.start_mode {
             StartMode::Interrupt => OnActive::Interrupt,
@@ -697,7 +759,11 @@ impl Campaigns {
             locale: contact.locale.clone(),
             on_active,
             campaign: Some(campaign.id.clone()),
-            event_id: Some(format!("campaign:{}:{contact_seq}", campaign.id)),
+            // One start per contact (per event time, for a campaign of events).
+            event_id: Some(match event_ms {
+                Some(at) => format!("campaign:{}:{contact_seq}:{at}", campaign.id),
+                None => format!("campaign:{}:{contact_seq}", campaign.id),
+            }),
         };
         let state = match self.runtime.start(request).await {
             Ok(outcome) if outcome.skipped => TargetState::Excluded {
@@ -724,6 +790,7 @@ impl Campaigns {
             phone: contact.phone.clone(),
             state,
             at_ms: self.clock.now_ms(),
+            event_ms,
         };
         let mut batch = Batch::new();
         self.tables
@@ -752,19 +819,22 @@ impl Campaigns {
 
     /// Targets a crash left `starting`: started again (a no-op when the first start went in).
     async fn finish_starting(&self, seq: u64, campaign: &Campaign) -> anyhow::Result<()> {
-        let starting: Vec<u64> = self
+        let starting: Vec<(u64, Option<i64>)> = self
             .tables
             .campaign_targets
             .of(seq)
             .filter_map(|row| match row {
-                Ok((contact, target)) if target.state == TargetState::Starting => Some(Ok(contact)),
+                Ok((contact, target)) if target.state == TargetState::Starting => {
+                    Some(Ok((contact, target.event_ms)))
+                }
                 Ok(_) => None,
                 Err(error) => Some(Err(error)),
             })
             .collect::<Result<_, _>>()?;
-        for contact_seq in starting {
+        for (contact_seq, event_ms) in starting {
             if let Some(contact) = self.contacts.get_by_seq(contact_seq)? {
-                self.start(seq, campaign, contact_seq, &contact).await?;
+                self.start(seq, campaign, contact_seq, &contact, event_ms)
+                    .await?;
             }
         }
         Ok(())
@@ -779,30 +849,38 @@ impl Campaigns {
         flow: &Flow,
         now: i64,
     ) -> anyhow::Result<bool> {
-        let due: Vec<u64> = self
+        let query = self.contacts.query(&campaign.segment)?;
+        let due: Vec<(u64, Option<i64>)> = self
             .tables
             .campaign_targets
             .of(seq)
             .filter_map(|row| match row {
                 Ok((contact, target)) => match target.state {
                     TargetState::Queued if now - target.at_ms >= QUEUE_RECHECK_MS => {
-                        Some(Ok(contact))
+                        Some(Ok((contact, target.event_ms)))
                     }
-                    TargetState::Waiting { until_ms } if until_ms <= now => Some(Ok(contact)),
+                    TargetState::Waiting { until_ms } if until_ms <= now => {
+                        Some(Ok((contact, target.event_ms)))
+                    }
                     _ => None,
                 },
                 Err(error) => Some(Err(error)),
             })
             .collect::<Result<_, _>>()?;
-        for contact_seq in due {
+        for (contact_seq, due) in due {
             let Some(contact) = self.contacts.get_by_seq(contact_seq)? else {
                 continue;
             };
-            let state = self.decide(campaign, flow, &contact)?;
-            if state == TargetState::Starting && !self.take(seq, campaign, now) {
+            let decided = if self.contacts.matches(&query, &contact) {
+                self.decide(campaign, flow, &contact, due)?
+            } else {
+                let reason = excluded("left_segment", "no longer in the segment".to_owned());
+                (reason, due)
+            };
+            if decided.0 == TargetState::Starting && !self.take(seq, campaign, now) {
                 break;
             }
-            self.deal(seq, campaign, contact_seq, &contact, state)
+            self.deal(seq, campaign, contact_seq, &contact, decided)
                 .await?;
         }
         // When a held target is next worth looking at: the walk writes new ones meanwhile,
@@ -848,6 +926,8 @@ struct Memory {
     pace: Pace,
     /// When held targets are next worth a look.
     revisit_at: i64,
+    /// When a campaign of events walks its segment again.
+    rewalk_at: i64,
     /// Starts a crash left half done were finished (once per process).
     resumed: bool,
 }
@@ -870,6 +950,14 @@ impl Change {
             Self::Resume => "resumed",
             Self::Cancel => "cancelled",
         }
+    }
+}
+
+/// An exclusion for `reason`.
+fn excluded(reason: &str, detail: String) -> TargetState {
+    TargetState::Excluded {
+        reason: reason.to_owned(),
+        detail,
     }
 }
 

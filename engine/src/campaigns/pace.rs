@@ -57,9 +57,9 @@ impl Pace {
         let at = if self.per_second < 1.0 {
             self.next_ms
         } else {
-            self.second_ms + 1000
+            self.second_ms.saturating_add(1000)
         };
-        Duration::from_millis(u64::try_from((at - now_ms).clamp(1, 1000)).unwrap_or(1))
+        Duration::from_millis(u64::try_from(at.saturating_sub(now_ms).clamp(1, 1000)).unwrap_or(1))
     }
 }
 
@@ -76,6 +76,11 @@ mod tests {
         assert!(!pace.take(999));
         assert!(pace.take(1000));
         assert_eq!(pace.next_in(1000), Duration::from_millis(1000));
+        // Before any start, no waiting (and no overflow).
+        assert_eq!(
+            Pace::new(5.0).next_in(1_772_544_600_000),
+            Duration::from_millis(1)
+        );
     }
 
     #[test]

@@ -57,6 +57,25 @@ impl CampaignState {
     }
 }
 
+/// When a campaign event starts the flow for a contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSpec {
+    /// The contact's datetime field it is relative to.
+    pub field: String,
+    /// Before (`-1d`, `-24h`) or after (`3d`) the field's time: days are calendar days in the
+    /// contact's zone.
+    #[serde(default = "zero")]
+    pub offset: String,
+    /// The local time of day to deliver at (`09:00`), on the date the offset lands on.
+    #[serde(default)]
+    pub deliver_at: Option<String>,
+}
+
+fn zero() -> String {
+    "0s".to_owned()
+}
+
 /// A campaign.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Campaign {
@@ -84,6 +103,10 @@ pub struct Campaign {
     /// Leave out contacts who have not texted for this long, or never (ms).
     #[serde(default)]
     pub exclude_not_seen_for_ms: Option<i64>,
+    /// For a campaign of events: when each contact's start comes, relative to a datetime
+    /// field. A broadcast has none.
+    #[serde(default)]
+    pub event: Option<EventSpec>,
     /// Where it is.
     pub state: CampaignState,
     /// The last contact (seq) the walk over the segment dealt with.
@@ -134,6 +157,9 @@ pub struct Target {
     /// What happened.
     #[serde(flatten)]
     pub state: TargetState,
+    /// For a campaign of events: the event time this target is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_ms: Option<i64>,
     /// When.
     pub at_ms: i64,
 }
@@ -305,6 +331,7 @@ mod tests {
             phone: phone.to_owned(),
             state,
             at_ms: 5,
+            event_ms: None,
         }
     }
 
