@@ -10,27 +10,7 @@ use common::fake_provider::{Setup, api_with_token, twilio_provider};
 use common::{Server, cli};
 use serde_json::{Value, json};
 
-const NOTICE: &str = r#"
-id = "notice"
-program = "care"
-kind = "transactional"
-brand = "Acme Clinic"
-start = "hello"
-[triggers]
-api = true
-fields = ["name"]
-[steps.hello]
-type = "send"
-text = "Acme Clinic: hi {{name}}, your visit is tomorrow. Reply YES to confirm, STOP to opt out."
-next = "wait"
-[steps.wait]
-type = "wait"
-timeout = "1d"
-on_reply = "done"
-on_timeout = "done"
-[steps.done]
-type = "end"
-"#;
+use common::NOTICE;
 
 const REST: &str = r#"
 [programs.care]

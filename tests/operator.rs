@@ -9,27 +9,7 @@ use common::fake_provider::{Setup, post_inbound, start_flow, twilio_provider, wa
 use common::{Server, cli};
 use serde_json::{Value, json};
 
-const NOTICE: &str = r#"
-id = "notice"
-program = "care"
-kind = "transactional"
-brand = "Acme Clinic"
-start = "hello"
-[triggers]
-api = true
-fields = ["name"]
-[steps.hello]
-type = "send"
-text = "Acme Clinic: hi {{name}}, your visit is tomorrow. Reply YES to confirm, STOP to opt out."
-next = "wait"
-[steps.wait]
-type = "wait"
-timeout = "1d"
-on_reply = "done"
-on_timeout = "done"
-[steps.done]
-type = "end"
-"#;
+use common::NOTICE;
 
 const PROMO: &str = r#"
 id = "promo"

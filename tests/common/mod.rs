@@ -157,3 +157,26 @@ pub fn healthy(port: u16) -> bool {
     let _ = stream.read_to_string(&mut answer);
     answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok")
 }
+
+/// A transactional flow the API starts (`name` needed): a text, a day's wait, the end.
+pub const NOTICE: &str = r#"
+id = "notice"
+program = "care"
+kind = "transactional"
+brand = "Acme Clinic"
+start = "hello"
+[triggers]
+api = true
+fields = ["name"]
+[steps.hello]
+type = "send"
+text = "Acme Clinic: hi {{name}}, your visit is tomorrow. Reply YES to confirm, STOP to opt out."
+next = "wait"
+[steps.wait]
+type = "wait"
+timeout = "1d"
+on_reply = "done"
+on_timeout = "done"
+[steps.done]
+type = "end"
+"#;

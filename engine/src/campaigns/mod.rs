@@ -565,7 +565,7 @@ impl Campaigns {
                 memory.revisit_at = memory.revisit_at.min(at);
             });
         }
-        self.write_target(seq, campaign, contact_seq, contact, state, event_ms)?;
+        self.write_target(seq, Some(campaign), (contact_seq, contact), state, event_ms)?;
         if starting {
             self.start(seq, campaign, contact_seq, contact, event_ms)
                 .await?;
@@ -712,12 +712,14 @@ impl Campaigns {
         Ok(None)
     }
 
+    /// Records what campaign `seq` did with a contact, with the campaign (its cursor) when
+    /// given. Applied, not flushed: a start flushes it with its turn, and a crash before that
+    /// leaves the contact undone, to be dealt with again on resume.
     fn write_target(
         &self,
         seq: u64,
-        campaign: &Campaign,
-        contact_seq: u64,
-        contact: &Contact,
+        campaign: Option<&Campaign>,
+        (contact_seq, contact): (u64, &Contact),
         state: TargetState,
         event_ms: Option<i64>,
     ) -> anyhow::Result<()> {
@@ -731,9 +733,9 @@ impl Campaigns {
         self.tables
             .campaign_targets
             .put_in(&mut batch, seq, contact_seq, &target)?;
-        self.tables.campaigns.put_in(&mut batch, seq, campaign)?;
-        // Applied, not flushed: the start below flushes it with its turn, and a crash before
-        // that leaves the contact undone, to be dealt with again on resume.
+        if let Some(campaign) = campaign {
+            self.tables.campaigns.put_in(&mut batch, seq, campaign)?;
+        }
         self.store.apply(batch)?;
         Ok(())
     }
@@ -786,18 +788,7 @@ impl Campaigns {
                 detail: refused.to_string(),
             },
         };
-        let target = Target {
-            phone: contact.phone.clone(),
-            state,
-            at_ms: self.clock.now_ms(),
-            event_ms,
-        };
-        let mut batch = Batch::new();
-        self.tables
-            .campaign_targets
-            .put_in(&mut batch, seq, contact_seq, &target)?;
-        self.store.apply(batch)?;
-        Ok(())
+        self.write_target(seq, None, (contact_seq, contact), state, event_ms)
     }
 
     /// The texts queued in the contact's run that `campaign` started (read back from the
