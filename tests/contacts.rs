@@ -451,6 +451,17 @@ async fn a_broadcast_killed_mid_way_resumes_and_texts_each_contact_once() {
     let _server = Server::start(&setup.config(), setup.port);
     let progress = wait_for_state(&setup, &path, "done").await;
     assert_eq!(progress["started"], count, "{progress:#}");
+    // Done means every contact started; the last texts may still be on their way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while (setup.fake.sent().len() as u64) < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} sent",
+            setup.fake.sent().len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let sent = setup.fake.sent();
     let recipients: std::collections::BTreeSet<&str> =
         sent.iter().map(|text| text.to.as_str()).collect();

@@ -37,6 +37,8 @@ pub struct Plan {
     pub criterion_args: Vec<String>,
     /// Seeded stores: idle conversations in the small and large one, due timers in the large.
     pub state: StatePlan,
+    /// Contacts imported and sent one campaign, pacing off.
+    pub broadcast_contacts: u64,
 }
 
 /// The sizes of the seeded-store part.
@@ -71,6 +73,7 @@ impl Plan {
                 large: 1_000_000,
                 timers: 100_000,
             },
+            broadcast_contacts: 100_000,
         }
     }
 
@@ -100,6 +103,7 @@ impl Plan {
                 large: 10_000,
                 timers: 1_000,
             },
+            broadcast_contacts: 2_000,
             ..Self::full()
         }
     }

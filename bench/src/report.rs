@@ -90,6 +90,8 @@ pub struct Results {
     pub plugin: Section<Plugin>,
     /// Seeded stores.
     pub state: Section<State>,
+    /// A campaign to many contacts.
+    pub broadcast: Section<crate::broadcast::Broadcast>,
     /// The headline figures, derived from the above.
     pub ratios: Ratios,
 }
@@ -259,6 +261,7 @@ pub fn table(results: &Results) -> String {
         format!("{} B", thousands(s.bytes_per_text))
     }));
     rows.extend(state_rows(&results.state, &results.plan));
+    rows.extend(broadcast_rows(&results.broadcast));
     format!("{}\n\n{}\n", heading(results), rows.join("\n"))
 }
 
@@ -372,6 +375,34 @@ fn resource_row(what: &str, e2e: &EndToEnd, value: impl Fn(&Scenario) -> String)
         .map(|scenario| scenario.done().map_or_else(|| "—".to_owned(), &value))
         .collect();
     format!("| {what}, (a) / (b) / (c) | {} | |", values.join(" / "))
+}
+
+fn broadcast_rows(broadcast: &Section<crate::broadcast::Broadcast>) -> Vec<String> {
+    let Some(b) = broadcast.done() else {
+        return vec![format!("| broadcast | {} | |", failed(broadcast))];
+    };
+    let n = thousands(b.contacts as f64);
+    vec![
+        format!(
+            "| broadcast: CSV import of {n} contacts through the API | {} rows/s ({} s) | |",
+            thousands(b.import_rows_per_second),
+            short(b.import_seconds)
+        ),
+        format!(
+            "| broadcast: one campaign to {n} contacts, pacing off: every contact started | {} starts/s ({} s) | |",
+            thousands(b.starts_per_second),
+            short(b.enqueue_seconds)
+        ),
+        format!(
+            "| broadcast: its texts reaching the provider ({} of {n}) | {} texts/s | |",
+            thousands(b.sent as f64),
+            thousands(b.sends_per_second)
+        ),
+        format!(
+            "| broadcast: peak RSS of `smsflow serve` | {} | |",
+            mib(b.peak_rss_bytes)
+        ),
+    ]
 }
 
 fn state_rows(state: &Section<State>, plan: &Plan) -> Vec<String> {

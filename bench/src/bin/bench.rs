@@ -46,6 +46,8 @@ enum Part {
     Plugin,
     /// The seeded stores.
     State,
+    /// The campaign to many contacts.
+    Broadcast,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -125,6 +127,14 @@ async fn run(paths: &Paths, plan: Plan, skip: &[Part]) -> anyhow::Result<Results
         eprintln!("state: seeded stores");
         state::run(paths, plan.state, &fake_url).await.into()
     };
+    let broadcast = if skip.contains(&Part::Broadcast) {
+        skipped("broadcast")
+    } else {
+        eprintln!("broadcast: {} contacts", plan.broadcast_contacts);
+        smsflow_bench::broadcast::run(paths, &contacts, plan.broadcast_contacts, &fake, &fake_url)
+            .await
+            .into()
+    };
     let ratios = Ratios::of(&ceiling, &end_to_end, &plugin, &state);
     Ok(Results {
         date: machine::today(),
@@ -135,6 +145,7 @@ async fn run(paths: &Paths, plan: Plan, skip: &[Part]) -> anyhow::Result<Results
         end_to_end,
         plugin,
         state,
+        broadcast,
         ratios,
     })
 }
@@ -198,6 +209,7 @@ fn failures(results: &Results) -> usize {
         e2e.confirm.failed(),
         e2e.unmatched.failed(),
         results.plugin.failed(),
+        results.broadcast.failed(),
         results.state.failed(),
     ]
     .iter()

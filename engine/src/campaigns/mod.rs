@@ -511,7 +511,15 @@ impl Campaigns {
             tracing::info!(campaign = %campaign.id, "campaign done");
         }
         self.save(seq, &campaign).await?;
-        Ok((campaign.state == CampaignState::Running).then(|| self.next_in(seq, &campaign, now)))
+        if campaign.state != CampaignState::Running {
+            return Ok(None);
+        }
+        // A walk cut short by its bound has more to do at once; else the pace says when.
+        Ok(Some(if walked == WALK_PER_PASS {
+            Duration::ZERO
+        } else {
+            self.next_in(seq, &campaign, now)
+        }))
     }
 
     async fn save(&self, seq: u64, campaign: &Campaign) -> anyhow::Result<()> {
@@ -767,7 +775,8 @@ impl Campaigns {
                 None => format!("campaign:{}:{contact_seq}", campaign.id),
             }),
         };
-        let state = match self.runtime.start(request).await {
+        // Not flushed here: the pass flushes once when it saves the campaign.
+        let state = match self.runtime.start_applied(request).await {
             Ok(outcome) if outcome.skipped => TargetState::Excluded {
                 reason: "active_run".to_owned(),
                 detail: "a run began before the start".to_owned(),

@@ -339,12 +339,21 @@ impl Runtime {
     /// A [`RuntimeError`]: unknown flow, no API trigger, missing fields, a run already active,
     /// or a store failure.
     pub async fn start(&self, request: StartRequest) -> Result<Outcome, RuntimeError> {
-        let (ours, contact) = (request.from.clone(), request.to.clone());
-        let outcome = self
-            .turn(&ours, &contact, TurnEvent::Start(request))
-            .await?;
+        let outcome = self.start_applied(request).await?;
         self.store.flush().await?;
         Ok(outcome)
+    }
+
+    /// [`Runtime::start`] applied but not flushed: for callers that start many and flush once
+    /// (a campaign's pass). Nothing it queued leaves before a flush (the outbox flushes before
+    /// every send), so a crash loses only starts that had no effect yet.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::start`].
+    pub async fn start_applied(&self, request: StartRequest) -> Result<Outcome, RuntimeError> {
+        let (ours, contact) = (request.from.clone(), request.to.clone());
+        self.turn(&ours, &contact, TurnEvent::Start(request)).await
     }
 
     /// Ends run `run` of the conversation with `contact` when it still waits for a reply after
