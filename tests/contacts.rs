@@ -352,8 +352,8 @@ async fn a_campaign_is_created_once_per_key_runs_and_can_be_paused_and_cancelled
     let id = created["id"].as_str().unwrap().to_owned();
     let (status, again) = call(&setup, "POST", "/v1/campaigns", body).await;
     assert_eq!(
-        (status, again["id"].as_str()),
-        (200, Some(id.as_str())),
+        (status, again["id"].as_str(), &again["created"]),
+        (201, Some(id.as_str()), &json!(false)),
         "{again}"
     );
 

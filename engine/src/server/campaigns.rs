@@ -25,21 +25,22 @@ impl From<CampaignError> for ApiError {
     }
 }
 
-/// `POST /v1/campaigns`: 201 `{"id"}`; the same key again answers 200 with the same id.
+/// `POST /v1/campaigns`: 201 `{"id", "created"}`. The same key again replays the answer (201,
+/// the same id) with `"created": false`, as an idempotent retry should see what the first call
+/// saw.
 pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let new: NewCampaign = json_body(&body, "a campaign")?;
     let (campaign, created) = state.campaigns.create(new).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
     Ok((
-        status,
-        Json(json!({ "id": campaign.id, "state": campaign.state.name() })),
+        StatusCode::CREATED,
+        Json(json!({
+            "id": campaign.id,
+            "state": campaign.state.name(),
+            "created": created,
+        })),
     ))
 }
 
