@@ -370,11 +370,6 @@ impl Campaigns {
             .map(|row| row.map(|(_, target)| target))
             .collect::<Result<_, _>>()?)
     }
-
-    /// Wakes the worker (a campaign was created or changed).
-    pub fn notify(&self) {
-        self.wake.notify_one();
-    }
 }
 
 /// A change to a campaign.

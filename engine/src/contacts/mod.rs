@@ -17,7 +17,7 @@ pub mod number;
 pub mod select;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -173,11 +173,6 @@ impl Contacts {
             country,
             writer: Mutex::new(()),
         })
-    }
-
-    /// The settings.
-    pub fn config(&self) -> &ContactsConfig {
-        &self.config
     }
 
     /// `raw` as E.164, a national number read in the default country.
@@ -538,6 +533,3 @@ fn optional(
         check(text).map(Some)
     }
 }
-
-/// Shared handle.
-pub type SharedContacts = Arc<Contacts>;
