@@ -7,20 +7,10 @@
 mod common;
 
 use common::fake_provider::{Setup, api_with_token, twilio_provider};
-use common::{Server, cli};
+use common::{NOTICE, PROGRAMS, Server, cli};
 use serde_json::{Value, json};
 
-use common::NOTICE;
-
-const REST: &str = r#"
-[programs.care]
-brand = "Acme Clinic"
-help = "Acme Clinic reminders. Call (212) 555-0100. Reply STOP to opt out."
-
-[programs.offers]
-brand = "Acme Clinic"
-help = "Acme Clinic offers. Call (212) 555-0100. Reply STOP to opt out."
-
+const CONTACTS: &str = r#"
 [contacts]
 default_country = "US"
 
@@ -32,7 +22,10 @@ state = "state"
 
 async fn serve() -> (Setup, Server) {
     let setup = Setup::with_fake(&[], &[("notice.toml", NOTICE)]).await;
-    let rest = format!("{}{REST}", common::plugins_section("http://127.0.0.1:9"));
+    let rest = format!(
+        "{}{PROGRAMS}{CONTACTS}",
+        common::plugins_section("http://127.0.0.1:9")
+    );
     setup.write_config(&twilio_provider(), 2, &rest);
     let server = Server::start(&setup.config(), setup.port);
     (setup, server)
@@ -312,7 +305,10 @@ async fn a_start_for_a_contact_in_a_run_fails_skips_or_interrupts_as_asked() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_contacts_own_time_zone_holds_texts_until_its_morning_too() {
     let setup = Setup::with_fake(&[], &[("notice.toml", NOTICE)]).await;
-    let rest = format!("{}{REST}", common::plugins_section("http://127.0.0.1:9"));
+    let rest = format!(
+        "{}{PROGRAMS}{CONTACTS}",
+        common::plugins_section("http://127.0.0.1:9")
+    );
     setup.write_config(&twilio_provider(), 2, &rest);
     // 08:30 in New York, 05:30 in Los Angeles.
     let _server = Server::start_with_env(

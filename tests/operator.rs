@@ -6,10 +6,8 @@
 mod common;
 
 use common::fake_provider::{Setup, post_inbound, start_flow, twilio_provider, wait_until};
-use common::{Server, cli};
+use common::{NOTICE, PROGRAMS, Server, cli};
 use serde_json::{Value, json};
-
-use common::NOTICE;
 
 const PROMO: &str = r#"
 id = "promo"
@@ -30,16 +28,6 @@ on_reply = "done"
 on_timeout = "done"
 [steps.done]
 type = "end"
-"#;
-
-const PROGRAMS: &str = r#"
-[programs.care]
-brand = "Acme Clinic"
-help = "Acme Clinic reminders. Call (212) 555-0100. Reply STOP to opt out."
-
-[programs.offers]
-brand = "Acme Clinic"
-help = "Acme Clinic offers. Call (212) 555-0100. Reply STOP to opt out."
 "#;
 
 async fn serve() -> (Setup, Server) {

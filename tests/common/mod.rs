@@ -180,3 +180,14 @@ on_timeout = "done"
 [steps.done]
 type = "end"
 "#;
+
+/// The `[programs]` of the notice flow's `care` and an `offers` program, both branded.
+pub const PROGRAMS: &str = r#"
+[programs.care]
+brand = "Acme Clinic"
+help = "Acme Clinic reminders. Call (212) 555-0100. Reply STOP to opt out."
+
+[programs.offers]
+brand = "Acme Clinic"
+help = "Acme Clinic offers. Call (212) 555-0100. Reply STOP to opt out."
+"#;

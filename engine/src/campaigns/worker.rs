@@ -91,14 +91,20 @@ impl Campaigns {
         let walked = self.walk(seq, &mut campaign, &flow, &query, now).await?;
         let revisit_at = self.with_memory(seq, &campaign, |memory| memory.revisit_at);
         let held = if revisit_at <= now {
-            self.revisit(seq, &campaign, &flow, now).await?
+            self.revisit(seq, &campaign, (&flow, &query), now).await?
         } else {
             revisit_at != i64::MAX
         };
         if campaign.walked && campaign.event.is_some() {
             // Events never end: contacts join, and their datetimes change. Walk again soon.
-            if self.with_memory(seq, &campaign, |memory| memory.rewalk_at <= now) {
-                self.with_memory(seq, &campaign, |memory| memory.rewalk_at = now + REWALK_MS);
+            let rewalk = self.with_memory(seq, &campaign, |memory| {
+                let due = memory.rewalk_at <= now;
+                if due {
+                    memory.rewalk_at = now + REWALK_MS;
+                }
+                due
+            });
+            if rewalk {
                 campaign.cursor = None;
                 campaign.walked = false;
             }
@@ -483,10 +489,9 @@ impl Campaigns {
         &self,
         seq: u64,
         campaign: &Campaign,
-        flow: &Flow,
+        (flow, query): (&Flow, &crate::segments::Query),
         now: i64,
     ) -> anyhow::Result<bool> {
-        let query = self.contacts.query(&campaign.segment)?;
         let due: Vec<(u64, Option<i64>)> = self
             .tables
             .campaign_targets
@@ -508,7 +513,7 @@ impl Campaigns {
             let Some(contact) = self.contacts.get_by_seq(contact_seq)? else {
                 continue;
             };
-            let decided = if self.contacts.matches(&query, &contact) {
+            let decided = if self.contacts.matches(query, &contact) {
                 self.decide(campaign, flow, &contact, due)?
             } else {
                 let reason = excluded("left_segment", "no longer in the segment".to_owned());
