@@ -399,6 +399,56 @@ async fn a_campaign_is_created_once_per_key_runs_and_can_be_paused_and_cancelled
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_csv_is_a_campaigns_audience_from_the_command_line() {
+    let (setup, _server) = serve().await;
+    let outsider =
+        json!({"phone": "+12125550180", "fields": {"name": "Out"}, "tags": ["patients"]});
+    assert_eq!(call(&setup, "POST", "/v1/contacts", outsider).await.0, 201);
+    let file = setup.dir.path().join("audience.csv");
+    std::fs::write(
+        &file,
+        "phone,name\n(212) 555-0181,Ann\n+12125550182,Bo\nnot a phone,Cy\n212.555.0183,Di\n",
+    )
+    .unwrap();
+    let config = setup.config();
+    let args = [
+        "campaigns",
+        "create",
+        "--flow",
+        "notice",
+        "--csv",
+        file.to_str().unwrap(),
+        "--key",
+        "csv-1",
+        "--messages-per-second",
+        "100",
+    ];
+    let output = cli(&config, &args);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("line 4:"), "the bad row is named: {stderr}");
+    let id = stdout.trim().to_owned();
+    assert!(id.starts_with("cmp-"), "{stdout}");
+
+    let progress = wait_for_state(&setup, &format!("/v1/campaigns/{id}"), "done").await;
+    assert_eq!(progress["audience"], "list", "{progress:#}");
+    assert_eq!(progress["targeted"], 3, "{progress:#}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while setup.fake.sent().len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "{progress:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let recipients: std::collections::BTreeSet<String> =
+        setup.fake.sent().into_iter().map(|text| text.to).collect();
+    let expected: std::collections::BTreeSet<String> =
+        ["+12125550181", "+12125550182", "+12125550183"]
+            .map(str::to_owned)
+            .into();
+    assert_eq!(recipients, expected, "the file's rows, not the outsider");
+}
+
 /// Polls campaign `path` until its state is `state`.
 async fn wait_for_state(setup: &Setup, path: &str, state: &str) -> Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

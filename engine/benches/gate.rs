@@ -28,6 +28,7 @@ fn candidate(to: &str) -> Candidate<'_> {
         locale: None,
         address_state: None,
         queued_at_ms: NOON_NEW_YORK,
+        valid_until_ms: None,
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
-use smsflow::campaigns::{NewCampaign, StartMode, TargetState};
+use smsflow::campaigns::{NewCampaign, Period, Repeat, StartMode, TargetState};
 use smsflow::clock::Clock as _;
 use smsflow::contacts::import::ImportSettings;
 use smsflow::engine::{Engine, EngineBuilder};
@@ -113,15 +113,11 @@ fn broadcast(key: &str) -> NewCampaign {
     NewCampaign {
         key: Some(key.to_owned()),
         flow: "re-engagement".to_owned(),
-        segment: r#"tag = "shopper""#.to_owned(),
-        fields: BTreeMap::new(),
+        segment: Some(r#"tag = "shopper""#.to_owned()),
         start_mode: StartMode::Skip,
         holdout_percent: 10.0,
         messages_per_second: Some(RATE as f64),
-        start_at: None,
-        exclude_started_within: None,
-        exclude_not_seen_for: None,
-        event: None,
+        ..NewCampaign::default()
     }
 }
 
@@ -335,7 +331,7 @@ async fn a_reminder_the_day_before_at_nine_local_follows_the_clock_change_and_th
 
     let mut reminder = broadcast("visits");
     reminder.flow = "appointment-confirmation".to_owned();
-    reminder.segment = r#"tag = "visit""#.to_owned();
+    reminder.segment = Some(r#"tag = "visit""#.to_owned());
     reminder.holdout_percent = 0.0;
     reminder.event = Some(smsflow::campaigns::event::EventSpec {
         field: "appointment_at".to_owned(),
@@ -395,4 +391,169 @@ async fn a_reminder_the_day_before_at_nine_local_follows_the_clock_change_and_th
         progress["state"], "running",
         "a campaign of events keeps running"
     );
+}
+
+/// Steps the worker and the outbox from now to `until_ms` in steps of `step_ms`.
+async fn run_for(engine: &Engine, clock: &ManualClock, until_ms: i64, step_ms: i64) {
+    while clock.now_ms() < until_ms {
+        engine.campaigns().pass().await.unwrap();
+        testing::deliver_all(engine.outbox()).await.unwrap();
+        clock.advance(step_ms);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_listed_broadcast_repeats_daily_and_keeps_its_daily_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let provider = Arc::new(Timed {
+        clock: Arc::clone(&clock),
+        sent: Mutex::new(Vec::new()),
+    });
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let engine = engine(store, Arc::clone(&clock), Arc::clone(&provider)).await;
+    // 40 people in New York, all consenting and named; the campaign lists 20 of them, two
+    // written in national form, and one number nobody imported.
+    let people: Vec<Person> = people(80).into_iter().filter(|p| !p.in_la).collect();
+    let people: Vec<Person> = people
+        .into_iter()
+        .map(|p| Person {
+            consent: true,
+            named: true,
+            ..p
+        })
+        .collect();
+    engine
+        .contacts()
+        .import(csv(&people).as_slice(), &ImportSettings::default(), |_| {})
+        .unwrap();
+    let mut listed: Vec<String> = people[..20].iter().map(|p| p.phone.clone()).collect();
+    listed[0] = listed[0].trim_start_matches("+1").to_owned();
+    listed[1] = format!("(212) 555-{}", &listed[1][8..]);
+    let stranger = "+12125559999";
+    listed.push(stranger.to_owned());
+
+    let daily = |contacts: Vec<String>| NewCampaign {
+        contacts: Some(contacts),
+        segment: None,
+        holdout_percent: 0.0,
+        start_mode: StartMode::Interrupt,
+        // 10:00 in New York, each day.
+        start_at: Some("2026-03-03T15:00:00Z".to_owned()),
+        repeat: Some(Repeat {
+            every: Period::Daily,
+            time_zone: "America/New_York".to_owned(),
+        }),
+        daily_cap: Some(8),
+        ..broadcast("daily")
+    };
+    // A list with bad numbers is refused whole, each bad one named, and nothing is written.
+    let mut bad = listed.clone();
+    bad.push("not a number".to_owned());
+    bad.push("+1212".to_owned());
+    let refused = engine.campaigns().create(daily(bad)).await.unwrap_err();
+    let message = refused.to_string();
+    assert!(message.contains("contacts[21]"), "{message}");
+    assert!(message.contains("contacts[22]"), "{message}");
+    assert!(engine.campaigns().list().unwrap().is_empty());
+    assert!(engine.contacts().get(stranger).unwrap().is_none());
+
+    let (campaign, _) = engine.campaigns().create(daily(listed)).await.unwrap();
+    assert!(
+        engine.contacts().get(stranger).unwrap().is_some(),
+        "a listed number becomes a contact"
+    );
+    // Three days and a bit, in five-minute steps.
+    run_for(&engine, &clock, START_MS + 75 * 3_600_000, 5 * 60_000).await;
+
+    let sent = provider.sent.lock().unwrap().clone();
+    let on_list: BTreeSet<&str> = people[..20].iter().map(|p| p.phone.as_str()).collect();
+    let mut per_day: BTreeMap<i64, usize> = BTreeMap::new();
+    let mut per_person: BTreeMap<&str, usize> = BTreeMap::new();
+    for (to, at) in &sent {
+        assert!(on_list.contains(to.as_str()), "{to} is not on the list");
+        // New York days (EST, UTC-5, until the 8th).
+        *per_day
+            .entry((at - 5 * 3_600_000).div_euclid(86_400_000))
+            .or_default() += 1;
+        *per_person.entry(to.as_str()).or_default() += 1;
+    }
+    assert!(
+        per_day.values().all(|&n| n <= 8),
+        "at most 8 starts a local day: {per_day:?}"
+    );
+    assert_eq!(
+        per_day.values().copied().collect::<Vec<_>>(),
+        [8, 8, 8, 8],
+        "{per_day:?}"
+    );
+    // Round 1 (20 people) took the first day and a half of the cap; round 2 began the next
+    // 10:00 after round 1 ended, with the rest of that day's cap.
+    assert!(per_person.values().all(|&n| n <= 2), "{per_person:?}");
+    assert_eq!(
+        per_person.len(),
+        20,
+        "everyone listed got round 1: {per_person:?}"
+    );
+    let progress = engine.campaigns().progress(&campaign.id).unwrap();
+    assert_eq!(progress["audience"], "list");
+    assert_eq!(progress["round"], 1, "{progress:#}");
+    assert_eq!(
+        progress["excluded"]["no_consent"], 1,
+        "the stranger: {progress:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spread_broadcast_paces_itself_over_the_span() {
+    let dir = tempfile::tempdir().unwrap();
+    // 10:00 in New York.
+    let clock = Arc::new(ManualClock::new(START_MS + 90 * 60_000));
+    let provider = Arc::new(Timed {
+        clock: Arc::clone(&clock),
+        sent: Mutex::new(Vec::new()),
+    });
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let engine = engine(store, Arc::clone(&clock), Arc::clone(&provider)).await;
+    let people: Vec<Person> = people(240)
+        .into_iter()
+        .filter(|p| !p.in_la)
+        .map(|p| Person {
+            consent: true,
+            named: true,
+            shopper: true,
+            ..p
+        })
+        .collect();
+    engine
+        .contacts()
+        .import(csv(&people).as_slice(), &ImportSettings::default(), |_| {})
+        .unwrap();
+    let new = NewCampaign {
+        holdout_percent: 0.0,
+        spread_over: Some("1h".to_owned()),
+        ..broadcast("spread")
+    };
+    let (campaign, _) = engine.campaigns().create(new).await.unwrap();
+    let began = clock.now_ms();
+    run_for(&engine, &clock, began + 2 * 3_600_000, 5_000).await;
+    let sent = provider.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 120);
+    let first = sent.iter().map(|(_, at)| *at).min().unwrap();
+    let last = sent.iter().map(|(_, at)| *at).max().unwrap();
+    // 120 starts over an hour: one every 30 s, so the last goes near the hour's end, not in
+    // the first seconds at the campaign's rate of 50 a second.
+    assert!(
+        last - first >= 55 * 60_000,
+        "spread over {} s",
+        (last - first) / 1000
+    );
+    assert!(
+        last - began <= 3_600_000,
+        "done within the hour: {} s",
+        (last - began) / 1000
+    );
+    let progress = engine.campaigns().progress(&campaign.id).unwrap();
+    assert_eq!(progress["state"], "done", "{progress:#}");
+    assert!((progress["messages_per_second"].as_f64().unwrap() - 120.0 / 3600.0).abs() < 1e-9);
 }

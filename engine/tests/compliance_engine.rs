@@ -878,6 +878,48 @@ async fn a_number_in_two_zones_waits_for_the_later_morning() {
 }
 
 #[tokio::test]
+async fn a_text_valid_for_less_than_the_night_expires_instead_of_waiting() {
+    // 06:00 in New York: the window opens at 08:00, two hours on.
+    let engine = engine(at("2026-03-03T11:00:00Z")).await;
+    let start = |to: &str, valid_for_ms| StartRequest {
+        flow: "visit".to_owned(),
+        from: OURS.to_owned(),
+        to: to.to_owned(),
+        valid_for_ms,
+        ..StartRequest::default()
+    };
+    // Valid for an hour: waiting two would send it stale, so it is blocked, saying when it
+    // expired.
+    engine
+        .runtime
+        .start(start("+12125550100", Some(3_600_000)))
+        .await
+        .unwrap();
+    engine.deliver().await;
+    let message = engine.last_message();
+    assert_eq!(message.valid_until_ms, Some(at("2026-03-03T12:00:00Z")));
+    let gate = message.gate.unwrap();
+    assert_eq!(gate.decision, "blocked", "{gate:?}");
+    assert!(
+        gate.reason
+            .as_deref()
+            .unwrap()
+            .contains("2026-03-03T12:00:00Z"),
+        "{gate:?}"
+    );
+    // Valid for three hours (or by the operator's default): it waits for 08:00.
+    engine
+        .runtime
+        .start(start("+12125550101", Some(3 * 3_600_000)))
+        .await
+        .unwrap();
+    engine.deliver().await;
+    let gate = engine.last_message().gate.unwrap();
+    assert_eq!(gate.decision, "deferred", "{gate:?}");
+    assert_eq!(gate.until.as_deref(), Some("2026-03-03T13:00:00Z"));
+}
+
+#[tokio::test]
 async fn a_number_with_no_known_zone_fails_closed() {
     let engine = engine(at("2026-03-03T17:00:00Z")).await;
     engine.start("+15555550105", "visit").await;

@@ -289,3 +289,54 @@ async fn a_missing_field_is_an_error_routed_like_any_other_never_a_blank() {
         other => panic!("expected a handoff, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_run_carries_its_campaign_source_and_its_texts_validity() {
+    let source = FLOW
+        .replace(
+            "start = \"greet\"",
+            "start = \"greet\"\ncampaign = \"winback\"",
+        )
+        .replace("Reply YES to confirm.", "From {{campaign}}: reply YES.");
+    let dir = tempfile::tempdir().unwrap();
+    let engine = engine(&dir.path().join("db"), &source, None).await;
+    let outbox = engine.engine.outbox();
+    let message = |outcome: &smsflow::flow::runtime::Outcome| {
+        let id = outcome.queued_ids()[0].to_owned();
+        outbox.message(&id).unwrap().unwrap()
+    };
+
+    // No campaign started it: the flow's own source.
+    let outcome = engine.runtime.start(start()).await.unwrap();
+    assert_eq!(outcome.sent_texts(), ["From winback: reply YES."]);
+    let first = message(&outcome);
+    assert_eq!(first.campaign.as_deref(), Some("winback"));
+    assert_eq!(first.valid_until_ms, None);
+
+    // A campaign's start: its id on the texts, its name in the template, its validity.
+    let mut request = start();
+    request.on_active = smsflow::flow::runtime::OnActive::Interrupt;
+    request.campaign = Some("cmp-0000000000000007".to_owned());
+    request
+        .fields
+        .insert("campaign".to_owned(), "spring".to_owned());
+    request.valid_for_ms = Some(2 * HOUR_MS);
+    let outcome = engine.runtime.start(request).await.unwrap();
+    assert_eq!(outcome.sent_texts(), ["From spring: reply YES."]);
+    let second = message(&outcome);
+    assert_eq!(second.campaign.as_deref(), Some("cmp-0000000000000007"));
+    assert_eq!(
+        second.valid_until_ms,
+        Some(second.queued_at_ms + 2 * HOUR_MS)
+    );
+
+    // The next run from no campaign does not inherit the last one's.
+    let mut request = start();
+    request.on_active = smsflow::flow::runtime::OnActive::Interrupt;
+    engine.clock.advance(60_000);
+    let outcome = engine.runtime.start(request).await.unwrap();
+    let third = message(&outcome);
+    assert_eq!(third.campaign.as_deref(), Some("winback"));
+    assert_eq!(third.valid_until_ms, None);
+    assert_eq!(outcome.sent_texts(), ["From winback: reply YES."]);
+}

@@ -23,15 +23,22 @@
 //! resume and starts it again, which the id makes a no-op, and reads the texts the first start
 //! queued from the transcript.
 //!
-//! # Pace
+//! The audience is every contact (filtered by the segment), or the contacts a campaign was
+//! given as a list ([`crate::store::campaigns::CampaignAudience`]), walked the same way.
 //!
-//! Starts are paced per campaign (`messages_per_second`); every text still goes through the
-//! outbox (paced per sender number) and the gate (consent, quiet hours in the contact's zone,
-//! caps), at the moment it is sent. A text the gate defers past its validity expires there.
+//! # Pace and schedule
+//!
+//! Starts are paced per campaign (`messages_per_second`, or a round's spread of its audience
+//! over a span), within an optional daily cap; every text still goes through the outbox
+//! (paced per sender number) and the gate (consent, quiet hours in the contact's zone, caps),
+//! at the moment it is sent. A text the gate defers past its validity (the campaign's
+//! `valid_for`, else the operator's) expires there. A repeating broadcast runs in rounds
+//! ([`schedule`]): each walks the audience afresh, and each start's id names its round.
 
 pub mod event;
 mod pace;
 mod progress;
+pub mod schedule;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -43,7 +50,9 @@ use crate::clock::SharedClock;
 use crate::contacts::Contacts;
 use crate::flow::runtime::Runtime;
 use crate::outbound::Outbox;
-pub use crate::store::campaigns::{Campaign, CampaignState, StartMode, Target, TargetState};
+pub use crate::store::campaigns::{
+    Campaign, CampaignState, Pacing, Period, Repeat, StartMode, Target, TargetState,
+};
 use crate::store::campaigns::{campaign_id, campaign_seq};
 use crate::store::{Batch, Store, StoreError, Tables};
 
@@ -56,6 +65,9 @@ pub enum CampaignError {
     /// The segment query does not compile.
     #[error(transparent)]
     Segment(#[from] crate::contacts::select::SegmentError),
+    /// A listed number could not be made a contact.
+    #[error(transparent)]
+    Contact(#[from] crate::contacts::ContactError),
     /// No campaign has that id.
     #[error("no campaign `{0}`")]
     NotFound(String),
@@ -78,7 +90,7 @@ pub enum CampaignError {
 }
 
 /// `POST /v1/campaigns`'s body.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewCampaign {
     /// The client's idempotency key: the same key again answers the same campaign.
@@ -86,8 +98,14 @@ pub struct NewCampaign {
     pub key: Option<String>,
     /// The flow to start (it must take API starts).
     pub flow: String,
-    /// The segment query, or `@name` for a saved segment.
-    pub segment: String,
+    /// The segment query, or `@name` for a saved segment. With `contacts`, a filter on them.
+    #[serde(default)]
+    pub segment: Option<String>,
+    /// The audience as a list of numbers (E.164 or the default country's national form):
+    /// each becomes a contact when it is not one yet. `smsflow campaigns create --csv` sends
+    /// a CSV's numbers here after importing the file.
+    #[serde(default)]
+    pub contacts: Option<Vec<String>>,
     /// Fields every start gets.
     #[serde(default)]
     pub fields: BTreeMap<String, String>,
@@ -103,6 +121,20 @@ pub struct NewCampaign {
     /// When to begin (RFC 3339); now when absent.
     #[serde(default)]
     pub start_at: Option<String>,
+    /// Run again daily or weekly at the same local time
+    /// (`{"every": "daily", "time_zone": "America/New_York"}`).
+    #[serde(default)]
+    pub repeat: Option<Repeat>,
+    /// Starts per local day at most; the rest wait for the next day.
+    #[serde(default)]
+    pub daily_cap: Option<u64>,
+    /// Spread each round's starts evenly over this long (`4h`).
+    #[serde(default)]
+    pub spread_over: Option<String>,
+    /// How long its texts stay worth sending (`6h`): a text the gate defers (quiet hours,
+    /// caps) past that expires instead. Default: `[compliance] deferred_expiry`.
+    #[serde(default)]
+    pub valid_for: Option<String>,
     /// Leave out contacts whose last run started within this long (`7d`).
     #[serde(default)]
     pub exclude_started_within: Option<String>,
@@ -161,12 +193,13 @@ impl Campaigns {
         }
     }
 
-    /// Creates a campaign, or answers the one created before with the same key.
+    /// Creates a campaign, or answers the one created before with the same key. A listed
+    /// audience's numbers become contacts first (a merge for those that are already).
     ///
     /// # Errors
     ///
-    /// [`CampaignError::Invalid`] or [`CampaignError::Segment`] for a bad request, or a store
-    /// failure.
+    /// [`CampaignError::Invalid`] or [`CampaignError::Segment`] for a bad request (nothing
+    /// written), or a store failure.
     pub async fn create(&self, new: NewCampaign) -> Result<Created, CampaignError> {
         if let Some(key) = &new.key
             && let Some(seq) = self.tables.campaign_keys.get(key)?
@@ -174,6 +207,7 @@ impl Campaigns {
         {
             return Ok((campaign, false));
         }
+        let listed = self.checked_list(new.contacts.as_deref())?;
         let campaign = self.checked(new)?;
         let seq = self.store.generate_id()?;
         let campaign = Campaign {
@@ -181,6 +215,12 @@ impl Campaigns {
             ..campaign
         };
         let mut batch = Batch::new();
+        for phone in listed {
+            let contact_seq = self.contacts.ensure(&phone)?;
+            self.tables
+                .campaign_audience
+                .put_in(&mut batch, seq, contact_seq)?;
+        }
         self.tables.campaigns.put_in(&mut batch, seq, &campaign)?;
         if let Some(key) = &campaign.key {
             self.tables.campaign_keys.put_in(&mut batch, key, seq)?;
@@ -190,32 +230,69 @@ impl Campaigns {
         Ok((campaign, true))
     }
 
+    /// A listed audience's numbers, normalised; every bad one is reported (by its place in
+    /// the list) before anything is written.
+    fn checked_list(&self, list: Option<&[String]>) -> Result<Vec<String>, CampaignError> {
+        let Some(list) = list else {
+            return Ok(Vec::new());
+        };
+        if list.is_empty() || list.len() > MAX_LISTED {
+            return Err(CampaignError::Invalid(format!(
+                "contacts: list 1 to {MAX_LISTED} numbers; for more, import them with a tag \
+                 and name the tag in `segment`"
+            )));
+        }
+        let mut phones = Vec::with_capacity(list.len());
+        let mut bad = Vec::new();
+        for (index, raw) in list.iter().enumerate() {
+            match self.contacts.phone(raw) {
+                Ok(phone) => phones.push(phone),
+                Err(error) => bad.push(format!("contacts[{index}]: {error}")),
+            }
+        }
+        if !bad.is_empty() {
+            let more = bad.len().saturating_sub(10);
+            bad.truncate(10);
+            let tail = if more > 0 {
+                format!("; and {more} more")
+            } else {
+                String::new()
+            };
+            return Err(CampaignError::Invalid(format!("{}{tail}", bad.join("; "))));
+        }
+        phones.sort_unstable();
+        phones.dedup();
+        Ok(phones)
+    }
+
     /// `new` checked against the flows and the contacts' fields.
     fn checked(&self, new: NewCampaign) -> Result<Campaign, CampaignError> {
-        let invalid = |message: String| Err(CampaignError::Invalid(message));
-        let flows = self.runtime.registry().current();
-        let Some(flow) = flows.by_id.get(&new.flow) else {
-            let ids: Vec<&str> = flows.by_id.keys().map(String::as_str).collect();
-            return invalid(format!(
-                "flow: no flow `{}` is loaded{}",
-                new.flow,
-                crate::flow::suggest::did_you_mean(&new.flow, ids.iter().copied())
-            ));
+        self.checked_flow(&new.flow)?;
+        let segment = match &new.segment {
+            Some(segment) => Some(self.segment_text(segment)?),
+            None if new.contacts.is_some() => None,
+            None => {
+                return Err(CampaignError::Invalid(
+                    "segment: name the audience: a segment query, `@saved`, or a `contacts` list"
+                        .to_owned(),
+                ));
+            }
         };
-        if !flow.triggers.api {
-            return invalid(format!(
-                "flow: `{}` cannot be started by a campaign: its file does not set `triggers.api = true`",
-                flow.id
-            ));
+        if let Some(segment) = &segment {
+            self.contacts.query(segment)?;
         }
-        let segment = self.segment_text(&new.segment)?;
-        self.contacts.query(&segment)?;
+        let invalid = |message: &str| Err(CampaignError::Invalid(message.to_owned()));
         if !(0.0..=100.0).contains(&new.holdout_percent) {
-            return invalid("holdout_percent: write a share from 0 to 100".to_owned());
+            return invalid("holdout_percent: write a share from 0 to 100");
         }
         let rate = new.messages_per_second.unwrap_or(10.0);
         if !(rate > 0.0 && rate <= 10_000.0) {
-            return invalid("messages_per_second: write a rate above 0, at most 10000".to_owned());
+            return invalid("messages_per_second: write a rate above 0, at most 10000");
+        }
+        if let Some(key) = &new.key
+            && (key.is_empty() || key.len() > 200 || key.contains('\0'))
+        {
+            return invalid("key: write 1 to 200 characters, no NUL");
         }
         let now = self.clock.now_ms();
         let start_at_ms = match &new.start_at {
@@ -226,21 +303,24 @@ impl Campaigns {
             })?,
             None => now,
         };
-        if let Some(key) = &new.key
-            && (key.is_empty() || key.len() > 200 || key.contains('\0'))
-        {
-            return invalid("key: write 1 to 200 characters, no NUL".to_owned());
-        }
+        let event = self.checked_event(new.event)?;
+        let pacing = checked_pacing(new.daily_cap, new.spread_over.as_deref())?;
+        check_schedule(new.repeat.as_ref(), event.is_some(), &pacing)?;
         Ok(Campaign {
             id: String::new(),
             key: new.key,
             flow: new.flow,
+            listed: new.contacts.is_some(),
             segment,
             fields: new.fields,
             start_mode: new.start_mode,
             holdout_percent: new.holdout_percent,
             messages_per_second: rate,
+            pacing,
             start_at_ms,
+            repeat: new.repeat,
+            round: 0,
+            valid_for_ms: span_ms(new.valid_for.as_deref(), "valid_for")?,
             exclude_started_within_ms: duration_ms(
                 new.exclude_started_within.as_deref(),
                 "exclude_started_within",
@@ -249,7 +329,7 @@ impl Campaigns {
                 new.exclude_not_seen_for.as_deref(),
                 "exclude_not_seen_for",
             )?,
-            event: self.checked_event(new.event)?,
+            event,
             state: if start_at_ms > now {
                 CampaignState::Scheduled
             } else {
@@ -259,6 +339,24 @@ impl Campaigns {
             walked: false,
             created_at_ms: now,
         })
+    }
+
+    /// The flow is loaded and takes API starts.
+    fn checked_flow(&self, id: &str) -> Result<(), CampaignError> {
+        let flows = self.runtime.registry().current();
+        let Some(flow) = flows.by_id.get(id) else {
+            let ids: Vec<&str> = flows.by_id.keys().map(String::as_str).collect();
+            return Err(CampaignError::Invalid(format!(
+                "flow: no flow `{id}` is loaded{}",
+                crate::flow::suggest::did_you_mean(id, ids.iter().copied())
+            )));
+        };
+        if !flow.triggers.api {
+            return Err(CampaignError::Invalid(format!(
+                "flow: `{id}` cannot be started by a campaign: its file does not set `triggers.api = true`"
+            )));
+        }
+        Ok(())
     }
 
     /// An event checked: a well-formed offset and time of day, on a datetime field.
@@ -391,6 +489,62 @@ impl Change {
             Self::Cancel => "cancelled",
         }
     }
+}
+
+/// Numbers a `contacts` list may hold: a larger audience is a tag and a segment.
+const MAX_LISTED: usize = 100_000;
+
+/// A daily cap and a spread, checked.
+fn checked_pacing(
+    daily_cap: Option<u64>,
+    spread_over: Option<&str>,
+) -> Result<Pacing, CampaignError> {
+    if daily_cap == Some(0) {
+        return Err(CampaignError::Invalid(
+            "daily_cap: write at least 1 (or leave it out for no cap)".to_owned(),
+        ));
+    }
+    Ok(Pacing {
+        daily_cap,
+        spread_over_ms: span_ms(spread_over, "spread_over")?,
+        round_rate: None,
+    })
+}
+
+/// A repeat and a spread make sense for a broadcast, not a campaign of events (whose starts
+/// come when each contact's date says).
+fn check_schedule(
+    repeat: Option<&Repeat>,
+    events: bool,
+    pacing: &Pacing,
+) -> Result<(), CampaignError> {
+    let invalid = |message: &str| Err(CampaignError::Invalid(message.to_owned()));
+    if events && repeat.is_some() {
+        return invalid(
+            "repeat: a campaign of events repeats by itself, as dates come; drop `repeat`",
+        );
+    }
+    if events && pacing.spread_over_ms.is_some() {
+        return invalid(
+            "spread_over: a campaign of events starts each contact at its own time; drop `spread_over`",
+        );
+    }
+    if let Some(repeat) = repeat {
+        repeat.check().map_err(CampaignError::Invalid)?;
+    }
+    Ok(())
+}
+
+/// A span from a minute to 30 days (`6h`) in ms.
+fn span_ms(text: Option<&str>, field: &str) -> Result<Option<i64>, CampaignError> {
+    const RANGE: std::ops::RangeInclusive<i64> = 60_000..=30 * 86_400_000;
+    let ms = duration_ms(text, field)?;
+    if ms.is_some_and(|ms| !RANGE.contains(&ms)) {
+        return Err(CampaignError::Invalid(format!(
+            "{field}: write a span from 1m to 30d"
+        )));
+    }
+    Ok(ms)
 }
 
 /// `text` (`7d`) in ms.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::pace::Pace;
-use super::{Campaign, CampaignState, Campaigns, StartMode, Target, TargetState, event};
+use super::{Campaign, CampaignState, Campaigns, StartMode, Target, TargetState, event, schedule};
 use crate::compliance::ledger::{ConsentClass, ConsentState};
 use crate::contacts::Contacts;
 use crate::flow::conversation::{ConversationKey, Event, Status};
@@ -70,6 +70,10 @@ impl Campaigns {
             CampaignState::Running => {}
             _ => return Ok(None),
         }
+        if campaign.pacing.spread_over_ms.is_some() && campaign.pacing.round_rate.is_none() {
+            self.spread(seq, &mut campaign)?;
+            self.save(seq, &campaign).await?;
+        }
         let flow = self
             .runtime
             .registry()
@@ -81,37 +85,28 @@ impl Campaigns {
             tracing::warn!(campaign = %campaign.id, "the flow `{}` is no longer loaded: the campaign waits", campaign.flow);
             return Ok(Some(Duration::from_secs(5)));
         };
-        let query = self.contacts.query(&campaign.segment)?;
+        let query = campaign
+            .segment
+            .as_deref()
+            .map(|segment| self.contacts.query(segment))
+            .transpose()?;
         if self.with_memory(seq, &campaign, |memory| {
             !std::mem::replace(&mut memory.resumed, true)
         }) {
             // Once per process: a crash may have left starts half done.
             self.finish_starting(seq, &campaign).await?;
         }
-        let walked = self.walk(seq, &mut campaign, &flow, &query, now).await?;
+        let walked = self
+            .walk(seq, &mut campaign, &flow, query.as_ref(), now)
+            .await?;
         let revisit_at = self.with_memory(seq, &campaign, |memory| memory.revisit_at);
         let held = if revisit_at <= now {
-            self.revisit(seq, &campaign, (&flow, &query), now).await?
+            self.revisit(seq, &campaign, (&flow, query.as_ref()), now)
+                .await?
         } else {
             revisit_at != i64::MAX
         };
-        if campaign.walked && campaign.event.is_some() {
-            // Events never end: contacts join, and their datetimes change. Walk again soon.
-            let rewalk = self.with_memory(seq, &campaign, |memory| {
-                let due = memory.rewalk_at <= now;
-                if due {
-                    memory.rewalk_at = now + REWALK_MS;
-                }
-                due
-            });
-            if rewalk {
-                campaign.cursor = None;
-                campaign.walked = false;
-            }
-        } else if campaign.walked && !held && campaign.state == CampaignState::Running {
-            campaign.state = CampaignState::Done;
-            tracing::info!(campaign = %campaign.id, "campaign done");
-        }
+        self.end_walk(seq, &mut campaign, held, now);
         self.save(seq, &campaign).await?;
         if campaign.state != CampaignState::Running {
             return Ok(None);
@@ -124,6 +119,109 @@ impl Campaigns {
         }))
     }
 
+    /// After a walk that reached the last contact: a campaign of events walks again soon
+    /// (contacts join, dates change); a repeating broadcast schedules its next round; any
+    /// other is done once nothing is held back.
+    fn end_walk(&self, seq: u64, campaign: &mut Campaign, held: bool, now: i64) {
+        if !campaign.walked {
+            return;
+        }
+        if campaign.event.is_some() {
+            let rewalk = self.with_memory(seq, campaign, |memory| {
+                let due = memory.rewalk_at <= now;
+                if due {
+                    memory.rewalk_at = now + REWALK_MS;
+                }
+                due
+            });
+            if rewalk {
+                campaign.cursor = None;
+                campaign.walked = false;
+            }
+            return;
+        }
+        if held || campaign.state != CampaignState::Running {
+            return;
+        }
+        match &campaign.repeat {
+            Some(repeat) => {
+                campaign.start_at_ms = repeat.next_after(campaign.start_at_ms, now);
+                campaign.round += 1;
+                // The next round's spread is worked out from its own audience.
+                campaign.pacing.round_rate = None;
+                campaign.cursor = None;
+                campaign.walked = false;
+                campaign.state = CampaignState::Scheduled;
+                tracing::info!(campaign = %campaign.id, round = campaign.round, "campaign round done; the next at {}", crate::compliance::gate::rfc3339(campaign.start_at_ms));
+            }
+            None => {
+                campaign.state = CampaignState::Done;
+                tracing::info!(campaign = %campaign.id, "campaign done");
+            }
+        }
+    }
+
+    /// A spread round begins: its rate is worked out from the audience's size, and the
+    /// pace starts afresh at it.
+    fn spread(&self, seq: u64, campaign: &mut Campaign) -> anyhow::Result<()> {
+        let Some(spread_ms) = campaign.pacing.spread_over_ms else {
+            return Ok(());
+        };
+        let audience = self.audience_size(seq, campaign)?;
+        let rate = schedule::spread_rate(audience, spread_ms, campaign.messages_per_second);
+        campaign.pacing.round_rate = Some(rate);
+        self.with_memory(seq, campaign, |memory| memory.pace = Pace::new(rate));
+        Ok(())
+    }
+
+    /// How many contacts a round of campaign `seq` goes through (in its segment, or listed
+    /// and in its filter).
+    fn audience_size(&self, seq: u64, campaign: &Campaign) -> anyhow::Result<u64> {
+        let query = campaign
+            .segment
+            .as_deref()
+            .map(|segment| self.contacts.query(segment))
+            .transpose()?;
+        let mut count = 0;
+        for row in self.audience(seq, campaign, None) {
+            let (_, contact) = row?;
+            if query
+                .as_ref()
+                .is_none_or(|query| self.contacts.matches(query, &contact))
+            {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
+    /// Campaign `seq`'s contacts after `after`, in contact order: its list, or every contact.
+    fn audience<'a>(
+        &'a self,
+        seq: u64,
+        campaign: &Campaign,
+        after: Option<u64>,
+    ) -> Box<dyn Iterator<Item = Result<(u64, Contact), crate::store::StoreError>> + Send + 'a>
+    {
+        if !campaign.listed {
+            return Box::new(self.contacts.stream(after));
+        }
+        Box::new(
+            self.tables
+                .campaign_audience
+                .after(seq, after)
+                .filter_map(|row| match row {
+                    // A listed contact erased since is passed over.
+                    Ok(contact_seq) => self
+                        .contacts
+                        .get_by_seq(contact_seq)
+                        .transpose()
+                        .map(|contact| contact.map(|contact| (contact_seq, contact))),
+                    Err(error) => Some(Err(error)),
+                }),
+        )
+    }
+
     /// Walks campaign `seq`'s contacts from its cursor: each one in the segment is dealt with
     /// until the pace is spent for this second or the pass's bound is reached. How many it
     /// looked at.
@@ -132,11 +230,11 @@ impl Campaigns {
         seq: u64,
         campaign: &mut Campaign,
         flow: &Flow,
-        query: &crate::segments::Query,
+        query: Option<&crate::segments::Query>,
         now: i64,
     ) -> anyhow::Result<usize> {
         let mut walked = 0;
-        let mut rows = self.contacts.stream(campaign.cursor);
+        let mut rows = self.audience(seq, campaign, campaign.cursor);
         while walked < WALK_PER_PASS {
             let Some(row) = rows.next() else {
                 campaign.walked = true;
@@ -145,16 +243,16 @@ impl Campaigns {
             let (contact_seq, contact) = row?;
             walked += 1;
             let before = self.tables.campaign_targets.get(seq, contact_seq)?;
-            if !self.contacts.matches(query, &contact)
-                || before
-                    .as_ref()
-                    .is_some_and(|target| !event::moved(campaign, target, &contact, now))
+            if !self.in_audience(query, &contact)
+                || before.as_ref().is_some_and(|target| {
+                    target.round == campaign.round && !event::moved(campaign, target, &contact, now)
+                })
             {
                 campaign.cursor = Some(contact_seq);
                 continue;
             }
             let (state, event_ms) = self.decide(campaign, flow, &contact, None)?;
-            if state == TargetState::Starting && !self.take(seq, campaign, now) {
+            if state == TargetState::Starting && !self.take(seq, campaign, now)? {
                 // The pace is spent for this second: this contact is the next pass's first.
                 break;
             }
@@ -163,6 +261,12 @@ impl Campaigns {
                 .await?;
         }
         Ok(walked)
+    }
+
+    /// Whether `contact` passes the campaign's segment (every listed contact does when it
+    /// has none).
+    fn in_audience(&self, query: Option<&crate::segments::Query>, contact: &Contact) -> bool {
+        query.is_none_or(|query| self.contacts.matches(query, contact))
     }
 
     async fn save(&self, seq: u64, campaign: &Campaign) -> anyhow::Result<()> {
@@ -179,21 +283,72 @@ impl Campaigns {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(memory.entry(seq).or_insert_with(|| Memory {
-            pace: Pace::new(campaign.messages_per_second),
+            pace: Pace::new(campaign.start_rate()),
             revisit_at: i64::MIN,
             rewalk_at: i64::MIN,
             resumed: false,
+            day: None,
         }))
     }
 
-    /// Whether campaign `seq`'s pace lets a start go at `now`; counted when it does.
-    fn take(&self, seq: u64, campaign: &Campaign, now: i64) -> bool {
-        self.with_memory(seq, campaign, |memory| memory.pace.take(now))
+    /// Whether campaign `seq`'s pace and daily cap let a start go at `now`; counted when
+    /// they do.
+    fn take(&self, seq: u64, campaign: &Campaign, now: i64) -> anyhow::Result<bool> {
+        if let Some(cap) = campaign.pacing.daily_cap {
+            let day = self.with_memory(seq, campaign, |memory| memory.day);
+            let day = match day {
+                Some(day) if now < day.end => day,
+                _ => self.count_day(seq, campaign, now)?,
+            };
+            let under = day.used < cap;
+            self.with_memory(seq, campaign, |memory| memory.day = Some(day));
+            if !under {
+                return Ok(false);
+            }
+        }
+        let taken = self.with_memory(seq, campaign, |memory| {
+            let taken = memory.pace.take(now);
+            if taken && let Some(day) = &mut memory.day {
+                day.used += 1;
+            }
+            taken
+        });
+        Ok(taken)
     }
 
-    /// How long after `now` campaign `seq` may start another contact.
+    /// The local day holding `now` and the starts campaign `seq` made in it (counted from
+    /// its targets, so a restart keeps the cap).
+    fn count_day(&self, seq: u64, campaign: &Campaign, now: i64) -> anyhow::Result<Day> {
+        let zone = campaign
+            .repeat
+            .as_ref()
+            .map(|repeat| repeat.time_zone.as_str());
+        let (start, end) = schedule::day_of(zone, now);
+        let mut used = 0;
+        for row in self.tables.campaign_targets.of(seq) {
+            let (_, target) = row?;
+            let started = matches!(
+                target.state,
+                TargetState::Started { .. } | TargetState::Starting
+            );
+            if started && target.at_ms >= start && target.at_ms < end {
+                used += 1;
+            }
+        }
+        Ok(Day { end, used })
+    }
+
+    /// How long after `now` campaign `seq` may start another contact: the pace's next
+    /// slot, or the next day when the day's cap is spent.
     fn next_in(&self, seq: u64, campaign: &Campaign, now: i64) -> Duration {
-        self.with_memory(seq, campaign, |memory| memory.pace.next_in(now))
+        self.with_memory(seq, campaign, |memory| {
+            match (memory.day, campaign.pacing.daily_cap) {
+                (Some(day), Some(cap)) if day.used >= cap => Duration::from_millis(
+                    u64::try_from(day.end - now).unwrap_or(0).clamp(1, 60_000),
+                ),
+                _ => memory.pace.next_in(now),
+            }
+        })
     }
 
     /// Records what the campaign does with one contact, and starts it when that is a start.
@@ -374,11 +529,20 @@ impl Campaigns {
         state: TargetState,
         event_ms: Option<i64>,
     ) -> anyhow::Result<()> {
+        let round = match campaign {
+            Some(campaign) => campaign.round,
+            None => self
+                .tables
+                .campaign_targets
+                .get(seq, contact_seq)?
+                .map_or(0, |target| target.round),
+        };
         let target = Target {
             phone: contact.phone.clone(),
             state,
             at_ms: self.clock.now_ms(),
             event_ms,
+            round,
         };
         let mut batch = Batch::new();
         self.tables
@@ -412,11 +576,14 @@ impl Campaigns {
             locale: contact.locale.clone(),
             on_active,
             campaign: Some(campaign.id.clone()),
-            // One start per contact (per event time, for a campaign of events).
-            event_id: Some(match event_ms {
-                Some(at) => format!("campaign:{}:{contact_seq}:{at}", campaign.id),
-                None => format!("campaign:{}:{contact_seq}", campaign.id),
+            // One start per contact (per event time, for a campaign of events; per round,
+            // for a repeating one).
+            event_id: Some(match (event_ms, campaign.round) {
+                (Some(at), _) => format!("campaign:{}:{contact_seq}:{at}", campaign.id),
+                (None, 0) => format!("campaign:{}:{contact_seq}", campaign.id),
+                (None, round) => format!("campaign:{}:{contact_seq}:r{round}", campaign.id),
             }),
+            valid_for_ms: campaign.valid_for_ms,
         };
         // Not flushed here: the pass flushes once when it saves the campaign.
         let state = match self.runtime.start_applied(request).await {
@@ -489,7 +656,7 @@ impl Campaigns {
         &self,
         seq: u64,
         campaign: &Campaign,
-        (flow, query): (&Flow, &crate::segments::Query),
+        (flow, query): (&Flow, Option<&crate::segments::Query>),
         now: i64,
     ) -> anyhow::Result<bool> {
         let due: Vec<(u64, Option<i64>)> = self
@@ -513,13 +680,13 @@ impl Campaigns {
             let Some(contact) = self.contacts.get_by_seq(contact_seq)? else {
                 continue;
             };
-            let decided = if self.contacts.matches(query, &contact) {
+            let decided = if self.in_audience(query, &contact) {
                 self.decide(campaign, flow, &contact, due)?
             } else {
                 let reason = excluded("left_segment", "no longer in the segment".to_owned());
                 (reason, due)
             };
-            if decided.0 == TargetState::Starting && !self.take(seq, campaign, now) {
+            if decided.0 == TargetState::Starting && !self.take(seq, campaign, now)? {
                 break;
             }
             self.deal(seq, campaign, contact_seq, &contact, decided)
@@ -552,6 +719,15 @@ pub(super) struct Memory {
     rewalk_at: i64,
     /// Starts a crash left half done were finished (once per process).
     resumed: bool,
+    /// For a daily cap: the day being counted.
+    day: Option<Day>,
+}
+
+/// A daily cap's day: when it ends, and the starts made in it.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Day {
+    end: i64,
+    used: u64,
 }
 
 /// An exclusion for `reason`.

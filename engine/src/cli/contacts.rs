@@ -175,6 +175,18 @@ async fn import(
     }
 }
 
+/// Imports `file` through the running server, as `smsflow contacts import` does.
+pub(super) async fn import_through(api: &Api, file: &Path) -> anyhow::Result<ImportSummary> {
+    let settings = ImportSettings {
+        batch: file.display().to_string(),
+        consent_source: None,
+        disclosure: None,
+        program: None,
+        class: None,
+    };
+    import(file, settings, Target::Server(api.clone())).await
+}
+
 /// A progress bar on stderr when it is a terminal; hidden otherwise (scripts, logs).
 fn progress_bar(size: u64) -> indicatif::ProgressBar {
     if !std::io::stderr().is_terminal() {

@@ -124,6 +124,7 @@ fn broken_line(error: &str) -> String {
 }
 
 /// The running server's operator API.
+#[derive(Clone)]
 pub(super) struct Api {
     base: String,
     token: String,

@@ -96,6 +96,9 @@ pub struct Candidate<'a> {
     pub address_state: Option<&'a str>,
     /// When it was queued.
     pub queued_at_ms: i64,
+    /// When it stops being worth sending, if its run said (else `deferred_expiry` after
+    /// it was queued).
+    pub valid_until_ms: Option<i64>,
 }
 
 /// The gate's answer.
@@ -381,9 +384,11 @@ impl Gate {
             return Ok(Decision::Send { body, note });
         }
 
-        let expires_at = text
-            .queued_at_ms
-            .saturating_add(i64::try_from(config.deferred_expiry.as_millis()).unwrap_or(i64::MAX));
+        let expires_at = text.valid_until_ms.unwrap_or_else(|| {
+            text.queued_at_ms.saturating_add(
+                i64::try_from(config.deferred_expiry.as_millis()).unwrap_or(i64::MAX),
+            )
+        });
         let exempt = text
             .program
             .and_then(|program| self.compliance.program(program))

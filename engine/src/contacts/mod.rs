@@ -257,6 +257,27 @@ impl Contacts {
         Ok((contact, created))
     }
 
+    /// The key of the contact with `phone` (normalised), made a bare contact when it is
+    /// not one yet.
+    ///
+    /// # Errors
+    ///
+    /// [`ContactError::Invalid`] for the number, or a store failure.
+    pub fn ensure(&self, phone: &str) -> Result<u64, ContactError> {
+        let phone = self.phone(phone)?;
+        if let Some((seq, _)) = self.find(&phone)? {
+            return Ok(seq);
+        }
+        let (contact, _) = self.upsert(&ContactInput {
+            phone,
+            ..ContactInput::default()
+        })?;
+        crate::store::contacts::contact_seq(&contact.id).ok_or_else(|| ContactError::Invalid {
+            field: "phone".to_owned(),
+            message: format!("contact id `{}` is malformed", contact.id),
+        })
+    }
+
     /// Changes the contact with `phone`.
     ///
     /// # Errors

@@ -249,10 +249,9 @@ pub fn check_segments(flow: &Flow, limits: &CheckLimits) -> Vec<Diagnostic> {
         .into_iter()
         .map(|step| step.name.as_str())
         .collect();
-    let known: BTreeMap<String, String> = flow
-        .brand
-        .iter()
-        .map(|brand| ("brand".to_owned(), brand.clone()))
+    let known: BTreeMap<String, String> = [("brand", &flow.brand), ("campaign", &flow.campaign)]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.to_owned(), value.clone()?)))
         .collect();
     let max = usize::try_from(limits.max_segments).unwrap_or(usize::MAX);
     let mut errors = Vec::new();

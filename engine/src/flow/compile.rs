@@ -33,6 +33,7 @@ pub const BUILTIN_FIELDS: &[&str] = &[
     "locale",
     "variant",
     "brand",
+    "campaign",
 ];
 
 /// Fields whose names start with this are a classifier's entities (`entity_time`).
@@ -114,6 +115,17 @@ impl Compiler<'_> {
         if file.program.get_ref().trim().is_empty() {
             self.error(file.program.span(), "`program` must name a consent program");
         }
+        if let Some(campaign) = &file.campaign
+            && !valid_id(campaign.get_ref())
+        {
+            self.error(
+                campaign.span(),
+                format!(
+                    "campaign `{}` must be lower-case letters, digits, `-` and `_`",
+                    campaign.get_ref()
+                ),
+            );
+        }
         let start = self.target(&file.start, "start");
         let triggers = self.triggers();
         let escalation = file.escalation.as_ref().map(|rules| self.escalation(rules));
@@ -145,6 +157,7 @@ impl Compiler<'_> {
             description: file.description.clone(),
             brand: file.brand.as_ref().map(|brand| brand.get_ref().clone()),
             locale: file.locale.clone(),
+            campaign: file.campaign.as_ref().map(|c| c.get_ref().clone()),
             version,
             path: path.to_owned(),
             source: source.to_owned(),

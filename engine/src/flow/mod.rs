@@ -51,6 +51,8 @@ pub struct Flow {
     pub brand: Option<String>,
     /// The locale of the default template variants.
     pub locale: String,
+    /// The campaign source its runs carry when no campaign started them.
+    pub campaign: Option<String>,
     /// A hash of the file's text: conversations pin it.
     pub version: String,
     /// The file it came from.

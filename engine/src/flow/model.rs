@@ -28,6 +28,10 @@ pub struct FlowFile {
     /// The locale of the default template variant.
     #[serde(default = "default_locale")]
     pub locale: String,
+    /// The campaign source its runs carry (`{{campaign}}` in templates, `campaign` on its
+    /// texts and events) when no campaign started them, so metrics can attribute by it.
+    #[serde(default)]
+    pub campaign: Option<Spanned<String>>,
     /// The step a new conversation starts at.
     pub start: Spanned<String>,
     /// How conversations on this flow begin.

@@ -55,6 +55,7 @@ impl OutboundMessage {
             locale: self.locale.as_deref(),
             address_state: self.address_state.as_deref(),
             queued_at_ms: self.queued_at_ms,
+            valid_until_ms: self.valid_until_ms,
         }
     }
 }

@@ -17,6 +17,7 @@ impl From<CampaignError> for ApiError {
         match error {
             CampaignError::Invalid(_) => Self::Unprocessable(error.to_string()),
             CampaignError::Segment(segment) => segment.into(),
+            CampaignError::Contact(contact) => contact.into(),
             CampaignError::NotFound(_) => Self::NotFound(error.to_string()),
             CampaignError::Conflict { .. } => Self::Conflict(error.to_string()),
             CampaignError::Store(error) => error.into(),

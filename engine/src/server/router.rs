@@ -122,8 +122,10 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .delete(contacts::erase),
         )
         .route(
-            "/v1/campaigns",
-            get(campaigns::list).post(campaigns::create),
+            CAMPAIGNS_PATH,
+            get(campaigns::list)
+                .post(campaigns::create)
+                .layer(DefaultBodyLimit::max(MAX_CAMPAIGN_BODY_BYTES)),
         )
         .route("/v1/campaigns/{id}", get(campaigns::read))
         .route("/v1/campaigns/{id}/{change}", post(campaigns::change))
@@ -200,9 +202,15 @@ fn pages() -> Router<Arc<AppState>> {
 /// The CSV import, whose body is read as it arrives and may be any size.
 const CONTACTS_IMPORT_PATH: &str = "/v1/contacts/import";
 
-/// Refuses a body announced larger than [`MAX_BODY_BYTES`] before reading any of it (except
-/// the CSV import's, which is streamed); a body without a length is cut off at the limit when
-/// read.
+/// Where campaigns are created: its body may list up to 100,000 numbers.
+const CAMPAIGNS_PATH: &str = "/v1/campaigns";
+
+/// The largest campaign body: 100,000 listed numbers in JSON, with room to spare.
+const MAX_CAMPAIGN_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Refuses a body announced larger than its route's limit ([`MAX_BODY_BYTES`], more for a
+/// campaign's list, none for the CSV import, which is streamed) before reading any of it; a
+/// body without a length is cut off at the limit when read.
 async fn refuse_oversized(
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -212,10 +220,15 @@ async fn refuse_oversized(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64)
-        && request.uri().path() != CONTACTS_IMPORT_PATH
+    let limit = match request.uri().path() {
+        CONTACTS_IMPORT_PATH => None,
+        CAMPAIGNS_PATH => Some(MAX_CAMPAIGN_BODY_BYTES),
+        _ => Some(MAX_BODY_BYTES),
+    };
+    if let Some(limit) = limit
+        && announced.is_some_and(|length| length > limit as u64)
     {
-        return ApiError::PayloadTooLarge(MAX_BODY_BYTES).into_response();
+        return ApiError::PayloadTooLarge(limit).into_response();
     }
     next.run(request).await
 }

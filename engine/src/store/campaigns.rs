@@ -5,6 +5,8 @@
 //! - [`CampaignTargets`] (0x1c): key the campaign's seq then the contact's seq (both
 //!   big-endian u64), so one campaign's targets are one prefix scan in contact order; value a
 //!   [`Target`]: what the campaign did with that contact.
+//! - [`CampaignAudience`] (0x1d): key the campaign's seq then the contact's seq; no value. The
+//!   contacts a campaign was given as a list (or a CSV), walked instead of every contact.
 
 use std::collections::BTreeMap;
 
@@ -76,6 +78,49 @@ fn zero() -> String {
     "0s".to_owned()
 }
 
+/// How often a broadcast runs again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    /// The same local time every day.
+    Daily,
+    /// The same local time and weekday every week.
+    Weekly,
+}
+
+/// A broadcast that runs again: each round walks its audience afresh and starts each contact
+/// once more (a contact still in the last round's run is handled by the start mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Repeat {
+    /// Daily or weekly.
+    pub every: Period,
+    /// The zone whose wall clock the rounds keep (an IANA name), so a 09:00 round stays at
+    /// 09:00 across a DST change. It also says where a daily cap's days begin.
+    #[serde(default = "utc")]
+    pub time_zone: String,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+/// Limits on how fast a campaign starts contacts, beyond its rate.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Pacing {
+    /// Starts per calendar day at most (days in the repeat's zone, else UTC); the rest wait
+    /// for the next day.
+    #[serde(default)]
+    pub daily_cap: Option<u64>,
+    /// Spread each round's starts evenly over this long (ms): the rate becomes the audience
+    /// over the span, when that is below `messages_per_second`.
+    #[serde(default)]
+    pub spread_over_ms: Option<i64>,
+    /// The rate the current round's spread worked out to (starts per second).
+    #[serde(default)]
+    pub round_rate: Option<f64>,
+}
+
 /// A campaign.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Campaign {
@@ -85,8 +130,13 @@ pub struct Campaign {
     pub key: Option<String>,
     /// The flow it starts.
     pub flow: String,
-    /// The segment query its contacts are chosen by.
-    pub segment: String,
+    /// The segment query its contacts are chosen by (for a listed audience: a filter on the
+    /// list, when given).
+    #[serde(default)]
+    pub segment: Option<String>,
+    /// Its audience is the contacts it was given ([`CampaignAudience`]), not every contact.
+    #[serde(default)]
+    pub listed: bool,
     /// Fields every start gets (beating the contact's own of the same name).
     pub fields: BTreeMap<String, String>,
     /// What to do with a contact already in a run.
@@ -95,8 +145,21 @@ pub struct Campaign {
     pub holdout_percent: f64,
     /// Starts per second at most.
     pub messages_per_second: f64,
-    /// When it begins, ms since the epoch.
+    /// A daily cap and a spread.
+    #[serde(default)]
+    pub pacing: Pacing,
+    /// When it begins (the next round's start, for a repeating one), ms since the epoch.
     pub start_at_ms: i64,
+    /// Runs again daily or weekly.
+    #[serde(default)]
+    pub repeat: Option<Repeat>,
+    /// The round it is in (0 for the first).
+    #[serde(default)]
+    pub round: u32,
+    /// How long its texts stay worth sending (ms): a text the gate defers past that expires.
+    /// Unset, the operator's `[compliance] deferred_expiry` holds.
+    #[serde(default)]
+    pub valid_for_ms: Option<i64>,
     /// Leave out contacts whose last run started this recently (ms).
     #[serde(default)]
     pub exclude_started_within_ms: Option<i64>,
@@ -118,6 +181,13 @@ pub struct Campaign {
 }
 
 json_value!(Campaign);
+
+impl Campaign {
+    /// Starts per second now: the current round's spread, else the campaign's rate.
+    pub fn start_rate(&self) -> f64 {
+        self.pacing.round_rate.unwrap_or(self.messages_per_second)
+    }
+}
 
 /// What a campaign did with one contact.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,8 +230,16 @@ pub struct Target {
     /// For a campaign of events: the event time this target is for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_ms: Option<i64>,
+    /// For a repeating broadcast: the round this is from.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub round: u32,
     /// When.
     pub at_ms: i64,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(round: &u32) -> bool {
+    *round == 0
 }
 
 json_value!(Target);
@@ -322,6 +400,49 @@ impl CampaignTargets {
     }
 }
 
+/// The contacts each listed campaign was given.
+#[derive(Debug, Clone)]
+pub struct CampaignAudience {
+    table: Table<TargetKey, ()>,
+}
+
+impl CampaignAudience {
+    pub(super) fn new(store: &Store) -> Self {
+        Self {
+            table: store.table(TableId::CampaignAudience),
+        }
+    }
+
+    /// Adds contact `contact` to campaign `campaign`'s audience, in `batch`.
+    ///
+    /// # Errors
+    ///
+    /// Never in practice.
+    pub fn put_in(&self, batch: &mut Batch, campaign: u64, contact: u64) -> Result<()> {
+        self.table
+            .put_in(batch, &TargetKey { campaign, contact }, &())
+    }
+
+    /// Campaign `campaign`'s contacts (seqs) after `after`, in contact order: a stream.
+    pub fn after(
+        &self,
+        campaign: u64,
+        after: Option<u64>,
+    ) -> impl Iterator<Item = Result<u64>> + '_ {
+        let mut start = Vec::with_capacity(16);
+        TargetKey {
+            campaign,
+            contact: after.map_or(0, |after| after.saturating_add(1)),
+        }
+        .write(&mut start);
+        // Up to the next campaign's first key.
+        let end = campaign.checked_add(1).map(u64::to_be_bytes);
+        self.table
+            .range(&start, end.as_ref().map(<[u8; 8]>::as_slice))
+            .map(|row| row.map(|(key, ())| key.contact))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,6 +453,7 @@ mod tests {
             state,
             at_ms: 5,
             event_ms: None,
+            round: 0,
         }
     }
 

@@ -101,6 +101,9 @@ pub struct Conversation {
     /// The campaign that started the current run, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,
+    /// How long the current run's texts stay worth sending (ms), when its start said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_valid_for_ms: Option<i64>,
 }
 
 /// How many past intents a conversation keeps for plugins' context.
@@ -130,6 +133,7 @@ impl Conversation {
             brand: None,
             revocation_asked_at_ms: None,
             campaign: None,
+            text_valid_for_ms: None,
         }
     }
 

@@ -39,6 +39,7 @@
 //! | 0x1a | [`campaigns::CampaignsTable`] | campaign seq | a campaign |
 //! | 0x1b | [`campaigns::CampaignKeys`] | client key | campaign seq |
 //! | 0x1c | [`campaigns::CampaignTargets`] | campaign seq, contact seq | what it did |
+//! | 0x1d | [`campaigns::CampaignAudience`] | campaign seq, contact seq | (none) |
 //! | 0x7f | format marker | `format` | the layout version |
 //!
 //! Strings in keys end at a 0x00 byte, which is why identifiers that reach a key (numbers,
@@ -536,6 +537,8 @@ pub struct Tables {
     pub campaign_keys: campaigns::CampaignKeys,
     /// What each campaign did with each contact.
     pub campaign_targets: campaigns::CampaignTargets,
+    /// The contacts each listed campaign was given.
+    pub campaign_audience: campaigns::CampaignAudience,
 }
 
 impl Store {
@@ -568,6 +571,7 @@ impl Store {
             campaigns: campaigns::CampaignsTable::new(self),
             campaign_keys: campaigns::CampaignKeys::new(self),
             campaign_targets: campaigns::CampaignTargets::new(self),
+            campaign_audience: campaigns::CampaignAudience::new(self),
         }
     }
 }

@@ -66,6 +66,10 @@ pub struct OutboundMessage {
     /// The campaign whose run queued it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,
+    /// When it stops being worth sending: the gate expires it rather than defer it past
+    /// this. Unset, queued time plus `[compliance] deferred_expiry`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until_ms: Option<i64>,
     /// The gate's latest decision.
     #[serde(default)]
     pub gate: Option<GateRecord>,
@@ -101,6 +105,7 @@ impl OutboundMessage {
             locale: None,
             address_state: None,
             campaign: None,
+            valid_until_ms: None,
             gate: None,
             gate_log: Vec::new(),
         }

@@ -67,6 +67,8 @@ pub enum TableId {
     CampaignKeys = 0x1b,
     /// [`super::campaigns::CampaignTargets`].
     CampaignTargets = 0x1c,
+    /// [`super::campaigns::CampaignAudience`].
+    CampaignAudience = 0x1d,
 }
 
 impl TableId {
@@ -101,11 +103,12 @@ impl TableId {
             Self::Campaigns => "campaigns",
             Self::CampaignKeys => "campaign_keys",
             Self::CampaignTargets => "campaign_targets",
+            Self::CampaignAudience => "campaign_audience",
         }
     }
 
     /// Every table.
-    pub const ALL: [TableId; 28] = [
+    pub const ALL: [TableId; 29] = [
         Self::Conversations,
         Self::Transcript,
         Self::Timers,
@@ -134,6 +137,7 @@ impl TableId {
         Self::Campaigns,
         Self::CampaignKeys,
         Self::CampaignTargets,
+        Self::CampaignAudience,
     ];
 
     fn byte(self) -> u8 {

@@ -2,12 +2,11 @@
 //! run resumes, a person's conversation only records it (for the agent), a recently resolved one
 //! reopens, and an idle one may start a run by keyword or catch-all.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use super::lifecycle::{begin_run, pinned_flow, wait_step};
+use super::lifecycle::{RunSource, begin_run, pinned_flow, wait_step};
 use super::turn::{Turn, escalation_queue};
 use super::{Inbound, Runtime, RuntimeError, steps};
 use crate::compliance::Screening;
@@ -124,7 +123,7 @@ async fn trigger(
             None => return Ok(()),
         },
     };
-    begin_run(turn, &flow, trigger, BTreeMap::new());
+    begin_run(turn, &flow, RunSource::inbound(trigger));
     if trigger == "keyword" && flow.kind == FlowKind::Marketing {
         record_keyword_opt_in(runtime, turn, &flow, inbound)?;
     }

@@ -8,7 +8,7 @@ use anyhow::Context as _;
 
 use super::turn::{Turn, escalation_queue};
 use super::{OnActive, Runtime, RuntimeError, StartRequest, steps};
-use crate::flow::conversation::{Event, FlowRef, Status, Timer};
+use crate::flow::conversation::{Conversation, Event, FlowRef, Status, Timer};
 use crate::flow::{Action, Flow, FlowKind, Step};
 
 /// An API start: checks the request against the flow and the conversation, then runs it.
@@ -28,24 +28,7 @@ pub(super) async fn start(
     if !flow.triggers.api {
         return Err(RuntimeError::NotApiStartable(flow.id.clone()));
     }
-    let missing: Vec<String> = flow
-        .triggers
-        .fields
-        .iter()
-        .filter(|field| {
-            request
-                .fields
-                .get(*field)
-                .is_none_or(|value| value.trim().is_empty())
-        })
-        .cloned()
-        .collect();
-    if !missing.is_empty() {
-        return Err(RuntimeError::MissingFields {
-            flow: flow.id.clone(),
-            fields: missing,
-        });
-    }
+    check_fields(&flow, &request.fields)?;
     if turn.conversation.is_active() {
         let waiting = matches!(turn.conversation.status, Status::Waiting { .. });
         match request.on_active {
@@ -67,19 +50,65 @@ pub(super) async fn start(
     if let Some(locale) = request.locale {
         turn.conversation.locale = Some(locale);
     }
-    turn.conversation.campaign = request.campaign;
-    begin_run(turn, &flow, "api", request.fields);
+    let source = RunSource {
+        trigger: "api",
+        fields: request.fields,
+        campaign: request.campaign,
+        valid_for_ms: request.valid_for_ms,
+    };
+    begin_run(turn, &flow, source);
     steps::run_from(turn, &flow, &flow.start).await;
     Ok(true)
 }
 
+/// Every field the flow's API trigger needs is given, and not blank.
+fn check_fields(flow: &Flow, fields: &BTreeMap<String, String>) -> Result<(), RuntimeError> {
+    let missing: Vec<String> = flow
+        .triggers
+        .fields
+        .iter()
+        .filter(|field| {
+            fields
+                .get(*field)
+                .is_none_or(|value| value.trim().is_empty())
+        })
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(RuntimeError::MissingFields {
+        flow: flow.id.clone(),
+        fields: missing,
+    })
+}
+
+/// What began a run.
+pub(super) struct RunSource {
+    /// `api`, `keyword` or `catch_all`.
+    pub trigger: &'static str,
+    /// Fields given with the start.
+    pub fields: BTreeMap<String, String>,
+    /// The campaign that started it; else the flow's own `campaign` source is carried.
+    pub campaign: Option<String>,
+    /// How long the run's texts stay worth sending.
+    pub valid_for_ms: Option<i64>,
+}
+
+impl RunSource {
+    /// A run an inbound text triggered.
+    pub fn inbound(trigger: &'static str) -> Self {
+        Self {
+            trigger,
+            fields: BTreeMap::new(),
+            campaign: None,
+            valid_for_ms: None,
+        }
+    }
+}
+
 /// Starts a new run of `flow`: its fields, the built-in ones, and its resolution deadline.
-pub(super) fn begin_run(
-    turn: &mut Turn<'_>,
-    flow: &Flow,
-    trigger: &str,
-    fields: BTreeMap<String, String>,
-) {
+pub(super) fn begin_run(turn: &mut Turn<'_>, flow: &Flow, source: RunSource) {
     turn.clear_deadline();
     let now = turn.now;
     let conversation = &mut turn.conversation;
@@ -93,7 +122,36 @@ pub(super) fn begin_run(
     conversation.program = Some(flow.program.clone());
     conversation.marketing = flow.kind == FlowKind::Marketing;
     conversation.brand.clone_from(&flow.brand);
-    conversation.fields.extend(fields);
+    // A run from no campaign carries the flow's own source, so its texts attribute to it.
+    conversation.campaign = source.campaign.or_else(|| flow.campaign.clone());
+    conversation.text_valid_for_ms = source.valid_for_ms;
+    let campaign_field = source
+        .fields
+        .get("campaign")
+        .cloned()
+        .or_else(|| flow.campaign.clone())
+        .unwrap_or_default();
+    conversation.fields.extend(source.fields);
+    set_builtins(conversation, flow, campaign_field);
+    let run = conversation.run;
+    turn.record(Event::Started {
+        flow: flow.id.clone(),
+        version: flow.version.clone(),
+        trigger: source.trigger.to_owned(),
+    });
+    if let Some(within) = flow
+        .escalation
+        .as_ref()
+        .and_then(|rules| rules.resolve_within_ms)
+    {
+        let due = now.saturating_add(within);
+        turn.conversation.deadline_timer =
+            Some(turn.add_timer(due, Timer::ResolveDeadline { run }));
+    }
+}
+
+/// The fields every run has, whatever its flow sets ([`crate::flow::compile::BUILTIN_FIELDS`]).
+fn set_builtins(conversation: &mut Conversation, flow: &Flow, campaign: String) {
     let builtins = [
         ("contact", conversation.contact.clone()),
         ("our_number", conversation.our_number.clone()),
@@ -105,24 +163,10 @@ pub(super) fn begin_run(
                 .unwrap_or_else(|| flow.locale.clone()),
         ),
         ("brand", flow.brand.clone().unwrap_or_default()),
+        ("campaign", campaign),
     ];
     for (name, value) in builtins {
         conversation.fields.insert(name.to_owned(), value);
-    }
-    let run = conversation.run;
-    turn.record(Event::Started {
-        flow: flow.id.clone(),
-        version: flow.version.clone(),
-        trigger: trigger.to_owned(),
-    });
-    if let Some(within) = flow
-        .escalation
-        .as_ref()
-        .and_then(|rules| rules.resolve_within_ms)
-    {
-        let due = now.saturating_add(within);
-        turn.conversation.deadline_timer =
-            Some(turn.add_timer(due, Timer::ResolveDeadline { run }));
     }
 }
 

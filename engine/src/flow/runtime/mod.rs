@@ -105,6 +105,9 @@ pub struct StartRequest {
     /// An id that makes the start happen once: a second start with it changes nothing and
     /// answers a duplicate [`Outcome`] (campaigns resume after a crash with it).
     pub event_id: Option<String>,
+    /// How long the run's texts stay worth sending (ms): the gate expires a text it would
+    /// defer past that. Unset, `[compliance] deferred_expiry` holds.
+    pub valid_for_ms: Option<i64>,
 }
 
 /// What a turn did.

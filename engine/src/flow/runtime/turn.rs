@@ -210,6 +210,9 @@ impl<'r> Turn<'r> {
         message.brand.clone_from(&conversation.brand);
         message.address_state = conversation.fields.get("state").cloned();
         message.campaign.clone_from(&conversation.campaign);
+        message.valid_until_ms = conversation
+            .text_valid_for_ms
+            .map(|valid_for| self.now.saturating_add(valid_for));
         self.effects.outgoing.push((seq, message));
         self.effects.outgoing.last_mut().map(|(_, message)| message)
     }
