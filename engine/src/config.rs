@@ -53,6 +53,69 @@ pub struct Config {
     /// Contacts: the default country of national numbers, field types, time zones.
     #[serde(default)]
     pub contacts: crate::contacts::ContactsConfig,
+    /// Tracked links: the address their short links are served from.
+    #[serde(default)]
+    pub links: LinksConfig,
+    /// Measurement: attribution windows and how long funnel events are kept.
+    #[serde(default)]
+    pub measurement: MeasurementConfig,
+}
+
+/// The `[links]` section.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinksConfig {
+    /// The address short links start with (`https://go.example.com`): a domain of the
+    /// operator's, since its reputation is part of deliverability. Unset, the server's own
+    /// address (`http://<[server] listen>`), which only works where the phones can reach it.
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+impl LinksConfig {
+    /// What a short link is, up to its code: `<base_url>/l/`.
+    pub fn base(&self, listen: &str) -> String {
+        let base = match &self.base_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{listen}"),
+        };
+        format!("{base}/l/")
+    }
+}
+
+/// The `[measurement]` section.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasurementConfig {
+    /// A conversion is attributed to a text the contact clicked this recently.
+    #[serde(
+        default = "default_click_window",
+        with = "crate::compliance::duration_serde"
+    )]
+    pub click_window: std::time::Duration,
+    /// Else to a text delivered this recently.
+    #[serde(
+        default = "default_delivery_window",
+        with = "crate::compliance::duration_serde"
+    )]
+    pub delivery_window: std::time::Duration,
+}
+
+impl Default for MeasurementConfig {
+    fn default() -> Self {
+        Self {
+            click_window: default_click_window(),
+            delivery_window: default_delivery_window(),
+        }
+    }
+}
+
+fn default_click_window() -> std::time::Duration {
+    std::time::Duration::from_secs(5 * 86_400)
+}
+
+fn default_delivery_window() -> std::time::Duration {
+    std::time::Duration::from_secs(86_400)
 }
 
 /// The `[inbox]` section.

@@ -33,6 +33,7 @@ use crate::inbox::{Inbox, InboxEvent, InboxHandler, InboxSettings};
 use crate::ingress::accept::{Ingest, IngestParts};
 use crate::ingress::{TELNYX_PATH, TWILIO_STATUS_PATH};
 use crate::locks::ConversationLocks;
+use crate::measure::Measurement;
 use crate::outbound::telnyx::TelnyxProvider;
 use crate::outbound::twilio::TwilioProvider;
 use crate::outbound::{ConsoleProvider, Outbox, OutboxSettings, Provider};
@@ -217,6 +218,7 @@ impl<'c> EngineBuilder<'c> {
                 desk: Arc::clone(&signals),
             },
             reopen_within_ms: desk_config.reopen_within_ms,
+            links_base: config.links.base(&config.server.listen),
         }));
         let inbox = Arc::new(Inbox::new(
             &store,
@@ -252,8 +254,14 @@ impl<'c> EngineBuilder<'c> {
             Arc::clone(&runtime),
             Arc::clone(&outbox),
             clock.clone(),
-            our_number,
+            our_number.clone(),
         ));
+        let measurement = Measurement::new(
+            &store,
+            clock.clone(),
+            config.measurement.clone(),
+            our_number,
+        );
         let desk = Arc::new(Desk::new(DeskParts {
             store: store.clone(),
             turns: Arc::clone(&runtime) as Arc<dyn crate::handoff::CaseTurns>,
@@ -265,6 +273,7 @@ impl<'c> EngineBuilder<'c> {
         Ok(Engine {
             agents,
             campaigns,
+            measurement,
             contacts,
             desk,
             store,
@@ -285,6 +294,7 @@ impl<'c> EngineBuilder<'c> {
 pub struct Engine {
     agents: Arc<Agents>,
     campaigns: Arc<Campaigns>,
+    measurement: Arc<Measurement>,
     contacts: Arc<Contacts>,
     desk: Arc<Desk>,
     store: Store,
@@ -387,6 +397,11 @@ impl Engine {
     /// The campaigns.
     pub fn campaigns(&self) -> &Arc<Campaigns> {
         &self.campaigns
+    }
+
+    /// The funnel's reader: reports, conversions, clicks.
+    pub fn measurement(&self) -> &Arc<Measurement> {
+        &self.measurement
     }
 
     /// The handoff desk: queues, assignment, service levels.

@@ -41,6 +41,7 @@ pub mod inbox;
 pub mod ingress;
 pub mod listener;
 pub mod locks;
+pub mod measure;
 pub mod outbound;
 pub mod phone;
 pub mod plugin;

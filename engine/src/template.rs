@@ -4,6 +4,11 @@
 //! it when the flow is loaded (so a typo is reported with its line and column before any
 //! message goes out), [`Template::fields`] lists the names it needs, and [`Template::render`]
 //! fills them in, refusing to send a text with a blank where a name should be.
+//!
+//! `{{link "https://shop.example/cart"}}` is a tracked link: [`Template::render_with`] asks
+//! its caller for the short link that stands for the target (the runtime records it, so
+//! `/l/<code>` redirects there and counts the click). Only targets written in a template can
+//! ever be redirected to.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -76,6 +81,16 @@ pub enum TemplateError {
         /// Where the `}}` is.
         at: Position,
     },
+    /// A `{{link ...}}` whose target is not a quoted http(s) address.
+    #[error(
+        "the link at {at} needs a quoted web address: write {{{{link \"https://shop.example/cart\"}}}} ({problem})"
+    )]
+    BadLink {
+        /// What is wrong with it.
+        problem: String,
+        /// Where the `{{` is.
+        at: Position,
+    },
 }
 
 impl TemplateError {
@@ -85,7 +100,8 @@ impl TemplateError {
             TemplateError::Unclosed { at }
             | TemplateError::EmptyPlaceholder { at }
             | TemplateError::InvalidName { at, .. }
-            | TemplateError::StrayClose { at } => *at,
+            | TemplateError::StrayClose { at }
+            | TemplateError::BadLink { at, .. } => *at,
         }
     }
 }
@@ -113,6 +129,46 @@ fn quoted_list(names: &[String]) -> String {
 enum Piece {
     Text(String),
     Field(String),
+    Link(String),
+}
+
+/// What `{{link ...}}` stands for when the short link is not known yet (`check` counts its
+/// segments with it): as long as a typical short link.
+pub const LINK_PLACEHOLDER: &str = "https://go.example.com/l/AbCd1234";
+
+/// The longest link target.
+const MAX_LINK_BYTES: usize = 2000;
+
+/// A `{{link "..."}}`'s target, when `inner` is one; an error when it starts like one but is
+/// not.
+fn link_target(inner: &str) -> Option<Result<String, String>> {
+    let rest = inner.trim().strip_prefix("link")?;
+    if !rest.starts_with([' ', '\t']) {
+        return None;
+    }
+    let rest = rest.trim();
+    let Some(target) = rest.strip_prefix('"').and_then(|r| r.strip_suffix('"')) else {
+        return Some(Err("the address must be in double quotes".to_owned()));
+    };
+    let scheme_ok = target.starts_with("https://") || target.starts_with("http://");
+    let problem = if !scheme_ok {
+        Some("it must start with https:// or http://")
+    } else if target.len() > MAX_LINK_BYTES {
+        Some("it is longer than 2000 bytes")
+    } else if target
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '"')
+    {
+        Some("it has a space, a quote or a control character")
+    } else if target.split("://").nth(1).is_none_or(str::is_empty) {
+        Some("it has no host")
+    } else {
+        None
+    };
+    Some(match problem {
+        Some(problem) => Err(problem.to_owned()),
+        None => Ok(target.to_owned()),
+    })
 }
 
 /// A parsed message template: literal text with `{{field}}` placeholders.
@@ -156,6 +212,18 @@ impl Template {
                 });
             };
             let inner = &source[inner_start..inner_start + inner_len];
+            if let Some(link) = link_target(inner) {
+                let target = link.map_err(|problem| TemplateError::BadLink {
+                    problem,
+                    at: Position::at(source, open),
+                })?;
+                if open > cursor {
+                    pieces.push(Piece::Text(source[cursor..open].to_owned()));
+                }
+                pieces.push(Piece::Link(target));
+                cursor = inner_start + inner_len + 2;
+                continue;
+            }
             let name = inner.trim_matches(|c| c == ' ' || c == '\t');
             if name.is_empty() {
                 return Err(TemplateError::EmptyPlaceholder {
@@ -203,15 +271,25 @@ impl Template {
     }
 
     /// The template with the fields that have a value in `values` filled in and the others
-    /// left out: the least the text can be when the rest are only known at send time.
+    /// left out, links as [`LINK_PLACEHOLDER`]: the least the text can be when the rest are
+    /// only known at send time.
     pub fn render_known(&self, values: &BTreeMap<String, String>) -> String {
         self.pieces
             .iter()
             .filter_map(|piece| match piece {
                 Piece::Text(literal) => Some(literal.as_str()),
                 Piece::Field(name) => values.get(name).map(String::as_str),
+                Piece::Link(_) => Some(LINK_PLACEHOLDER),
             })
             .collect()
+    }
+
+    /// The targets of its `{{link ...}}`s, in order.
+    pub fn links(&self) -> impl Iterator<Item = &str> + '_ {
+        self.pieces.iter().filter_map(|piece| match piece {
+            Piece::Link(target) => Some(target.as_str()),
+            _ => None,
+        })
     }
 
     /// Fills in the placeholders from `values`.
@@ -222,6 +300,20 @@ impl Template {
     /// inserted as given, without trimming. Extra entries in `values` are ignored, so one map
     /// can serve several templates.
     pub fn render(&self, values: &BTreeMap<String, String>) -> Result<String, RenderError> {
+        self.render_with(values, &mut |_| LINK_PLACEHOLDER.to_owned())
+    }
+
+    /// [`Template::render`], with each `{{link ...}}` replaced by what `link` answers for its
+    /// target (the runtime's short link).
+    ///
+    /// # Errors
+    ///
+    /// [`RenderError::MissingFields`], as [`Template::render`].
+    pub fn render_with(
+        &self,
+        values: &BTreeMap<String, String>,
+        link: &mut dyn FnMut(&str) -> String,
+    ) -> Result<String, RenderError> {
         let missing: BTreeSet<&str> = self
             .fields()
             .filter(|name| {
@@ -244,6 +336,7 @@ impl Template {
                         text.push_str(value);
                     }
                 }
+                Piece::Link(target) => text.push_str(&link(target)),
             }
         }
         Ok(text)
@@ -291,6 +384,44 @@ mod tests {
 
     const APPOINTMENT: &str = "Hi {{first_name}}, your appointment is on {{date}} at {{ time }}. \
                                Reply YES to confirm. Reply STOP to opt out.";
+
+    #[test]
+    fn a_link_is_a_target_the_caller_shortens() {
+        let template =
+            Template::parse("Hi {{name}}: {{ link \"https://shop.example/cart?a=1\" }} ok")
+                .unwrap();
+        assert_eq!(
+            template.links().collect::<Vec<_>>(),
+            ["https://shop.example/cart?a=1"]
+        );
+        assert_eq!(template.fields().collect::<Vec<_>>(), ["name"]);
+        let mut seen = Vec::new();
+        let text = template
+            .render_with(&values(&[("name", "Ana")]), &mut |target| {
+                seen.push(target.to_owned());
+                "https://go.shop/l/x1".to_owned()
+            })
+            .unwrap();
+        assert_eq!(text, "Hi Ana: https://go.shop/l/x1 ok");
+        assert_eq!(seen, ["https://shop.example/cart?a=1"]);
+        assert_eq!(
+            template.render_known(&BTreeMap::new()),
+            format!("Hi : {LINK_PLACEHOLDER} ok")
+        );
+        for bad in [
+            "{{link https://x.example}}",
+            "{{link \"javascript:alert(1)\"}}",
+            "{{link \"https://\"}}",
+            "{{link \"https://a b\"}}",
+        ] {
+            assert!(
+                matches!(parse_err(bad), TemplateError::BadLink { .. }),
+                "{bad}"
+            );
+        }
+        // A field called `linked` is still a field.
+        assert!(Template::parse("{{linked}}").is_ok());
+    }
 
     #[test]
     fn parses_placeholders_with_and_without_spaces() {

@@ -7,6 +7,7 @@ mod contacts;
 mod flows;
 mod plugin;
 mod records;
+mod report;
 mod seed;
 
 use std::path::{Path, PathBuf};
@@ -73,6 +74,8 @@ enum Command {
         #[arg(long, default_value = "smsflow.toml", global = true)]
         config: PathBuf,
     },
+    /// The funnel, the rates and the A/B verdict (table, JSON or CSV; --svg draws them).
+    Report(Box<report::ReportArgs>),
     /// Campaigns: a flow sent to a segment, paced (through the running server).
     Campaigns {
         #[command(subcommand)]
@@ -221,6 +224,7 @@ impl Cli {
             Command::Contacts { command, config } => contacts::run(command, &config).await,
             Command::Segments { command, config } => contacts::segments(command, &config).await,
             Command::Campaigns { command, config } => campaigns::run(command, &config).await,
+            Command::Report(args) => report::run(*args).await,
             Command::SendTest { from, text, config } => send_test(&from, &text, &config).await,
             Command::Check {
                 path,

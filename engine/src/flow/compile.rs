@@ -540,6 +540,7 @@ impl Compiler<'_> {
                 Action::End {
                     text,
                     outcome: file.outcome.clone(),
+                    conversion: file.conversion.unwrap_or(false),
                 }
             }
         };

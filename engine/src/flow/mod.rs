@@ -73,6 +73,25 @@ pub struct Flow {
     pub warnings: Vec<Diagnostic>,
 }
 
+impl Flow {
+    /// The weights of its first split, by variant (the A/B verdict's sample-ratio check);
+    /// empty when it has none.
+    pub fn split_weights(&self) -> Vec<(String, f64)> {
+        self.steps
+            .values()
+            .find_map(|step| match &step.action {
+                Action::Split { variants } => Some(
+                    variants
+                        .iter()
+                        .map(|variant| (variant.name.clone(), f64::from(variant.weight)))
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+}
+
 /// How conversations on a flow begin.
 #[derive(Debug, Clone, Default)]
 pub struct Triggers {
@@ -277,6 +296,8 @@ pub enum Action {
         text: Option<LocalizedTemplate>,
         /// The outcome recorded.
         outcome: Option<String>,
+        /// Reaching it is a conversion.
+        conversion: bool,
     },
 }
 

@@ -148,6 +148,9 @@ pub struct StepFile {
     pub variants: Option<Vec<Spanned<VariantFile>>>,
     /// `end`: the outcome recorded for the funnel (`converted`, `confirmed`, ...).
     pub outcome: Option<String>,
+    /// `end`: reaching it is a conversion in the funnel (counted, attributed to the run's
+    /// campaign and variant).
+    pub conversion: Option<bool>,
 }
 
 /// The type of a step.
@@ -204,7 +207,7 @@ impl StepKind {
             StepKind::Handoff => &["queue", "reason", "text"],
             StepKind::Set => &["fields", "next"],
             StepKind::Split => &["variants"],
-            StepKind::End => &["text", "outcome"],
+            StepKind::End => &["text", "outcome", "conversion"],
         }
     }
 }

@@ -102,6 +102,14 @@ impl Registry {
         )
     }
 
+    /// The weights of flow `flow`'s first split, as its current version has them.
+    pub fn split_weights(&self, flow: Option<&str>) -> Vec<(String, f64)> {
+        let flows = self.current();
+        flow.and_then(|id| flows.by_id.get(id))
+            .map(|flow| flow.split_weights())
+            .unwrap_or_default()
+    }
+
     /// The exact version a run is pinned to.
     ///
     /// # Errors

@@ -24,7 +24,8 @@ use crate::inbox::{Accepted, Inbox, InboxEvent};
 use crate::locks::ConversationLocks;
 use crate::outbound::Outbox;
 use crate::sms::{InboundText, StatusUpdate};
-use crate::store::conversations::ConversationKey;
+use crate::store::conversations::{Conversation, ConversationKey};
+use crate::store::funnel::{FunnelEvent, FunnelKind};
 use crate::store::{Batch, Store};
 
 /// How long the pipeline waits for a conversation busy with a turn.
@@ -150,6 +151,9 @@ impl Ingest {
                 .screener
                 .screen(&mut ledger, &mut batch, screened, facts, says_stop, now)?;
         let events = self.prepare_events(&mut batch, &text, &screening)?;
+        if matches!(screening, Screening::OptedOut { .. }) {
+            self.record_opt_out_in(&mut batch, &text, now)?;
+        }
         let event = parts.inbox.stage(&mut batch, text, screening)?;
         parts.store.apply(batch)?;
         ledger.committed();
@@ -159,6 +163,26 @@ impl Ingest {
             sink.notify();
         }
         Ok(event)
+    }
+
+    /// The funnel's opt-out, with the run it ended (its flow, campaign and variant), into
+    /// `batch`.
+    fn record_opt_out_in(
+        &self,
+        batch: &mut Batch,
+        text: &InboundText,
+        now: i64,
+    ) -> anyhow::Result<()> {
+        let tables = self.parts.store.tables();
+        let key = ConversationKey::new(&text.to, &text.from);
+        let conversation = tables
+            .conversations
+            .get(&key)?
+            .unwrap_or_else(|| Conversation::new(&text.to, &text.from, now));
+        let event = FunnelEvent::of_conversation(FunnelKind::OptedOut, &conversation, None, now)
+            .with_detail(Some(text.body.clone()));
+        tables.funnel.put_in(batch, &event)?;
+        Ok(())
     }
 
     /// `message.received`, and `contact.opted_out` for an opt-out, into `batch`.

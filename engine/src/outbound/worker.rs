@@ -22,7 +22,10 @@ use crate::clock::SharedClock;
 use crate::compliance::gate::{Gate, GateRecord};
 use crate::compliance::ledger::Appending;
 use crate::events::{EngineEvent, Events, OptOutSource};
+use crate::measure::metrics;
+use crate::sms::DeliveryState;
 use crate::sms::StatusUpdate;
+use crate::store::funnel::{FunnelEvent, FunnelEvents, FunnelKind};
 use crate::store::outbox::{Due, OutboxDue, ProviderIds};
 use crate::store::{Batch, Store};
 
@@ -58,6 +61,7 @@ pub struct Outbox {
     texts: crate::store::outbox::Outbox,
     due: OutboxDue,
     provider_ids: ProviderIds,
+    funnel: FunnelEvents,
     provider: Arc<dyn Provider>,
     gate: Gate,
     clock: SharedClock,
@@ -101,6 +105,7 @@ impl Outbox {
             texts: tables.outbox,
             due: tables.outbox_due,
             provider_ids: tables.provider_ids,
+            funnel: tables.funnel,
             provider,
             gate,
             clock,
@@ -253,7 +258,17 @@ impl Outbox {
         message: OutboundMessage,
     ) -> anyhow::Result<Option<Claim>> {
         let now = self.clock.now_ms();
-        match clear(&self.gate, message, now)? {
+        let clearance = clear(&self.gate, message, now)?;
+        let (decision, reason) = match &clearance {
+            Clearance::Send(_) => ("sent", String::new()),
+            Clearance::Defer(message, _) => ("deferred", gate_reason(message)),
+            Clearance::Block(_, reason) => ("blocked", metrics::reason_kind(reason)),
+        };
+        metrics::count(
+            &metrics::instruments().gate,
+            &[("decision", decision), ("reason", &reason)],
+        );
+        match clearance {
             Clearance::Send(mut cleared) => {
                 cleared.message.attempts += 1;
                 cleared.message.status = DeliveryStatus::Sending { since_ms: now };
@@ -268,6 +283,9 @@ impl Outbox {
             }
             Clearance::Block(mut message, reason) => {
                 tracing::info!(id = %message.id, "text blocked by the compliance gate: {reason}");
+                let event = FunnelEvent::of_message(FunnelKind::Blocked, &message, now)
+                    .with_detail(Some(reason.clone()));
+                self.funnel.put_in(batch, &event)?;
                 message.status = DeliveryStatus::Blocked { reason };
                 self.texts.put_in(batch, due.seq, &message)?;
                 self.due.remove_in(batch, due);
@@ -329,6 +347,10 @@ impl Outbox {
             &message.id,
             now,
         )?;
+        self.funnel.put_in(
+            batch,
+            &FunnelEvent::of_message(FunnelKind::Sent, &message, now),
+        )?;
         self.texts.put_in(batch, due.seq, &message)?;
         self.due.remove_in(batch, due);
         Ok(())
@@ -358,6 +380,15 @@ impl Outbox {
             return Ok(0);
         }
         tracing::error!(id = %message.id, "text not sent: {error}");
+        let kind = match &error {
+            SendError::Retryable(_) => "retryable",
+            SendError::OptedOut(_) => "opted_out",
+            SendError::Rejected(_) => "rejected",
+        };
+        metrics::count(
+            &metrics::instruments().provider_errors,
+            &[("provider", self.provider.name()), ("kind", kind)],
+        );
         let mut events = 0;
         if let SendError::OptedOut(reason) = &error {
             self.gate.record_carrier_opt_out_in(
@@ -377,6 +408,14 @@ impl Outbox {
                 };
                 events += sink.prepare_in(batch, &event)?;
             }
+        }
+        let event = FunnelEvent::of_message(FunnelKind::Failed, &message, now)
+            .with_detail(Some(error.to_string()));
+        self.funnel.put_in(batch, &event)?;
+        if matches!(error, SendError::OptedOut(_)) {
+            let event = FunnelEvent::of_message(FunnelKind::OptedOut, &message, now)
+                .with_detail(Some("the carrier's opt-out".to_owned()));
+            self.funnel.put_in(batch, &event)?;
         }
         message.status = DeliveryStatus::Failed {
             reason: error.to_string(),
@@ -417,14 +456,38 @@ impl Outbox {
         let Some(mut message) = self.texts.get(seq)? else {
             return Ok(false);
         };
-        if message
-            .delivery
-            .is_none_or(|current| update.status > current)
-        {
+        let before = message.delivery;
+        if before.is_none_or(|current| update.status > current) {
             message.delivery = Some(update.status);
             self.texts.put_in(batch, seq, &message)?;
+            self.record_delivery_in(batch, &message, before, update)?;
         }
         Ok(true)
+    }
+
+    /// The funnel's word on a delivery report that moved a text on: delivered (once, even if
+    /// `read` follows), or failed.
+    fn record_delivery_in(
+        &self,
+        batch: &mut Batch,
+        message: &OutboundMessage,
+        before: Option<DeliveryState>,
+        update: &StatusUpdate,
+    ) -> anyhow::Result<()> {
+        let reached = |state: Option<DeliveryState>| {
+            state.is_some_and(|state| state >= DeliveryState::Delivered)
+        };
+        let kind = match update.status {
+            DeliveryState::Delivered | DeliveryState::Read if !reached(before) => {
+                FunnelKind::Delivered
+            }
+            DeliveryState::Undelivered | DeliveryState::Failed => FunnelKind::Failed,
+            _ => return Ok(()),
+        };
+        let event = FunnelEvent::of_message(kind, message, self.clock.now_ms())
+            .with_detail(update.error_code.clone());
+        self.funnel.put_in(batch, &event)?;
+        Ok(())
     }
 
     /// Runs the delivery worker until the task is dropped.
@@ -534,4 +597,14 @@ impl Outbox {
     pub fn due_len(&self) -> anyhow::Result<usize> {
         Ok(self.due.count()?)
     }
+}
+
+/// The kind of reason the gate gave for deferring `message` (its latest record).
+fn gate_reason(message: &OutboundMessage) -> String {
+    message
+        .gate
+        .as_ref()
+        .and_then(|gate| gate.reason.as_deref())
+        .map(metrics::reason_kind)
+        .unwrap_or_default()
 }

@@ -210,6 +210,25 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// A word for the kind of failure (`/metrics` counts by it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotLoaded { .. } => "not_loaded",
+            Self::WrongWorld { .. } => "wrong_world",
+            Self::InputTooLarge { .. } => "input_too_large",
+            Self::OutputTooLarge { .. } => "output_too_large",
+            Self::CpuBudgetExceeded { .. } => "cpu_budget",
+            Self::CpuTimeExceeded { .. } => "cpu_time",
+            Self::MemoryLimitExceeded { .. } => "memory",
+            Self::Timeout { .. } => "timeout",
+            Self::Trap { .. } => "trap",
+            Self::Plugin { .. } => "plugin_error",
+            _ => "other",
+        }
+    }
+}
+
+impl CallError {
     /// The plugin the error is about.
     pub fn plugin(&self) -> &str {
         match self {

@@ -616,8 +616,35 @@ impl PluginHost {
     }
 
     /// Runs `call` in a fresh store with the plugin's limits, and turns every way it can fail
-    /// into a [`CallError`] naming the plugin and the limit.
+    /// into a [`CallError`] naming the plugin and the limit; timed and counted for `/metrics`.
     async fn sandboxed<T>(
+        &self,
+        plugin: &Plugin,
+        input_size: usize,
+        call: impl AsyncFnOnce(
+            &mut Store<CallState>,
+        )
+            -> wasmtime::Result<Result<T, host_interfaces::types::PluginError>>,
+    ) -> Result<T, CallError> {
+        let began = Instant::now();
+        let result = self.sandboxed_call(plugin, input_size, call).await;
+        let metrics = crate::measure::metrics::instruments();
+        let name = plugin.name();
+        crate::measure::metrics::observe(
+            &metrics.plugin_calls,
+            &[("plugin", name)],
+            began.elapsed(),
+        );
+        if let Err(error) = &result {
+            crate::measure::metrics::count(
+                &metrics.plugin_errors,
+                &[("plugin", name), ("kind", error.kind())],
+            );
+        }
+        result
+    }
+
+    async fn sandboxed_call<T>(
         &self,
         plugin: &Plugin,
         input_size: usize,

@@ -618,6 +618,7 @@ pub(super) async fn events(
         agents: Arc::clone(&state.agents),
         name: agent.name,
         session: session.map(|Extension(Session(token))| token),
+        _open: crate::measure::metrics::StreamClient::open(),
     };
     let stream =
         futures_util::stream::unfold((receiver, watch), |(mut receiver, watch)| async move {
@@ -650,6 +651,8 @@ struct Watch {
     agents: Arc<crate::agents::Agents>,
     name: String,
     session: Option<String>,
+    /// Counts the stream in `/metrics` while it is open.
+    _open: crate::measure::metrics::StreamClient,
 }
 
 impl Watch {

@@ -17,6 +17,7 @@ mod auth;
 mod campaigns;
 mod contacts;
 pub mod error;
+mod measure;
 mod operator;
 pub mod pages;
 mod providers;

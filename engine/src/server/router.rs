@@ -10,7 +10,8 @@ use axum::routing::{delete, get, post};
 use super::error::ApiError;
 use super::{MAX_BODY_BYTES, TELNYX_PATH, TWILIO_INBOUND_PATH, TWILIO_STATUS_PATH};
 use super::{
-    agent_api, agent_auth, agents, auth, campaigns, contacts, operator, pages, providers, records,
+    agent_api, agent_auth, agents, auth, campaigns, contacts, measure, operator, pages, providers,
+    records,
 };
 use crate::agents::Agents;
 use crate::clock::SharedClock;
@@ -29,6 +30,8 @@ use crate::phone::parse_e164;
 pub struct AppState {
     pub(super) agents: Arc<Agents>,
     pub(super) campaigns: Arc<crate::campaigns::Campaigns>,
+    pub(super) measurement: Arc<crate::measure::Measurement>,
+    pub(super) metrics: Arc<crate::measure::metrics::Metrics>,
     pub(super) contacts: Arc<crate::contacts::Contacts>,
     pub(super) desk: Arc<Desk>,
     pub(super) ingest: Arc<Ingest>,
@@ -60,6 +63,8 @@ impl AppState {
         Ok(Self {
             agents: Arc::clone(engine.agents()),
             campaigns: Arc::clone(engine.campaigns()),
+            measurement: Arc::clone(engine.measurement()),
+            metrics: Arc::new(crate::measure::metrics::Metrics::new(engine)),
             contacts: Arc::clone(engine.contacts()),
             desk: Arc::clone(engine.desk()),
             ingest: Arc::clone(engine.ingest()),
@@ -91,7 +96,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     let providers = Router::new()
         .route(TWILIO_INBOUND_PATH, post(providers::twilio_inbound))
         .route(TWILIO_STATUS_PATH, post(providers::twilio_status))
-        .route(TELNYX_PATH, post(providers::telnyx_webhook));
+        .route(TELNYX_PATH, post(providers::telnyx_webhook))
+        .route_layer(axum::middleware::from_fn(timed));
     let operator = Router::new()
         .route("/v1/flows/{flow_id}/start", post(operator::start_flow))
         .route("/v1/conversations/{phone}", get(operator::conversation))
@@ -129,15 +135,20 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/campaigns/{id}", get(campaigns::read))
         .route("/v1/campaigns/{id}/{change}", post(campaigns::change))
+        .route("/v1/conversions", post(measure::convert))
+        .route("/v1/report", get(measure::report))
+        .route("/metrics", get(measure::metrics))
         .route("/v1/segments", get(contacts::saved))
         .route("/v1/segments/preview", post(contacts::preview))
         .route("/v1/segments/{name}", axum::routing::put(contacts::save))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_bearer,
-        ));
+        ))
+        .route_layer(axum::middleware::from_fn(timed));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/l/{code}", get(measure::click))
         .merge(providers)
         .merge(operator)
         .merge(agent_routes(&state))
@@ -201,6 +212,24 @@ fn pages() -> Router<Arc<AppState>> {
 
 /// The CSV import, whose body is read as it arrives and may be any size.
 const CONTACTS_IMPORT_PATH: &str = "/v1/contacts/import";
+
+/// Times each request for `/metrics` by its route (matched, so ids do not make new series).
+async fn timed(
+    matched: axum::extract::MatchedPath,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let began = std::time::Instant::now();
+    let route = matched.as_str().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    crate::measure::metrics::observe(
+        &crate::measure::metrics::instruments().http,
+        &[("route", &route), ("status", &status)],
+        began.elapsed(),
+    );
+    response
+}
 
 /// Where campaigns are created: its body may list up to 100,000 numbers.
 const CAMPAIGNS_PATH: &str = "/v1/campaigns";

@@ -40,6 +40,10 @@
 //! | 0x1b | [`campaigns::CampaignKeys`] | client key | campaign seq |
 //! | 0x1c | [`campaigns::CampaignTargets`] | campaign seq, contact seq | what it did |
 //! | 0x1d | [`campaigns::CampaignAudience`] | campaign seq, contact seq | (none) |
+//! | 0x1e | [`funnel::FunnelEvents`] | time, seq | a funnel event |
+//! | 0x1f | the touches of [`funnel::FunnelEvents`] | number, time, seq | a delivery or click |
+//! | 0x20 | [`funnel::Conversions`] | idempotency key | a conversion and its answer |
+//! | 0x21 | [`funnel::Links`] | short code | a tracked link |
 //! | 0x7f | format marker | `format` | the layout version |
 //!
 //! Strings in keys end at a 0x00 byte, which is why identifiers that reach a key (numbers,
@@ -64,6 +68,7 @@ pub mod contacts;
 pub mod conversations;
 pub mod events;
 pub mod flow_versions;
+pub mod funnel;
 pub mod handoffs;
 pub mod inbox;
 mod keys;
@@ -539,6 +544,12 @@ pub struct Tables {
     pub campaign_targets: campaigns::CampaignTargets,
     /// The contacts each listed campaign was given.
     pub campaign_audience: campaigns::CampaignAudience,
+    /// The funnel's events and the contacts' touches.
+    pub funnel: funnel::FunnelEvents,
+    /// Conversions reported to the API.
+    pub conversions: funnel::Conversions,
+    /// Tracked links.
+    pub links: funnel::Links,
 }
 
 impl Store {
@@ -572,6 +583,9 @@ impl Store {
             campaign_keys: campaigns::CampaignKeys::new(self),
             campaign_targets: campaigns::CampaignTargets::new(self),
             campaign_audience: campaigns::CampaignAudience::new(self),
+            funnel: funnel::FunnelEvents::new(self),
+            conversions: funnel::Conversions::new(self),
+            links: funnel::Links::new(self),
         }
     }
 }

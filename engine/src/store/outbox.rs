@@ -66,6 +66,12 @@ pub struct OutboundMessage {
     /// The campaign whose run queued it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub campaign: Option<String>,
+    /// The A/B variant of the run that queued it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+    /// The version of its flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_version: Option<String>,
     /// When it stops being worth sending: the gate expires it rather than defer it past
     /// this. Unset, queued time plus `[compliance] deferred_expiry`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,6 +112,8 @@ impl OutboundMessage {
             address_state: None,
             campaign: None,
             valid_until_ms: None,
+            variant: None,
+            flow_version: None,
             gate: None,
             gate_log: Vec::new(),
         }

@@ -69,6 +69,14 @@ pub enum TableId {
     CampaignTargets = 0x1c,
     /// [`super::campaigns::CampaignAudience`].
     CampaignAudience = 0x1d,
+    /// [`super::funnel::FunnelEvents`].
+    FunnelEvents = 0x1e,
+    /// The touches of [`super::funnel::FunnelEvents`].
+    Touches = 0x1f,
+    /// [`super::funnel::Conversions`].
+    Conversions = 0x20,
+    /// [`super::funnel::Links`].
+    Links = 0x21,
 }
 
 impl TableId {
@@ -104,11 +112,15 @@ impl TableId {
             Self::CampaignKeys => "campaign_keys",
             Self::CampaignTargets => "campaign_targets",
             Self::CampaignAudience => "campaign_audience",
+            Self::FunnelEvents => "funnel_events",
+            Self::Touches => "touches",
+            Self::Conversions => "conversions",
+            Self::Links => "links",
         }
     }
 
     /// Every table.
-    pub const ALL: [TableId; 29] = [
+    pub const ALL: [TableId; 33] = [
         Self::Conversations,
         Self::Transcript,
         Self::Timers,
@@ -138,6 +150,10 @@ impl TableId {
         Self::CampaignKeys,
         Self::CampaignTargets,
         Self::CampaignAudience,
+        Self::FunnelEvents,
+        Self::Touches,
+        Self::Conversions,
+        Self::Links,
     ];
 
     fn byte(self) -> u8 {

@@ -11,6 +11,7 @@ use crate::flow::conversation::{CaseState, Event};
 use crate::handoff::DeskEvent;
 use crate::store::Batch;
 use crate::store::contacts::Direction;
+use crate::store::funnel::{FunnelEvent, FunnelKind};
 use crate::store::outbox::Due;
 
 /// Applies `turn`'s effects (not flushed: see the runtime's documentation) and wakes the
@@ -46,6 +47,7 @@ pub(super) fn commit(runtime: &Runtime, mut turn: Turn<'_>) -> anyhow::Result<Ou
         tables.inbox.remove_in(&mut batch, seq);
     }
     record_activity(runtime, &mut batch, &turn)?;
+    record_funnel(runtime, &mut batch, &turn)?;
     let events = prepare_events(runtime, &mut batch, &turn)?;
     apply(runtime, batch, &effects.consents)?;
     signal(runtime, &turn);
@@ -96,6 +98,41 @@ fn record_activity(runtime: &Runtime, batch: &mut Batch, turn: &Turn<'_>) -> any
     }
     if !turn.effects.outgoing.is_empty() {
         activity.put_in(batch, contact, Direction::Outbound, turn.now)?;
+    }
+    Ok(())
+}
+
+/// The turn's funnel events: its queued texts, a classification, a handoff, and those its
+/// steps named (the contact's reply, a conversion, a person's answer, a resolution).
+fn record_funnel(runtime: &Runtime, batch: &mut Batch, turn: &Turn<'_>) -> anyhow::Result<()> {
+    let funnel = &runtime.tables.funnel;
+    let conversation = &turn.conversation;
+    // In the order they happened: the reply (or what a step named), what the bot made of it,
+    // then our texts; a report measures our answer from the first to the last.
+    for (kind, detail) in &turn.effects.funnel {
+        let step = turn.at_step.as_deref();
+        let event = FunnelEvent::of_conversation(*kind, conversation, step, turn.now);
+        funnel.put_in(batch, &event.with_detail(detail.clone()))?;
+    }
+    let mut step = None;
+    for entry in &turn.effects.entries {
+        let (kind, detail) = match &entry.event {
+            Event::Step { step: at } => {
+                step = Some(at.as_str());
+                continue;
+            }
+            Event::Classified { intent, .. } => (FunnelKind::Classified, intent.clone()),
+            Event::Handoff { queue, .. } => (FunnelKind::HandedOff, queue.clone()),
+            _ => continue,
+        };
+        let event = FunnelEvent::of_conversation(kind, conversation, step, entry.at_ms);
+        funnel.put_in(batch, &event.with_detail(Some(detail)))?;
+    }
+    for (_, message) in &turn.effects.outgoing {
+        funnel.put_in(batch, &FunnelEvent::of_message(FunnelKind::Queued, message, turn.now))?;
+    }
+    for (code, link) in &turn.effects.links {
+        runtime.tables.links.put_in(batch, code, link)?;
     }
     Ok(())
 }

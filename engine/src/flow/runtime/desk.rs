@@ -10,6 +10,7 @@ use crate::compliance::gate::Origin;
 use crate::flow::conversation::Status;
 use crate::handoff::{Acted, CaseError, CaseTurns, DeskAction, DeskCommand, DeskError};
 use crate::store::conversations::ConversationKey;
+use crate::store::funnel::FunnelKind;
 use crate::store::handoffs::{CaseState, HandoffCase};
 
 impl CaseTurns for Runtime {
@@ -131,7 +132,13 @@ fn by_person(
             {
                 return Err(CaseError::ThreadChanged { seen, now: length }.into());
             }
+            let first = case.first_response_at_ms.is_none();
             case.reply(agent, now)?;
+            if first {
+                turn.effects
+                    .funnel
+                    .push((FunnelKind::FirstResponse, Some(agent.to_owned())));
+            }
             queue_or_refuse(turn, &format!("agent:{agent}"), text)?;
             return Ok("message");
         }
@@ -139,6 +146,9 @@ fn by_person(
         DeskAction::Snooze { until_ms } => case.snooze(agent, until_ms, now)?,
         DeskAction::Resolve => {
             case.resolve(agent, now)?;
+            turn.effects
+                .funnel
+                .push((FunnelKind::Resolved, Some(agent.to_owned())));
             turn.end(None);
         }
         _ => return Err(CaseError::Invalid("not a person's change".to_owned()).into()),

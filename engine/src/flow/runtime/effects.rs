@@ -30,6 +30,11 @@ pub struct Breach {
 /// Everything a turn writes besides the conversation row.
 #[derive(Debug, Default)]
 pub struct TurnEffects {
+    /// Funnel events the turn's steps name (a conversion step, a person's first answer, a
+    /// resolution), with their detail; the rest are read from its entries and texts.
+    pub funnel: Vec<(crate::store::funnel::FunnelKind, Option<String>)>,
+    /// Tracked links in the turn's texts, by code.
+    pub links: Vec<(String, crate::store::funnel::Link)>,
     /// Transcript entries, in order.
     pub entries: Vec<Entry>,
     /// Texts to queue, with their outbox seqs.

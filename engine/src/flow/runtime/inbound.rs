@@ -17,6 +17,7 @@ use crate::compliance::ledger::{
 use crate::compliance::texts::reply_locale;
 use crate::flow::conversation::{Event, Status};
 use crate::flow::{Action, Flow, FlowKind, words};
+use crate::store::funnel::FunnelKind;
 
 /// Handles `inbound` in its conversation's turn.
 pub(super) async fn handle(
@@ -41,6 +42,10 @@ pub(super) async fn handle(
         answer_screening(runtime, turn, inbound);
         return Ok(());
     }
+    // A keyword the host answered (STOP, HELP) is no reply in the funnel.
+    turn.effects
+        .funnel
+        .push((FunnelKind::Replied, Some(inbound.id.clone())));
     turn.conversation
         .fields
         .insert("reply".to_owned(), inbound.text.clone());

@@ -46,6 +46,7 @@ use crate::store::handoffs::HandoffCase;
 use crate::store::{Store, StoreError, Tables};
 
 pub use crate::flow::MAX_STEPS_PER_TURN;
+pub use turn::LINK_CODE_LEN;
 
 /// The outcome of a run ended because the gate blocked the text it waited on.
 pub const UNSENT_OUTCOME: &str = "blocked";
@@ -230,6 +231,7 @@ pub struct Runtime {
     locks: Arc<ConversationLocks>,
     notifiers: Notifiers,
     reopen_within_ms: i64,
+    links_base: String,
     timers_changed: Notify,
 }
 
@@ -257,6 +259,8 @@ pub struct RuntimeParts {
     pub notifiers: Notifiers,
     /// How soon after resolution a contact's text reopens a handed-off conversation.
     pub reopen_within_ms: i64,
+    /// Where tracked links point, up to the code (`https://go.example.com/l/`).
+    pub links_base: String,
 }
 
 impl Runtime {
@@ -272,6 +276,7 @@ impl Runtime {
             locks: parts.locks,
             notifiers: parts.notifiers,
             reopen_within_ms: parts.reopen_within_ms,
+            links_base: parts.links_base,
             timers_changed: Notify::new(),
         }
     }
@@ -474,7 +479,29 @@ impl Runtime {
             .of(&ConversationKey::new(our_number, contact))
     }
 
+    /// One turn, timed for `/metrics` by what began it.
     async fn turn(
+        &self,
+        our_number: &str,
+        contact: &str,
+        event: TurnEvent,
+    ) -> Result<Outcome, RuntimeError> {
+        let kind = match &event {
+            TurnEvent::Start(_) => "start",
+            TurnEvent::Inbound(_) => "inbound",
+            TurnEvent::OperatorReply { .. } => "operator_reply",
+            TurnEvent::Desk(_) => "desk",
+            TurnEvent::Timer { .. } => "timer",
+            TurnEvent::Unsent(_) => "unsent",
+        };
+        let began = std::time::Instant::now();
+        let outcome = self.run_turn(our_number, contact, event).await;
+        let metrics = crate::measure::metrics::instruments();
+        crate::measure::metrics::observe(&metrics.turns, &[("kind", kind)], began.elapsed());
+        outcome
+    }
+
+    async fn run_turn(
         &self,
         our_number: &str,
         contact: &str,
@@ -503,6 +530,7 @@ impl Runtime {
         }
         let mut turn = Turn::new(&*self.plugins, &self.store, conversation, now);
         turn.case = case;
+        turn.links_base = &self.links_base;
         match event {
             TurnEvent::Start(request) => {
                 turn.effects.processed.clone_from(&request.event_id);

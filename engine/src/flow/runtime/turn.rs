@@ -14,6 +14,7 @@ use crate::flow::{Flow, LocalizedTemplate, Step};
 use crate::outbound::message_id;
 use crate::plugin::{Context, PluginCalls};
 use crate::sms::segments::segments;
+use crate::store::funnel::Link;
 use crate::store::handoffs::{HandoffCase, HandoffContext};
 use crate::store::outbox::OutboundMessage;
 
@@ -43,6 +44,11 @@ pub(super) struct Turn<'r> {
     pub(super) case: Option<HandoffCase>,
     /// The step the run is at (a handoff records where the bot stopped).
     pub(super) at_step: Option<String>,
+    /// Where tracked links point (`https://go.example.com/l/`).
+    pub(super) links_base: &'r str,
+    /// Tracked links of the text being rendered, as (code, target): recorded with the text
+    /// once it is queued.
+    pending_links: Vec<(String, String)>,
 }
 
 impl<'r> Turn<'r> {
@@ -61,6 +67,8 @@ impl<'r> Turn<'r> {
             settled: false,
             case: None,
             at_step: None,
+            links_base: "",
+            pending_links: Vec::new(),
         }
     }
 
@@ -122,7 +130,7 @@ impl<'r> Turn<'r> {
     /// `text` in the contact's locale (the flow's when unknown), rendered from the
     /// conversation's fields, with the locale of the variant used.
     pub(super) fn render_text(
-        &self,
+        &mut self,
         text: &LocalizedTemplate,
     ) -> Result<(String, String), RenderError> {
         let wanted = self
@@ -133,10 +141,22 @@ impl<'r> Turn<'r> {
         let Some((locale, template)) = text.variant(wanted) else {
             return Err(RenderError::MissingFields { fields: Vec::new() });
         };
-        Ok((
-            locale.to_owned(),
-            template.render(&self.conversation.fields)?,
-        ))
+        // The code depends only on the turn, so a replayed turn makes the same links.
+        let seed = format!(
+            "{}|{}|{}|{}",
+            self.conversation.contact,
+            self.conversation.run,
+            self.now,
+            self.effects.entries.len()
+        );
+        let (base, pending) = (self.links_base, &mut self.pending_links);
+        pending.clear();
+        let body = template.render_with(&self.conversation.fields, &mut |target| {
+            let code = link_code(&seed, pending.len(), target);
+            pending.push((code.clone(), target.to_owned()));
+            format!("{base}{code}")
+        })?;
+        Ok((locale.to_owned(), body))
     }
 
     /// Every template of `templates`, rendered from the conversation's fields.
@@ -210,6 +230,22 @@ impl<'r> Turn<'r> {
         message.brand.clone_from(&conversation.brand);
         message.address_state = conversation.fields.get("state").cloned();
         message.campaign.clone_from(&conversation.campaign);
+        message.variant = conversation.fields.get("variant").cloned();
+        message.flow_version = conversation.flow.as_ref().map(|flow| flow.version.clone());
+        for (code, target) in std::mem::take(&mut self.pending_links) {
+            let link = Link {
+                target,
+                our_number: message.from.clone(),
+                contact: message.to.clone(),
+                message: message.id.clone(),
+                flow: conversation.flow.as_ref().map(|flow| flow.id.clone()),
+                step: Some(step.to_owned()),
+                campaign: message.campaign.clone(),
+                variant: message.variant.clone(),
+                program: message.program.clone(),
+            };
+            self.effects.links.push((code, link));
+        }
         message.valid_until_ms = conversation
             .text_valid_for_ms
             .map(|valid_for| self.now.saturating_add(valid_for));
@@ -386,6 +422,26 @@ pub(super) fn escalation_queue(flow: &Flow) -> String {
         .as_ref()
         .map_or_else(|| DEFAULT_QUEUE.to_owned(), |rules| rules.queue.clone())
 }
+
+/// A tracked link's code: 10 characters of base 62 from a hash of the turn (`seed`), the
+/// link's place in the text and its target, so a replay makes the same code and codes are
+/// not guessable from one another.
+fn link_code(seed: &str, index: usize, target: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let digest = Sha256::digest(format!("{seed}|{index}|{target}").as_bytes());
+    let mut n = u128::from_be_bytes(digest[..16].try_into().unwrap_or([0; 16]));
+    (0..LINK_CODE_LEN)
+        .map(|_| {
+            let digit = usize::try_from(n % 62).unwrap_or(0);
+            n /= 62;
+            char::from(ALPHABET[digit])
+        })
+        .collect()
+}
+
+/// How long a tracked link's code is.
+pub const LINK_CODE_LEN: usize = 10;
 
 #[cfg(test)]
 pub(super) mod testing {

@@ -3,16 +3,23 @@
 use super::super::turn::Turn;
 use super::send_optional;
 use crate::flow::{Flow, LocalizedTemplate, Step};
+use crate::store::funnel::FunnelKind;
 
-/// Sends `text` (if any and if it renders) and ends the run; the run stops here.
+/// Sends `text` (if any and if it renders) and ends the run; the run stops here. A
+/// conversion step counts in the funnel.
 pub(super) fn run(
     turn: &mut Turn<'_>,
     flow: &Flow,
     step: &Step,
     text: Option<&LocalizedTemplate>,
-    outcome: &Option<String>,
+    (outcome, conversion): (&Option<String>, bool),
 ) -> Option<String> {
     send_optional(turn, flow, step, text);
+    if conversion {
+        turn.effects
+            .funnel
+            .push((FunnelKind::Converted, outcome.clone()));
+    }
     turn.end(outcome.clone());
     None
 }

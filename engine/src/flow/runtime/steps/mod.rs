@@ -66,7 +66,11 @@ pub(super) async fn execute(turn: &mut Turn<'_>, flow: &Flow, step: &Step) -> Op
         } => handoff::run(turn, flow, step, queue, reason, text.as_ref()),
         Action::Set { fields, next } => set::run(turn, flow, step, fields, next),
         Action::Split { variants } => split::run(turn, flow, step, variants),
-        Action::End { text, outcome } => end::run(turn, flow, step, text.as_ref(), outcome),
+        Action::End {
+            text,
+            outcome,
+            conversion,
+        } => end::run(turn, flow, step, text.as_ref(), (outcome, *conversion)),
     }
 }
 

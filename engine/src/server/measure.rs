@@ -1,0 +1,122 @@
+//! Measurement over HTTP: tracked links (`/l/{code}`, public: phones open them),
+//! conversions and the report (`/v1/conversions`, `/v1/report`) and `/metrics` (operator
+//! token: the numbers describe the operator's business).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{ApiError, json_body};
+use super::router::AppState;
+use crate::measure::report::ReportFilter;
+use crate::measure::{MeasureError, NewConversion};
+
+impl From<MeasureError> for ApiError {
+    fn from(error: MeasureError) -> Self {
+        match error {
+            MeasureError::Invalid(_) | MeasureError::Unknown(_) => {
+                Self::Unprocessable(error.to_string())
+            }
+            MeasureError::Store(error) => error.into(),
+        }
+    }
+}
+
+/// `GET /l/{code}`: 302 to the link's target, the click recorded; 404 for a code no text
+/// carried. The target is only ever one a flow wrote, so this is no open redirect.
+pub(super) async fn click(
+    State(state): State<Arc<AppState>>,
+    Path(code): Path<String>,
+) -> Result<Response, ApiError> {
+    match state.measurement.click(&code).await? {
+        Some(target) => Ok((StatusCode::FOUND, [(header::LOCATION, target)]).into_response()),
+        None => Err(ApiError::NotFound(
+            "no such link: it may be mistyped, or from another system".to_owned(),
+        )),
+    }
+}
+
+/// `POST /v1/conversions`: 201 `{"id", "attributed_to"}`, or 200 with the first answer for
+/// a key seen before.
+pub(super) async fn convert(
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let new: NewConversion = json_body(&body, "a conversion")?;
+    let (conversion, created) = state.measurement.convert(new).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(json!({
+            "id": conversion.id,
+            "attributed_to": conversion.attributed_to,
+            "value": conversion.value,
+            "currency": conversion.currency,
+            "occurred_at": crate::compliance::gate::rfc3339(conversion.occurred_at_ms),
+        })),
+    ))
+}
+
+/// `GET /v1/report`'s query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ReportQuery {
+    flow: Option<String>,
+    campaign: Option<String>,
+    /// RFC 3339, or a span back from now (`7d`).
+    since: Option<String>,
+    until: Option<String>,
+    #[serde(default)]
+    sequential: bool,
+}
+
+/// `GET /v1/report?flow=&campaign=&since=&until=`: the report as JSON.
+pub(super) async fn report(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<ReportQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let now = state.clock.now_ms();
+    let filter = ReportFilter {
+        since_ms: crate::measure::report::parse_since(query.since.as_deref(), now)
+            .map_err(ApiError::Unprocessable)?,
+        until_ms: match query.until.as_deref() {
+            Some(until) => crate::measure::report::parse_since(Some(until), now)
+                .map_err(ApiError::Unprocessable)?,
+            None => now + 1,
+        },
+        weights: state
+            .runtime
+            .registry()
+            .split_weights(query.flow.as_deref()),
+        flow: query.flow,
+        campaign: query.campaign,
+        sequential: query.sequential,
+    };
+    let report = state.measurement.report(&filter)?;
+    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
+/// `GET /metrics`: the Prometheus (OpenMetrics) text.
+pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let text = state
+        .metrics
+        .render()
+        .map_err(|error| ApiError::store("the metrics", &error))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
