@@ -120,7 +120,7 @@ async fn text(engine: &Engine, i: usize, id: &str, body: &str) {
 fn conversion(i: usize, key: &str, value: f64) -> NewConversion {
     NewConversion {
         phone: Some(phone(i)),
-        value,
+        value: serde_json::json!(value),
         currency: "USD".to_owned(),
         idempotency_key: key.to_owned(),
         ..NewConversion::default()
@@ -492,5 +492,62 @@ async fn a_scripted_campaign_reports_what_happened_and_a_verdict_it_can_defend()
     assert_eq!(empty.funnel.sent, 0);
     assert_eq!(empty.rates["reply_rate"], None);
     assert!(empty.verdict.is_none());
-    let _ = clock.now_ms();
+
+    // The command line reads the same store once the engine is gone, and draws it.
+    drop(engine);
+    let config = dir.path().join("smsflow.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\npath = {:?}\n\n[flows]\ndir = {:?}\n\n[provider]\nfrom = \"{OURS}\"\n",
+            dir.path().join("db"),
+            dir.path().join("flows"),
+        ),
+    )
+    .unwrap();
+    let svg = dir.path().join("report.svg");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_smsflow"))
+        .args([
+            "report",
+            "--config",
+            config.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .args(["--campaign", "spring", "--flow", "promo"])
+        .args([
+            "--since",
+            "2026-03-02T15:00:00Z",
+            "--until",
+            "2026-03-10T15:00:00Z",
+        ])
+        .arg("--svg")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["funnel"]["sent"], report.funnel.sent);
+    assert_eq!(json["verdict"]["winner"], "B");
+    assert_eq!(
+        json["variants"].as_array().unwrap().len(),
+        3,
+        "A, B and the holdout"
+    );
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    let document = roxmltree::Document::parse(&drawn).unwrap();
+    assert_eq!(document.root_element().tag_name().name(), "svg");
+    assert!(
+        drawn.contains("holdout") && drawn.contains("converted"),
+        "{drawn}"
+    );
+    if std::env::var_os("SMSFLOW_BLESS").is_some() {
+        let docs = testing::repository().join("docs").join("report.svg");
+        std::fs::write(docs, &drawn).unwrap();
+    }
 }

@@ -60,7 +60,7 @@ pub(super) async fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         other => anyhow::bail!("--format `{other}`: write table, json or csv"),
     }
     if let Some(path) = &args.svg {
-        let chart = crate::measure::chart::svg(&chart_input(&report))?;
+        let chart = crate::measure::chart::svg(&chart_input(&report, &args))?;
         std::fs::write(path, chart).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
@@ -222,7 +222,7 @@ fn csv(report: &Value) -> String {
 
 /// The chart's input from the report.
 #[allow(clippy::cast_precision_loss)] // counts far below 2^52
-fn chart_input(report: &Value) -> ChartInput {
+fn chart_input(report: &Value, args: &ReportArgs) -> ChartInput {
     let funnel = &report["funnel"];
     let stage = |name: &str, key: &str| FunnelStage {
         name: name.to_owned(),
@@ -232,10 +232,12 @@ fn chart_input(report: &Value) -> ChartInput {
         (Some(n), Some(d)) if d > 0.0 => (n / d).clamp(0.0, 1.0),
         _ => 0.0,
     };
+    // Days that reached nobody have no rates (a conversion days later is in the totals).
     let daily = report["daily"]
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|day| day["reached"].as_u64().unwrap_or(0) > 0)
         .map(|day| DailyRates {
             day: day["day"].as_str().unwrap_or("").to_owned(),
             delivery_rate: rate(&day["delivered"], &day["sent"]),
@@ -254,9 +256,28 @@ fn chart_input(report: &Value) -> ChartInput {
             low: v["interval"]["low"].as_f64().unwrap_or(0.0),
             high: v["interval"]["high"].as_f64().unwrap_or(0.0),
         });
+    let mut variants: Vec<VariantBar> = variants.collect();
+    let holdout = &report["holdout"];
+    if let (Some(converted), Some(held)) = (
+        holdout["held_out_converted"].as_u64(),
+        holdout["held_out"].as_u64(),
+    ) {
+        let interval = crate::measure::verdict::wilson(converted, held, 0.95);
+        variants.push(VariantBar {
+            name: "holdout".to_owned(),
+            rate: if held > 0 {
+                converted as f64 / held as f64
+            } else {
+                0.0
+            },
+            low: interval.low,
+            high: interval.high,
+        });
+    }
     let mut title = String::from("smsflow report");
-    for key in ["flow", "campaign"] {
-        if let Some(value) = report[key].as_str() {
+    // As the reader named them (a campaign's key reads better than its id).
+    for (key, value) in [("flow", &args.flow), ("campaign", &args.campaign)] {
+        if let Some(value) = value {
             let _ = write!(title, " · {key} {value}");
         }
     }
@@ -281,6 +302,6 @@ fn chart_input(report: &Value) -> ChartInput {
             stage("opted out", "opted_out"),
         ],
         daily: daily.collect(),
-        variants: variants.collect(),
+        variants,
     }
 }

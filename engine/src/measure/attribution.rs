@@ -25,7 +25,13 @@ impl Measurement {
             return Ok((first, false));
         }
         let contact = self.contact_of(&new)?;
-        let value = checked_value(new.value)?;
+        let value = new.value.as_f64().ok_or_else(|| {
+            MeasureError::Invalid(format!(
+                "value: `{}` is not a number; write 19.99",
+                new.value
+            ))
+        })?;
+        let value = checked_value(value)?;
         let currency = checked_currency(&new.currency)?;
         let now = self.clock.now_ms();
         let occurred_at_ms = match &new.occurred_at {

@@ -44,8 +44,9 @@ pub struct NewConversion {
     /// Or the conversation (its contact's number).
     #[serde(default)]
     pub conversation: Option<String>,
-    /// What it was worth, 0 or more.
-    pub value: f64,
+    /// What it was worth, a number 0 or more (read as JSON, so a string is refused with a
+    /// message naming this field).
+    pub value: serde_json::Value,
     /// Its currency (ISO 4217, `USD`).
     pub currency: String,
     /// The client's key: the same key again answers the first conversion.

@@ -129,7 +129,10 @@ fn record_funnel(runtime: &Runtime, batch: &mut Batch, turn: &Turn<'_>) -> anyho
         funnel.put_in(batch, &event.with_detail(Some(detail)))?;
     }
     for (_, message) in &turn.effects.outgoing {
-        funnel.put_in(batch, &FunnelEvent::of_message(FunnelKind::Queued, message, turn.now))?;
+        funnel.put_in(
+            batch,
+            &FunnelEvent::of_message(FunnelKind::Queued, message, turn.now),
+        )?;
     }
     for (code, link) in &turn.effects.links {
         runtime.tables.links.put_in(batch, code, link)?;
