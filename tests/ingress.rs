@@ -145,9 +145,30 @@ async fn a_signed_inbound_text_gets_exactly_one_reply_through_twilio() {
             .verify(id, timestamp, signature, body.as_bytes(), now)
             .unwrap();
         let event: serde_json::Value = serde_json::from_str(body).unwrap();
+        let data = &event["data"];
         if event["type"] == "conversation.handoff" {
-            assert_eq!(event["data"]["contact"], contact);
-            assert_eq!(event["data"]["queue"], "billing");
+            assert_eq!(data["contact"], contact);
+            assert_eq!(data["queue"], "billing");
+            assert_eq!(data["conversation"], contact, "{data}");
+            assert!(data["flow"].is_string(), "{data}");
+            assert!(data["step"].is_string(), "the step it left: {data}");
+        }
+        if event["type"] == "message.received" {
+            // What the playbook asks of it: sender, time, body, consent, locale, state.
+            assert_eq!(data["from"], contact);
+            assert!(
+                data["received_at"].as_str().unwrap().ends_with('Z'),
+                "{data}"
+            );
+            assert_eq!(data["conversation_state"], "idle", "{data}");
+            assert!(data["consent"].is_string(), "{data}");
+            assert!(
+                data.get("campaign").is_some() && data.get("locale").is_some(),
+                "{data}"
+            );
+        }
+        if event["type"] == "message.status" {
+            assert_eq!(data["conversation"], contact, "the text's run: {data}");
         }
         kinds.push(event["type"].as_str().unwrap().to_owned());
     }

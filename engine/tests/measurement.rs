@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use smsflow::campaigns::NewCampaign;
-use smsflow::clock::Clock as _;
 use smsflow::contacts::import::ImportSettings;
 use smsflow::engine::{Engine, EngineBuilder};
 use smsflow::measure::report::ReportFilter;

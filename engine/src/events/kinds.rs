@@ -90,6 +90,49 @@ pub enum OptOutSource {
     Provider,
 }
 
+/// Where in a conversation an event happened: every event that belongs to a run carries it
+/// (flattened into its `data`), so a receiver can attribute it without asking back.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RunContext {
+    /// The conversation: the contact's number (with our number, its key).
+    pub conversation: Option<String>,
+    /// The run's flow.
+    pub flow: Option<String>,
+    /// The step it was at.
+    pub step: Option<String>,
+    /// The A/B variant the run got, if its flow has a split.
+    pub variant: Option<String>,
+    /// The campaign that started the run, or the flow's campaign source.
+    pub campaign: Option<String>,
+}
+
+impl RunContext {
+    /// The context of `conversation`'s current run, at `step`.
+    pub fn of(
+        conversation: &crate::store::conversations::Conversation,
+        step: Option<&str>,
+    ) -> Self {
+        Self {
+            conversation: Some(conversation.contact.clone()),
+            flow: conversation.flow.as_ref().map(|flow| flow.id.clone()),
+            step: step.map(str::to_owned),
+            variant: conversation.fields.get("variant").cloned(),
+            campaign: conversation.campaign.clone(),
+        }
+    }
+
+    /// The context of the run that queued `message`.
+    pub fn of_message(message: &crate::store::outbox::OutboundMessage) -> Self {
+        Self {
+            conversation: Some(message.to.clone()),
+            flow: message.flow.clone(),
+            step: message.step.clone(),
+            variant: message.variant.clone(),
+            campaign: message.campaign.clone(),
+        }
+    }
+}
+
 /// An event and its payload: the body's `data`, one shape per type.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -106,6 +149,19 @@ pub enum EngineEvent {
         to: String,
         /// The text.
         body: String,
+        /// When it was accepted, RFC 3339.
+        received_at: String,
+        /// The contact's locale, when known.
+        locale: Option<String>,
+        /// The contact's consent for the conversation's program: `opted_in`, `opted_out` or
+        /// `unknown` (after this text's own keyword, if it was one).
+        consent: &'static str,
+        /// The conversation's state when the text came: `idle`, `waiting`, `handed_off`,
+        /// `ended`.
+        conversation_state: &'static str,
+        /// The run it came into.
+        #[serde(flatten)]
+        run: RunContext,
     },
     /// `message.status`.
     MessageStatus {
@@ -117,6 +173,9 @@ pub enum EngineEvent {
         status: DeliveryState,
         /// The provider's error code, when it gave one.
         error_code: Option<String>,
+        /// The run that sent the text.
+        #[serde(flatten)]
+        run: RunContext,
     },
     /// `conversation.handoff`.
     ConversationHandoff {
@@ -124,8 +183,9 @@ pub enum EngineEvent {
         our_number: String,
         /// The contact.
         contact: String,
-        /// The flow of the run.
-        flow: Option<String>,
+        /// The run handed off.
+        #[serde(flatten)]
+        run: RunContext,
         /// The queue.
         queue: String,
         /// Why.
@@ -148,12 +208,11 @@ pub enum EngineEvent {
         our_number: String,
         /// The contact.
         contact: String,
-        /// The flow of the run.
-        flow: Option<String>,
+        /// The run: its flow, the end step, the variant and campaign.
+        #[serde(flatten)]
+        run: RunContext,
         /// The run's outcome.
         outcome: String,
-        /// The A/B variant the contact got, if the flow has a split.
-        variant: Option<String>,
     },
     /// `conversation.sla_breached`.
     ConversationSlaBreached {

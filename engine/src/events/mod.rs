@@ -18,7 +18,9 @@ use serde::Serialize;
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinSet;
 
-pub use self::kinds::{EngineEvent, EventKind, OptOutSource, UnknownEventKind, WebhookEndpoint};
+pub use self::kinds::{
+    EngineEvent, EventKind, OptOutSource, RunContext, UnknownEventKind, WebhookEndpoint,
+};
 use self::signing::{RETRY_SCHEDULE_SECS, WebhookSecret};
 use crate::clock::SharedClock;
 pub use crate::store::events::EventDelivery;

@@ -19,12 +19,12 @@ use std::time::Duration;
 
 use crate::clock::SharedClock;
 use crate::compliance::{ConversationFacts, FactsSource, ScreenedText, Screener, Screening};
-use crate::events::{EngineEvent, Events, OptOutSource};
+use crate::events::{EngineEvent, Events, OptOutSource, RunContext};
 use crate::inbox::{Accepted, Inbox, InboxEvent};
 use crate::locks::ConversationLocks;
 use crate::outbound::Outbox;
 use crate::sms::{InboundText, StatusUpdate};
-use crate::store::conversations::{Conversation, ConversationKey};
+use crate::store::conversations::{Conversation, ConversationKey, Status};
 use crate::store::funnel::{FunnelEvent, FunnelKind};
 use crate::store::{Batch, Store};
 
@@ -150,9 +150,26 @@ impl Ingest {
             parts
                 .screener
                 .screen(&mut ledger, &mut batch, screened, facts, says_stop, now)?;
-        let events = self.prepare_events(&mut batch, &text, &screening)?;
+        let tables = parts.store.tables();
+        let key = ConversationKey::new(&text.to, &text.from);
+        let conversation = tables
+            .conversations
+            .get(&key)?
+            .unwrap_or_else(|| Conversation::new(&text.to, &text.from, now));
+        let consent = consent_after(&mut ledger, &conversation, &screening)?;
+        let received = Received {
+            text: &text,
+            screening: &screening,
+            conversation: &conversation,
+            consent,
+            now,
+        };
+        let events = self.prepare_events(&mut batch, &received)?;
         if matches!(screening, Screening::OptedOut { .. }) {
-            self.record_opt_out_in(&mut batch, &text, now)?;
+            let event =
+                FunnelEvent::of_conversation(FunnelKind::OptedOut, &conversation, None, now)
+                    .with_detail(Some(text.body.clone()));
+            tables.funnel.put_in(&mut batch, &event)?;
         }
         let event = parts.inbox.stage(&mut batch, text, screening)?;
         parts.store.apply(batch)?;
@@ -165,35 +182,16 @@ impl Ingest {
         Ok(event)
     }
 
-    /// The funnel's opt-out, with the run it ended (its flow, campaign and variant), into
-    /// `batch`.
-    fn record_opt_out_in(
-        &self,
-        batch: &mut Batch,
-        text: &InboundText,
-        now: i64,
-    ) -> anyhow::Result<()> {
-        let tables = self.parts.store.tables();
-        let key = ConversationKey::new(&text.to, &text.from);
-        let conversation = tables
-            .conversations
-            .get(&key)?
-            .unwrap_or_else(|| Conversation::new(&text.to, &text.from, now));
-        let event = FunnelEvent::of_conversation(FunnelKind::OptedOut, &conversation, None, now)
-            .with_detail(Some(text.body.clone()));
-        tables.funnel.put_in(batch, &event)?;
-        Ok(())
-    }
-
     /// `message.received`, and `contact.opted_out` for an opt-out, into `batch`.
-    fn prepare_events(
-        &self,
-        batch: &mut Batch,
-        text: &InboundText,
-        screening: &Screening,
-    ) -> anyhow::Result<usize> {
+    fn prepare_events(&self, batch: &mut Batch, received: &Received<'_>) -> anyhow::Result<usize> {
         let Some(events) = &self.parts.events else {
             return Ok(0);
+        };
+        let (text, screening, conversation) =
+            (received.text, received.screening, received.conversation);
+        let step = match &conversation.status {
+            Status::Waiting { step, .. } => Some(step.as_str()),
+            _ => None,
         };
         let mut rows = events.prepare_in(
             batch,
@@ -203,6 +201,11 @@ impl Ingest {
                 from: text.from.clone(),
                 to: text.to.clone(),
                 body: text.body.clone(),
+                received_at: crate::compliance::gate::rfc3339(received.now),
+                locale: conversation.locale.clone(),
+                consent: received.consent,
+                conversation_state: state_name(&conversation.status),
+                run: RunContext::of(conversation, step),
             },
         )?;
         if let Screening::OptedOut { program, .. } = screening {
@@ -231,7 +234,9 @@ impl Ingest {
             .outbox
             .record_status_in(&mut batch, provider, update)?;
         let mut rows = 0;
-        if known && let Some(events) = &parts.events {
+        if let Some(message) = known
+            && let Some(events) = &parts.events
+        {
             rows = events.prepare_in(
                 &mut batch,
                 &EngineEvent::MessageStatus {
@@ -239,6 +244,7 @@ impl Ingest {
                     provider_message_id: update.message_id.clone(),
                     status: update.status,
                     error_code: update.error_code.clone(),
+                    run: RunContext::of_message(&message),
                 },
             )?;
         }
@@ -250,6 +256,50 @@ impl Ingest {
             events.notify();
         }
         Ok(())
+    }
+}
+
+/// What `message.received` says of a text.
+struct Received<'a> {
+    text: &'a InboundText,
+    screening: &'a Screening,
+    conversation: &'a Conversation,
+    consent: &'static str,
+    now: i64,
+}
+
+/// The contact's consent for the conversation's program once this text's own keyword (if it
+/// was one) is counted.
+fn consent_after(
+    ledger: &mut crate::compliance::ledger::Appending<'_>,
+    conversation: &Conversation,
+    screening: &Screening,
+) -> anyhow::Result<&'static str> {
+    Ok(match screening {
+        Screening::OptedOut { .. } => "opted_out",
+        Screening::OptedIn { .. } => "opted_in",
+        _ => match &conversation.program {
+            Some(program) => {
+                let class = if conversation.marketing {
+                    crate::compliance::ledger::ConsentClass::Marketing
+                } else {
+                    crate::compliance::ledger::ConsentClass::Transactional
+                };
+                let state = ledger.state(&conversation.contact, program, class)?;
+                crate::contacts::state_name(state)
+            }
+            None => "unknown",
+        },
+    })
+}
+
+/// A conversation's state, as events name it.
+fn state_name(status: &Status) -> &'static str {
+    match status {
+        Status::Idle => "idle",
+        Status::Waiting { .. } => "waiting",
+        Status::HandedOff { .. } => "handed_off",
+        Status::Ended { .. } => "ended",
     }
 }
 

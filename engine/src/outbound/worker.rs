@@ -438,8 +438,7 @@ impl Outbox {
     }
 
     /// Applies a provider's delivery report to `batch`. States only move forward: a late
-    /// `sent` after `delivered` changes nothing. Returns whether the report was for a known
-    /// text.
+    /// `sent` after `delivered` changes nothing. Returns the text it was for, when known.
     ///
     /// # Errors
     ///
@@ -449,12 +448,12 @@ impl Outbox {
         batch: &mut Batch,
         provider: &str,
         update: &StatusUpdate,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Option<OutboundMessage>> {
         let Some(seq) = self.provider_ids.get(provider, &update.message_id)? else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(mut message) = self.texts.get(seq)? else {
-            return Ok(false);
+            return Ok(None);
         };
         let before = message.delivery;
         if before.is_none_or(|current| update.status > current) {
@@ -462,7 +461,7 @@ impl Outbox {
             self.texts.put_in(batch, seq, &message)?;
             self.record_delivery_in(batch, &message, before, update)?;
         }
-        Ok(true)
+        Ok(Some(message))
     }
 
     /// The funnel's word on a delivery report that moved a text on: delivered (once, even if

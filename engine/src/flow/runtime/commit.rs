@@ -6,7 +6,7 @@ use super::effects::TimerOp;
 use super::turn::Turn;
 use super::{Outcome, Runtime};
 use crate::compliance::ledger::NewConsent;
-use crate::events::EngineEvent;
+use crate::events::{EngineEvent, RunContext};
 use crate::flow::conversation::{CaseState, Event};
 use crate::handoff::DeskEvent;
 use crate::store::Batch;
@@ -197,14 +197,14 @@ fn prepare_events(runtime: &Runtime, batch: &mut Batch, turn: &Turn<'_>) -> anyh
         return Ok(0);
     };
     let conversation = &turn.conversation;
-    let flow = conversation.flow.as_ref().map(|flow| flow.id.clone());
+    let run = RunContext::of(conversation, turn.at_step.as_deref());
     let mut rows = 0;
     for entry in &turn.effects.entries {
         let event = match &entry.event {
             Event::Handoff { queue, reason } => EngineEvent::ConversationHandoff {
                 our_number: conversation.our_number.clone(),
                 contact: conversation.contact.clone(),
-                flow: flow.clone(),
+                run: run.clone(),
                 queue: queue.clone(),
                 reason: reason.clone(),
             },
@@ -213,9 +213,8 @@ fn prepare_events(runtime: &Runtime, batch: &mut Batch, turn: &Turn<'_>) -> anyh
             } => EngineEvent::Conversion {
                 our_number: conversation.our_number.clone(),
                 contact: conversation.contact.clone(),
-                flow: flow.clone(),
+                run: run.clone(),
                 outcome: outcome.clone(),
-                variant: conversation.fields.get("variant").cloned(),
             },
             _ => continue,
         };
