@@ -8,6 +8,7 @@
 mod attribution;
 pub mod chart;
 pub mod metrics;
+pub mod render;
 pub mod report;
 pub mod verdict;
 

@@ -5,16 +5,19 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::agent_auth::Caller;
 use super::error::{ApiError, json_body};
 use super::router::AppState;
+use crate::measure::render;
 use crate::measure::report::ReportFilter;
 use crate::measure::{MeasureError, NewConversion};
+use crate::store::agents::Role;
 
 impl From<MeasureError> for ApiError {
     fn from(error: MeasureError) -> Self {
@@ -79,18 +82,16 @@ pub(super) struct ReportQuery {
     sequential: bool,
 }
 
-/// `GET /v1/report?flow=&campaign=&since=&until=`: the report as JSON.
-pub(super) async fn report(
-    State(state): State<Arc<AppState>>,
-    Query(query): Query<ReportQuery>,
-) -> Result<Json<Value>, ApiError> {
+/// The report `query` asks for, as JSON.
+fn report_value(state: &AppState, query: ReportQuery) -> Result<Value, ApiError> {
     let now = state.clock.now_ms();
+    let parse = |text: Option<&str>| {
+        crate::measure::report::parse_since(text, now).map_err(ApiError::Unprocessable)
+    };
     let filter = ReportFilter {
-        since_ms: crate::measure::report::parse_since(query.since.as_deref(), now)
-            .map_err(ApiError::Unprocessable)?,
+        since_ms: parse(query.since.as_deref())?,
         until_ms: match query.until.as_deref() {
-            Some(until) => crate::measure::report::parse_since(Some(until), now)
-                .map_err(ApiError::Unprocessable)?,
+            Some(until) => parse(Some(until))?,
             None => now + 1,
         },
         weights: state
@@ -102,7 +103,87 @@ pub(super) async fn report(
         sequential: query.sequential,
     };
     let report = state.measurement.report(&filter)?;
-    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+    Ok(serde_json::to_value(report).unwrap_or_default())
+}
+
+/// `GET /v1/report?flow=&campaign=&since=&until=&sequential=`: the report as JSON.
+pub(super) async fn report(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<ReportQuery>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(report_value(&state, query)?))
+}
+
+/// `GET /v1/report.svg?...`: the report's chart.
+pub(super) async fn report_svg(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let (flow, campaign) = (query.flow.clone(), query.campaign.clone());
+    let report = report_value(&state, query)?;
+    let named = [("flow", flow.as_deref()), ("campaign", campaign.as_deref())];
+    let svg = crate::measure::chart::svg(&render::chart_input(&report, &named))
+        .map_err(|error| ApiError::Unprocessable(error.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+/// `GET /v1/report.csv?...`: the report as CSV, a download.
+pub(super) async fn report_csv(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    let csv = render::csv(&report_value(&state, query)?);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"smsflow-report.csv\"",
+            ),
+        ],
+        csv,
+    )
+        .into_response())
+}
+
+/// Supervisors see reports from the inbox's sign-in; agents do not.
+fn supervisor(caller: &Caller) -> Result<(), ApiError> {
+    match caller.0.role {
+        Role::Supervisor => Ok(()),
+        Role::Agent => Err(ApiError::Forbidden(
+            "reports are for supervisors and the operator".to_owned(),
+        )),
+    }
+}
+
+/// `GET /v1/agent/report`: [`report`] for a signed-in supervisor.
+pub(super) async fn agent_report(
+    state: State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    query: Query<ReportQuery>,
+) -> Result<Json<Value>, ApiError> {
+    supervisor(&caller)?;
+    report(state, query).await
+}
+
+/// `GET /v1/agent/report.svg`: [`report_svg`] for a signed-in supervisor.
+pub(super) async fn agent_report_svg(
+    state: State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    query: Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    supervisor(&caller)?;
+    report_svg(state, query).await
+}
+
+/// `GET /v1/agent/report.csv`: [`report_csv`] for a signed-in supervisor.
+pub(super) async fn agent_report_csv(
+    state: State<Arc<AppState>>,
+    Extension(caller): Extension<Caller>,
+    query: Query<ReportQuery>,
+) -> Result<Response, ApiError> {
+    supervisor(&caller)?;
+    report_csv(state, query).await
 }
 
 /// `GET /metrics`: the Prometheus (OpenMetrics) text.

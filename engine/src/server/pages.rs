@@ -69,6 +69,22 @@ fn simulator_on(state: &AppState) -> Result<(), ApiError> {
     }
 }
 
+/// `/reports`: the report's charts and tables for a supervisor (the inbox's sign-in) or the
+/// operator (the API token, typed into the page).
+pub(super) async fn reports_html() -> Response {
+    asset(HTML, include_str!("../../assets/reports.html"))
+}
+
+/// The reports page's script.
+pub(super) async fn reports_js() -> Response {
+    asset(JS, include_str!("../../assets/reports.js"))
+}
+
+/// The reports page's styles.
+pub(super) async fn reports_css() -> Response {
+    asset(CSS, include_str!("../../assets/reports.css"))
+}
+
 /// `GET /simulator`.
 pub(super) async fn simulator_html(
     State(state): State<Arc<AppState>>,

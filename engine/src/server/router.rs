@@ -137,6 +137,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/campaigns/{id}/{change}", post(campaigns::change))
         .route("/v1/conversions", post(measure::convert))
         .route("/v1/report", get(measure::report))
+        .route("/v1/report.svg", get(measure::report_svg))
+        .route("/v1/report.csv", get(measure::report_csv))
         .route("/metrics", get(measure::metrics))
         .route("/v1/segments", get(contacts::saved))
         .route("/v1/segments/preview", post(contacts::preview))
@@ -184,6 +186,9 @@ fn agent_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/v1/agent/canned", get(agent_api::canned_list))
         .route("/v1/agent/segments", post(agent_api::segments))
         .route("/v1/agent/events", get(agent_api::events))
+        .route("/v1/agent/report", get(measure::agent_report))
+        .route("/v1/agent/report.svg", get(measure::agent_report_svg))
+        .route("/v1/agent/report.csv", get(measure::agent_report_csv))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(state),
             agent_auth::require_agent,
@@ -203,6 +208,9 @@ fn pages() -> Router<Arc<AppState>> {
         .route("/inbox", get(pages::inbox_html))
         .route("/inbox/app.js", get(pages::inbox_js))
         .route("/inbox/app.css", get(pages::inbox_css))
+        .route("/reports", get(pages::reports_html))
+        .route("/reports/app.js", get(pages::reports_js))
+        .route("/reports/app.css", get(pages::reports_css))
         .route("/simulator", get(pages::simulator_html))
         .route("/simulator/app.js", get(pages::simulator_js))
         .route("/simulator/app.css", get(pages::simulator_css))
