@@ -256,12 +256,24 @@ impl<'c> EngineBuilder<'c> {
             clock.clone(),
             our_number.clone(),
         ));
+        let windows = config
+            .programs
+            .iter()
+            .map(|(id, program)| {
+                let windows = crate::measure::Windows {
+                    click: program.click_window,
+                    delivery: program.delivery_window,
+                };
+                (id.clone(), windows)
+            })
+            .collect();
         let measurement = Measurement::new(
             &store,
             clock.clone(),
             config.measurement.clone(),
             our_number,
-        );
+        )
+        .with_windows(windows);
         let desk = Arc::new(Desk::new(DeskParts {
             store: store.clone(),
             turns: Arc::clone(&runtime) as Arc<dyn crate::handoff::CaseTurns>,

@@ -42,6 +42,7 @@ pub mod ingress;
 pub mod listener;
 pub mod locks;
 pub mod measure;
+pub mod metrics;
 pub mod outbound;
 pub mod phone;
 pub mod plugin;

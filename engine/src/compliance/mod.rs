@@ -220,6 +220,33 @@ pub struct ProgramConfig {
     /// The message frequency promised at opt-in, recorded in the ledger.
     #[serde(default)]
     pub frequency: Option<String>,
+    /// Attribution: a conversion goes to this program's text the contact clicked this
+    /// recently (over `[measurement] click_window`).
+    #[serde(default, with = "optional_duration")]
+    pub click_window: Option<Duration>,
+    /// Else to one delivered this recently (over `[measurement] delivery_window`).
+    #[serde(default, with = "optional_duration")]
+    pub delivery_window: Option<Duration>,
+}
+
+/// An optional duration written as text (`5d`).
+mod optional_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, out: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) => out.serialize_str(&humantime::format_duration(*duration).to_string()),
+            None => out.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Option<Duration>, D::Error> {
+        Option::<String>::deserialize(input)?
+            .map(|text| humantime::parse_duration(&text).map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 /// What [`Compliance::screen`] needs to know about an inbound text.

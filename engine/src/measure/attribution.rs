@@ -100,26 +100,41 @@ impl Measurement {
         Ok(phone)
     }
 
-    /// The touch a conversion at `at_ms` goes to, and what the answer says of it.
+    /// The touch a conversion at `at_ms` goes to, and what the answer says of it: the
+    /// newest click inside its program's click window, else the newest delivery inside its
+    /// program's delivery window.
     fn attribute(
         &self,
         contact: &str,
         at_ms: i64,
     ) -> Result<(Option<FunnelEvent>, Option<Attribution>), MeasureError> {
-        let click_ms = window_ms(self.config.click_window);
-        let delivery_ms = window_ms(self.config.delivery_window);
-        let earliest = at_ms - click_ms.max(delivery_ms);
-        let touches = self.tables.funnel.touches(contact, earliest, at_ms)?;
-        let click = touches
+        let longest = self
+            .windows
+            .values()
+            .flat_map(|windows| [windows.click, windows.delivery])
+            .flatten()
+            .chain([self.config.click_window, self.config.delivery_window])
+            .max()
+            .unwrap_or_default();
+        let touches = self
+            .tables
+            .funnel
+            .touches(contact, at_ms - window_ms(longest), at_ms)?;
+        let inside = |kind: FunnelKind, touch: &&FunnelEvent| {
+            touch.kind == kind && at_ms - touch.at_ms <= window_ms(self.window(kind, touch))
+        };
+        let found = touches
             .iter()
-            .find(|touch| touch.kind == FunnelKind::Clicked && at_ms - touch.at_ms <= click_ms);
-        let delivery = touches.iter().find(|touch| {
-            touch.kind == FunnelKind::Delivered && at_ms - touch.at_ms <= delivery_ms
-        });
-        let (touch, by, window) = match (click, delivery) {
-            (Some(click), _) => (click, "click", self.config.click_window),
-            (None, Some(delivery)) => (delivery, "delivery", self.config.delivery_window),
-            (None, None) => return Ok((None, None)),
+            .find(|touch| inside(FunnelKind::Clicked, touch))
+            .map(|touch| (touch, "click"))
+            .or_else(|| {
+                touches
+                    .iter()
+                    .find(|touch| inside(FunnelKind::Delivered, touch))
+                    .map(|touch| (touch, "delivery"))
+            });
+        let Some((touch, by)) = found else {
+            return Ok((None, None));
         };
         let attribution = Attribution {
             message: touch.message.clone(),
@@ -127,9 +142,25 @@ impl Measurement {
             campaign: touch.campaign.clone(),
             variant: touch.variant.clone(),
             by: by.to_owned(),
-            window: humantime::format_duration(window).to_string(),
+            window: humantime::format_duration(self.window(touch.kind, touch)).to_string(),
         };
         Ok((Some(touch.clone()), Some(attribution)))
+    }
+
+    /// The window of a click or delivery `touch`: its program's, else the config's.
+    fn window(&self, kind: FunnelKind, touch: &FunnelEvent) -> std::time::Duration {
+        let own = touch
+            .program
+            .as_ref()
+            .and_then(|program| self.windows.get(program));
+        match kind {
+            FunnelKind::Clicked => own
+                .and_then(|windows| windows.click)
+                .unwrap_or(self.config.click_window),
+            _ => own
+                .and_then(|windows| windows.delivery)
+                .unwrap_or(self.config.delivery_window),
+        }
     }
 }
 
@@ -187,7 +218,67 @@ const ISO_4217: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN 
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
+    use crate::store::Store;
+
+    /// A store where +12125550100 was delivered a text of `program` at 0.
+    async fn delivered(program: &str) -> Store {
+        let store = Store::temporary().unwrap();
+        let tables = store.tables();
+        let mut batch = Batch::new();
+        tables
+            .contact_addresses
+            .put_in(&mut batch, "+12125550100", 1)
+            .unwrap();
+        let touch = FunnelEvent {
+            kind: FunnelKind::Delivered,
+            contact: "+12125550100".to_owned(),
+            program: Some(program.to_owned()),
+            message: Some("out-1".to_owned()),
+            ..FunnelEvent::default()
+        };
+        tables.funnel.put_in(&mut batch, &touch).unwrap();
+        store.commit(batch).await.unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn a_programs_own_window_beats_the_default() {
+        let clock = Arc::new(crate::clock::ManualClock::new(13 * 3_600_000));
+        let order = |key: &str| NewConversion {
+            phone: Some("+12125550100".to_owned()),
+            value: serde_json::json!(5),
+            currency: "USD".to_owned(),
+            idempotency_key: key.to_owned(),
+            ..NewConversion::default()
+        };
+        // 13 hours after the delivery: inside the default 24 h.
+        let store = delivered("care").await;
+        let measurement = Measurement::new(
+            &store,
+            clock.clone(),
+            Default::default(),
+            "+15550001000".into(),
+        );
+        let (conversion, _) = measurement.convert(order("a")).await.unwrap();
+        assert_eq!(conversion.attributed_to.unwrap().window, "1day");
+        // Outside the program's own 12 h.
+        let windows = [(
+            "care".to_owned(),
+            super::super::Windows {
+                click: None,
+                delivery: Some(std::time::Duration::from_secs(12 * 3600)),
+            },
+        )];
+        let store = delivered("care").await;
+        let measurement =
+            Measurement::new(&store, clock, Default::default(), "+15550001000".into())
+                .with_windows(windows.into_iter().collect());
+        let (conversion, _) = measurement.convert(order("b")).await.unwrap();
+        assert!(conversion.attributed_to.is_none());
+    }
 
     #[test]
     fn values_and_currencies_are_checked() {

@@ -58,12 +58,24 @@ pub struct NewConversion {
 }
 
 /// The funnel's reader and the conversions and clicks that add to it.
+#[derive(Clone)]
 pub struct Measurement {
     store: Store,
     tables: Tables,
     clock: SharedClock,
     config: MeasurementConfig,
+    /// Programs' own attribution windows (click, delivery), over the config's.
+    windows: std::collections::BTreeMap<String, Windows>,
     our_number: String,
+}
+
+/// A program's attribution windows, where it sets them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Windows {
+    /// The click window.
+    pub click: Option<std::time::Duration>,
+    /// The delivery window.
+    pub delivery: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Measurement {
@@ -85,8 +97,20 @@ impl Measurement {
             tables: store.tables(),
             clock,
             config,
+            windows: std::collections::BTreeMap::new(),
             our_number,
         })
+    }
+
+    /// With the programs' own windows (`[programs.<id>] click_window`, `delivery_window`).
+    #[must_use]
+    pub fn with_windows(
+        self: Arc<Self>,
+        windows: std::collections::BTreeMap<String, Windows>,
+    ) -> Arc<Self> {
+        let mut this = Arc::unwrap_or_clone(self);
+        this.windows = windows;
+        Arc::new(this)
     }
 
     /// A click on tracked link `code`: recorded with the text it was in, and its target to

@@ -22,7 +22,7 @@ use crate::clock::SharedClock;
 use crate::compliance::gate::{Gate, GateRecord};
 use crate::compliance::ledger::Appending;
 use crate::events::{EngineEvent, Events, OptOutSource};
-use crate::measure::metrics;
+use crate::metrics;
 use crate::sms::DeliveryState;
 use crate::sms::StatusUpdate;
 use crate::store::funnel::{FunnelEvent, FunnelEvents, FunnelKind};

@@ -628,15 +628,11 @@ impl PluginHost {
     ) -> Result<T, CallError> {
         let began = Instant::now();
         let result = self.sandboxed_call(plugin, input_size, call).await;
-        let metrics = crate::measure::metrics::instruments();
+        let metrics = crate::metrics::instruments();
         let name = plugin.name();
-        crate::measure::metrics::observe(
-            &metrics.plugin_calls,
-            &[("plugin", name)],
-            began.elapsed(),
-        );
+        crate::metrics::observe(&metrics.plugin_calls, &[("plugin", name)], began.elapsed());
         if let Err(error) = &result {
-            crate::measure::metrics::count(
+            crate::metrics::count(
                 &metrics.plugin_errors,
                 &[("plugin", name), ("kind", error.kind())],
             );

@@ -618,7 +618,7 @@ pub(super) async fn events(
         agents: Arc::clone(&state.agents),
         name: agent.name,
         session: session.map(|Extension(Session(token))| token),
-        _open: crate::measure::metrics::StreamClient::open(),
+        _open: crate::metrics::StreamClient::open(),
     };
     let stream =
         futures_util::stream::unfold((receiver, watch), |(mut receiver, watch)| async move {
@@ -652,7 +652,7 @@ struct Watch {
     name: String,
     session: Option<String>,
     /// Counts the stream in `/metrics` while it is open.
-    _open: crate::measure::metrics::StreamClient,
+    _open: crate::metrics::StreamClient,
 }
 
 impl Watch {

@@ -64,7 +64,11 @@ impl AppState {
             agents: Arc::clone(engine.agents()),
             campaigns: Arc::clone(engine.campaigns()),
             measurement: Arc::clone(engine.measurement()),
-            metrics: Arc::new(crate::measure::metrics::Metrics::new(engine)),
+            metrics: Arc::new(crate::measure::metrics::Metrics::new(
+                Arc::clone(engine.inbox()),
+                Arc::clone(engine.outbox()),
+                Arc::clone(engine.campaigns()),
+            )),
             contacts: Arc::clone(engine.contacts()),
             desk: Arc::clone(engine.desk()),
             ingest: Arc::clone(engine.ingest()),
@@ -116,6 +120,29 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(agents::list_agents).post(agents::add_agent),
         )
         .route("/v1/agents/{name}/disable", post(agents::disable_agent))
+        .merge(audience_routes())
+        .merge(measure_routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            auth::require_bearer,
+        ))
+        .route_layer(axum::middleware::from_fn(timed));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/l/{code}", get(measure::click))
+        .merge(providers)
+        .merge(operator)
+        .merge(agent_routes(&state))
+        .merge(pages())
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(refuse_oversized))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Contacts, segments and campaigns under the operator token.
+fn audience_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/v1/contacts", get(contacts::list).post(contacts::create))
         .route(
             CONTACTS_IMPORT_PATH,
@@ -135,30 +162,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/campaigns/{id}", get(campaigns::read))
         .route("/v1/campaigns/{id}/{change}", post(campaigns::change))
+        .route("/v1/segments", get(contacts::saved))
+        .route("/v1/segments/preview", post(contacts::preview))
+        .route("/v1/segments/{name}", axum::routing::put(contacts::save))
+}
+
+/// Measurement under the operator token: conversions, the report, `/metrics`.
+fn measure_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/v1/conversions", post(measure::convert))
         .route("/v1/report", get(measure::report))
         .route("/v1/report.svg", get(measure::report_svg))
         .route("/v1/report.csv", get(measure::report_csv))
         .route("/metrics", get(measure::metrics))
-        .route("/v1/segments", get(contacts::saved))
-        .route("/v1/segments/preview", post(contacts::preview))
-        .route("/v1/segments/{name}", axum::routing::put(contacts::save))
-        .route_layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&state),
-            auth::require_bearer,
-        ))
-        .route_layer(axum::middleware::from_fn(timed));
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/l/{code}", get(measure::click))
-        .merge(providers)
-        .merge(operator)
-        .merge(agent_routes(&state))
-        .merge(pages())
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(refuse_oversized))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 /// `/v1/agent/...`: sign-in is open; every other call resolves the calling agent first.
@@ -231,8 +247,8 @@ async fn timed(
     let route = matched.as_str().to_owned();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    crate::measure::metrics::observe(
-        &crate::measure::metrics::instruments().http,
+    crate::metrics::observe(
+        &crate::metrics::instruments().http,
         &[("route", &route), ("status", &status)],
         began.elapsed(),
     );

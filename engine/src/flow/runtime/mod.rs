@@ -496,8 +496,8 @@ impl Runtime {
         };
         let began = std::time::Instant::now();
         let outcome = self.run_turn(our_number, contact, event).await;
-        let metrics = crate::measure::metrics::instruments();
-        crate::measure::metrics::observe(&metrics.turns, &[("kind", kind)], began.elapsed());
+        let metrics = crate::metrics::instruments();
+        crate::metrics::observe(&metrics.turns, &[("kind", kind)], began.elapsed());
         outcome
     }
 
@@ -531,36 +531,42 @@ impl Runtime {
         let mut turn = Turn::new(&*self.plugins, &self.store, conversation, now);
         turn.case = case;
         turn.links_base = &self.links_base;
+        if !self.apply(&mut turn, event).await? {
+            return Ok(Outcome {
+                conversation: turn.conversation,
+                entries: Vec::new(),
+                case: turn.case,
+                duplicate: false,
+                skipped: true,
+            });
+        }
+        Ok(commit::commit(self, turn)?)
+    }
+
+    /// What `event` does to the conversation, in `turn`; `false` for a start that skipped.
+    async fn apply(&self, turn: &mut Turn<'_>, event: TurnEvent) -> Result<bool, RuntimeError> {
         match event {
             TurnEvent::Start(request) => {
                 turn.effects.processed.clone_from(&request.event_id);
-                if !lifecycle::start(self, &mut turn, request).await? {
-                    return Ok(Outcome {
-                        conversation: turn.conversation,
-                        entries: Vec::new(),
-                        case: turn.case,
-                        duplicate: false,
-                        skipped: true,
-                    });
-                }
+                return lifecycle::start(self, turn, request).await;
             }
             TurnEvent::Inbound(inbound) => {
                 turn.effects.processed = Some(inbound.id.clone());
                 turn.effects.inbox_seq = inbound.inbox_seq;
-                inbound::handle(self, &mut turn, &inbound).await?;
+                inbound::handle(self, turn, &inbound).await?;
             }
             TurnEvent::Timer { key, record } => {
                 turn.effects.timer_ops.push(effects::TimerOp::Remove(key));
-                lifecycle::timer(self, &mut turn, record.timer).await?;
+                lifecycle::timer(self, turn, record.timer).await?;
             }
             TurnEvent::OperatorReply { sender, text } => {
                 let step = format!("operator:{sender}");
                 turn.queue(crate::compliance::gate::Origin::Agent, &step, text);
             }
-            TurnEvent::Desk(command) => desk::apply(self, &mut turn, command).await?,
-            TurnEvent::Unsent(unsent) => lifecycle::unsent(&mut turn, &unsent),
+            TurnEvent::Desk(command) => desk::apply(self, turn, command).await?,
+            TurnEvent::Unsent(unsent) => lifecycle::unsent(turn, &unsent),
         }
-        Ok(commit::commit(self, turn)?)
+        Ok(true)
     }
 
     /// Whether `event` was already dealt with: a processed inbound id, a timer no longer set.

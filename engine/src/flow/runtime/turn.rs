@@ -232,25 +232,30 @@ impl<'r> Turn<'r> {
         message.campaign.clone_from(&conversation.campaign);
         message.variant = conversation.fields.get("variant").cloned();
         message.flow_version = conversation.flow.as_ref().map(|flow| flow.version.clone());
+        message.valid_until_ms = conversation
+            .text_valid_for_ms
+            .map(|valid_for| self.now.saturating_add(valid_for));
+        self.record_links(&message);
+        self.effects.outgoing.push((seq, message));
+        self.effects.outgoing.last_mut().map(|(_, message)| message)
+    }
+
+    /// The tracked links rendered into `message`, recorded with it.
+    fn record_links(&mut self, message: &OutboundMessage) {
         for (code, target) in std::mem::take(&mut self.pending_links) {
             let link = Link {
                 target,
                 our_number: message.from.clone(),
                 contact: message.to.clone(),
                 message: message.id.clone(),
-                flow: conversation.flow.as_ref().map(|flow| flow.id.clone()),
-                step: Some(step.to_owned()),
+                flow: self.conversation.flow.as_ref().map(|flow| flow.id.clone()),
+                step: message.step.clone(),
                 campaign: message.campaign.clone(),
                 variant: message.variant.clone(),
                 program: message.program.clone(),
             };
             self.effects.links.push((code, link));
         }
-        message.valid_until_ms = conversation
-            .text_valid_for_ms
-            .map(|valid_for| self.now.saturating_add(valid_for));
-        self.effects.outgoing.push((seq, message));
-        self.effects.outgoing.last_mut().map(|(_, message)| message)
     }
 
     /// A step failed: its `on_error`, else the flow's, else a handoff.
