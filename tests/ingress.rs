@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::Server;
 use common::fake_provider::{
     OURS, PUBLIC_URL, Setup, TELNYX_API_KEY, TRACK_FLOW, base64_encode, conversation, encode,
-    inbound_params, post_inbound, post_signed, twilio_provider, wait_until,
+    inbound_params, post_inbound, post_signed, post_status, twilio_provider, wait_until,
 };
 use smsflow::ingress::twilio;
 
@@ -107,20 +107,7 @@ async fn a_signed_inbound_text_gets_exactly_one_reply_through_twilio() {
         .unwrap()
         .to_owned();
     for status in ["delivered", "sent"] {
-        let params: Vec<(String, String)> =
-            [("MessageSid", sid.as_str()), ("MessageStatus", status)]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
-        let url = format!("{PUBLIC_URL}/webhooks/twilio/status");
-        let (code, text) = post_signed(
-            &setup,
-            "/webhooks/twilio/status",
-            &params,
-            encode(&params).into_bytes(),
-            Some(&url),
-        )
-        .await;
+        let (code, text) = post_status(&setup, &sid, status).await;
         assert_eq!(code, 204, "{text}");
     }
     let (_, state) = conversation(&setup, contact).await;

@@ -7,8 +7,8 @@
 mod common;
 
 use common::fake_provider::{
-    PUBLIC_URL, Setup, api, api_with_token, conversation, encode, post_inbound, post_signed,
-    start_flow, twilio_provider, wait_until,
+    Setup, api, api_with_token, conversation, post_inbound, post_status, start_flow,
+    twilio_provider, wait_until,
 };
 use common::{PROGRAMS, Server, cli};
 use serde_json::{Value, json};
@@ -102,20 +102,7 @@ async fn a_link_a_delivery_and_a_conversion_are_measured_and_reported() {
         .as_str()
         .unwrap()
         .to_owned();
-    let params: Vec<(String, String)> =
-        [("MessageSid", sid.as_str()), ("MessageStatus", "delivered")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-    let url = format!("{PUBLIC_URL}/webhooks/twilio/status");
-    let (code_status, text) = post_signed(
-        &setup,
-        "/webhooks/twilio/status",
-        &params,
-        encode(&params).into_bytes(),
-        Some(&url),
-    )
-    .await;
+    let (code_status, text) = post_status(&setup, &sid, "delivered").await;
     assert_eq!(code_status, 204, "{text}");
 
     // A conversion: by the click, the window shown; the same key again answers the same.

@@ -11,8 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::fake_provider::{
-    API_TOKEN, PUBLIC_URL, Setup, api_with_token, conversation, encode, post_signed,
-    twilio_provider, wait_until,
+    API_TOKEN, Setup, api_with_token, conversation, post_status, twilio_provider, wait_until,
 };
 use common::{PROGRAMS, Server, cli, repository};
 use serde_json::{Value, json};
@@ -60,19 +59,7 @@ fn add_agent(config: &Path, name: &str, supervisor: bool) -> String {
 }
 
 async fn delivered(setup: &Setup, sid: &str) {
-    let params: Vec<(String, String)> = [("MessageSid", sid), ("MessageStatus", "delivered")]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-    let url = format!("{PUBLIC_URL}/webhooks/twilio/status");
-    let (code, text) = post_signed(
-        setup,
-        "/webhooks/twilio/status",
-        &params,
-        encode(&params).into_bytes(),
-        Some(&url),
-    )
-    .await;
+    let (code, text) = post_status(setup, sid, "delivered").await;
     assert_eq!(code, 204, "{text}");
 }
 

@@ -436,6 +436,24 @@ pub async fn post_inbound(setup: &Setup, sid: &str, from: &str, text: &str) -> (
     .await
 }
 
+/// Posts a Twilio status callback for `sid` (`delivered`, `undelivered`, ...), signed; the status
+/// code and the answer.
+pub async fn post_status(setup: &Setup, sid: &str, status: &str) -> (u16, String) {
+    let params: Vec<(String, String)> = [("MessageSid", sid), ("MessageStatus", status)]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let url = format!("{PUBLIC_URL}/webhooks/twilio/status");
+    post_signed(
+        setup,
+        "/webhooks/twilio/status",
+        &params,
+        encode(&params).into_bytes(),
+        Some(&url),
+    )
+    .await
+}
+
 pub async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ready() {
