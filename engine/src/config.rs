@@ -99,6 +99,17 @@ pub struct MeasurementConfig {
         with = "crate::compliance::duration_serde"
     )]
     pub delivery_window: std::time::Duration,
+    /// Raw funnel events are kept this long, then rolled up per day and deleted.
+    #[serde(
+        default = "default_keep_events",
+        with = "crate::compliance::duration_serde"
+    )]
+    pub keep_events: std::time::Duration,
+}
+
+fn default_keep_events() -> std::time::Duration {
+    // A year and a month: a report can compare a month with the same one a year before.
+    std::time::Duration::from_secs(400 * 86_400)
 }
 
 impl Default for MeasurementConfig {
@@ -106,6 +117,7 @@ impl Default for MeasurementConfig {
         Self {
             click_window: default_click_window(),
             delivery_window: default_delivery_window(),
+            keep_events: default_keep_events(),
         }
     }
 }

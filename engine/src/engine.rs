@@ -351,6 +351,7 @@ impl Engine {
             tokio::spawn(Arc::clone(&self.outbox).run()),
             tokio::spawn(Arc::clone(&self.desk).run()),
             tokio::spawn(Arc::clone(&self.campaigns).run()),
+            tokio::spawn(Arc::clone(&self.measurement).run()),
         ];
         if let Some(events) = &self.events {
             workers.push(tokio::spawn(Arc::clone(events).run()));

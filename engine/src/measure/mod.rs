@@ -10,6 +10,7 @@ pub mod chart;
 pub mod metrics;
 pub mod render;
 pub mod report;
+pub mod retention;
 pub mod verdict;
 
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::verdict::{self, Difference, VariantCounts, Verdict, VerdictSettings};
 use super::{MeasureError, Measurement};
 use crate::store::campaigns::{TargetState, campaign_seq};
-use crate::store::funnel::{FunnelEvent, FunnelKind};
+use crate::store::funnel::{DailyCount, DailyKey, FunnelEvent, FunnelKind};
 
 /// What a report covers.
 #[derive(Debug, Clone, Default)]
@@ -59,6 +59,10 @@ pub struct Report {
     pub windows: BTreeMap<&'static str, String>,
     /// What every number means: numerator over denominator.
     pub definitions: BTreeMap<&'static str, &'static str>,
+    /// Days before this one were read from their daily roll-ups (their raw events are past
+    /// `[measurement] keep_events`): counts are exact, contacts are counted once per day (a
+    /// contact active on two days counts twice), and no response times come from them.
+    pub rolled_up_before: Option<String>,
 }
 
 /// The funnel's counts.
@@ -262,6 +266,18 @@ impl Measurement {
                     .is_none_or(|id| event.campaign.as_ref() == Some(id));
             tally.add(&event, wanted);
         }
+        let days = (
+            filter.since_ms.div_euclid(DAY_MS),
+            filter.until_ms.div_euclid(DAY_MS) + 1,
+        );
+        for row in self.tables.funnel_daily.days(days.0, days.1) {
+            let (key, count) = row?;
+            let wanted = filter.flow.as_ref().is_none_or(|flow| key.flow == *flow)
+                && campaign.as_ref().is_none_or(|id| key.campaign == *id);
+            if wanted {
+                tally.add_rolled(&key, &count);
+            }
+        }
         let holdout = match &campaign {
             Some(id) => self.holdout(id, &tally)?,
             None => None,
@@ -326,6 +342,9 @@ impl Measurement {
     }
 }
 
+/// A day in ms.
+const DAY_MS: i64 = 86_400_000;
+
 /// Contacts by what happened to them, in one group (the whole report, a variant, a day).
 #[derive(Debug, Default)]
 struct Group {
@@ -336,6 +355,8 @@ struct Group {
     converted: BTreeSet<String>,
     opted_out: BTreeSet<String>,
     revenue: f64,
+    /// Contacts from rolled-up days, by kind (once per day each).
+    rolled: BTreeMap<FunnelKind, u64>,
 }
 
 impl Group {
@@ -355,15 +376,38 @@ impl Group {
         };
     }
 
+    /// How many contacts `kind` happened to: those seen in raw events, and those of the
+    /// rolled-up days.
+    fn distinct(&self, kind: FunnelKind) -> u64 {
+        let seen = match kind {
+            FunnelKind::Queued => &self.assigned,
+            FunnelKind::Delivered => &self.reached,
+            FunnelKind::Replied => &self.replied,
+            FunnelKind::Clicked => &self.clicked,
+            FunnelKind::Converted => &self.converted,
+            FunnelKind::OptedOut => &self.opted_out,
+            _ => return self.rolled.get(&kind).copied().unwrap_or(0),
+        };
+        seen.len() as u64 + self.rolled.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// A rolled-up day's slice.
+    fn add_rolled(&mut self, kind: FunnelKind, count: &DailyCount) {
+        *self.rolled.entry(kind).or_default() += count.contacts;
+        if kind == FunnelKind::Converted {
+            self.revenue += count.value.values().sum::<f64>();
+        }
+    }
+
     fn row(&self, name: &str) -> VariantRow {
         VariantRow {
             name: name.to_owned(),
-            assigned: self.assigned.len() as u64,
-            delivered: self.reached.len() as u64,
-            replied: self.replied.len() as u64,
-            clicked: self.clicked.len() as u64,
-            converted: self.converted.len() as u64,
-            opted_out: self.opted_out.len() as u64,
+            assigned: self.distinct(FunnelKind::Queued),
+            delivered: self.distinct(FunnelKind::Delivered),
+            replied: self.distinct(FunnelKind::Replied),
+            clicked: self.distinct(FunnelKind::Clicked),
+            converted: self.distinct(FunnelKind::Converted),
+            opted_out: self.distinct(FunnelKind::OptedOut),
             revenue: self.revenue,
         }
     }
@@ -380,6 +424,8 @@ struct Tally {
     /// holdout's comparison).
     any_converted: BTreeSet<String>,
     times: Times,
+    /// The latest rolled-up day read, if any.
+    rolled_until: Option<i64>,
 }
 
 impl Tally {
@@ -408,24 +454,56 @@ impl Tally {
         self.times.add(event);
     }
 
-    fn count(&mut self, event: &FunnelEvent) {
-        let funnel = &mut self.funnel;
-        match event.kind {
-            FunnelKind::Queued => funnel.queued += 1,
-            FunnelKind::Sent => funnel.sent += 1,
-            FunnelKind::Delivered => funnel.delivered += 1,
-            FunnelKind::Failed => funnel.failed += 1,
-            FunnelKind::Blocked => funnel.blocked += 1,
-            FunnelKind::HandedOff => funnel.handed_off += 1,
-            FunnelKind::FirstResponse => funnel.first_responses += 1,
-            FunnelKind::Resolved => funnel.resolved += 1,
-            FunnelKind::Converted => {
-                funnel.conversions += 1;
-                let currency = event.currency.clone().unwrap_or_else(|| "-".to_owned());
-                *funnel.revenue.entry(currency).or_default() += event.value.unwrap_or(0.0);
-            }
+    /// A rolled-up day's slice, as its raw events would have counted.
+    fn add_rolled(&mut self, key: &DailyKey, count: &DailyCount) {
+        let Some(kind) = FunnelKind::from_name(&key.kind) else {
+            return;
+        };
+        self.rolled_until = Some(self.rolled_until.unwrap_or(key.day).max(key.day + 1));
+        self.count_n(kind, count.events);
+        for (currency, value) in &count.value {
+            *self.funnel.revenue.entry(currency.clone()).or_default() += value;
+        }
+        self.all.add_rolled(kind, count);
+        if !key.variant.is_empty() {
+            self.variants
+                .entry(key.variant.clone())
+                .or_default()
+                .add_rolled(kind, count);
+        }
+        let day = self.days.entry(key.day).or_default();
+        day.0.add_rolled(kind, count);
+        match kind {
+            FunnelKind::Sent => day.1 += count.events,
+            FunnelKind::Delivered => day.2 += count.events,
             _ => {}
         }
+    }
+
+    fn count(&mut self, event: &FunnelEvent) {
+        self.count_n(event.kind, 1);
+        if event.kind == FunnelKind::Converted {
+            let currency = event.currency.clone().unwrap_or_else(|| "-".to_owned());
+            *self.funnel.revenue.entry(currency).or_default() += event.value.unwrap_or(0.0);
+        }
+    }
+
+    /// `n` events of `kind` in the funnel's counts.
+    fn count_n(&mut self, kind: FunnelKind, n: u64) {
+        let funnel = &mut self.funnel;
+        let field = match kind {
+            FunnelKind::Queued => &mut funnel.queued,
+            FunnelKind::Sent => &mut funnel.sent,
+            FunnelKind::Delivered => &mut funnel.delivered,
+            FunnelKind::Failed => &mut funnel.failed,
+            FunnelKind::Blocked => &mut funnel.blocked,
+            FunnelKind::HandedOff => &mut funnel.handed_off,
+            FunnelKind::FirstResponse => &mut funnel.first_responses,
+            FunnelKind::Resolved => &mut funnel.resolved,
+            FunnelKind::Converted => &mut funnel.conversions,
+            _ => return,
+        };
+        *field += n;
     }
 
     fn finish(
@@ -436,11 +514,11 @@ impl Tally {
         config: &crate::config::MeasurementConfig,
     ) -> Report {
         let funnel = &mut self.funnel;
-        funnel.reached = self.all.reached.len() as u64;
-        funnel.replied = self.all.replied.len() as u64;
-        funnel.clicked = self.all.clicked.len() as u64;
-        funnel.converted = self.all.converted.len() as u64;
-        funnel.opted_out = self.all.opted_out.len() as u64;
+        funnel.reached = self.all.distinct(FunnelKind::Delivered);
+        funnel.replied = self.all.distinct(FunnelKind::Replied);
+        funnel.clicked = self.all.distinct(FunnelKind::Clicked);
+        funnel.converted = self.all.distinct(FunnelKind::Converted);
+        funnel.opted_out = self.all.distinct(FunnelKind::OptedOut);
         let rates = rates(funnel, self.all.revenue);
         let mut variants: Vec<VariantRow> = self
             .variants
@@ -479,6 +557,9 @@ impl Tally {
                 ),
             ]),
             definitions: DEFINITIONS.into_iter().collect(),
+            rolled_up_before: self
+                .rolled_until
+                .map(|day| crate::compliance::gate::rfc3339(day * DAY_MS)),
         }
     }
 }
@@ -553,11 +634,11 @@ fn daily(days: &BTreeMap<i64, (Group, u64, u64)>) -> Vec<DailyRow> {
             day: crate::compliance::gate::rfc3339(day * 86_400_000)[..10].to_owned(),
             sent: *sent,
             delivered: *delivered,
-            reached: group.reached.len() as u64,
-            replied: group.replied.len() as u64,
-            clicked: group.clicked.len() as u64,
-            converted: group.converted.len() as u64,
-            opted_out: group.opted_out.len() as u64,
+            reached: group.distinct(FunnelKind::Delivered),
+            replied: group.distinct(FunnelKind::Replied),
+            clicked: group.distinct(FunnelKind::Clicked),
+            converted: group.distinct(FunnelKind::Converted),
+            opted_out: group.distinct(FunnelKind::OptedOut),
         })
         .collect()
 }

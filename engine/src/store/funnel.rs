@@ -8,6 +8,9 @@
 //!   the answer it got, so a retry gets the same answer.
 //! - [`Links`] (0x21): key the short code; value the [`Link`]: the target a flow wrote, and
 //!   the text it was sent in.
+//! - [`FunnelDaily`] (0x22): key the UTC day, flow, campaign, variant and kind; value a
+//!   [`DailyCount`]. What a day's raw events rolled up to once they passed their retention, so
+//!   reports over old ranges stay fast and exact in their counts.
 //!
 //! Funnel events are written in the batch of the state change they describe (a turn, a
 //! send, a status callback), so a crash never leaves one without the other.
@@ -73,6 +76,11 @@ impl FunnelKind {
         Self::Converted,
         Self::OptedOut,
     ];
+
+    /// The kind named `name` ([`FunnelKind::as_str`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
 
     /// Its name in reports.
     pub fn as_str(self) -> &'static str {
@@ -190,7 +198,7 @@ impl FunnelEvent {
 
 /// An event's key: the time, then a seq that makes it unique.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct EventKey {
+pub struct EventKey {
     at_ms: i64,
     seq: u64,
 }
@@ -283,6 +291,44 @@ impl FunnelEvents {
             .rev()
             .map(|row| row.map(|(_, event)| event))
             .collect()
+    }
+}
+
+impl FunnelEvents {
+    /// Every event from `since_ms` to `until_ms` with its key, in time order: a stream, for
+    /// the compactor.
+    pub fn keyed_between(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+    ) -> impl Iterator<Item = Result<(EventKey, FunnelEvent)>> + '_ {
+        let mut start = Vec::new();
+        push_time(&mut start, since_ms);
+        let mut end = Vec::new();
+        push_time(&mut end, until_ms);
+        self.table.range(&start, Some(&end))
+    }
+
+    /// The time of the oldest event.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn oldest_ms(&self) -> Result<Option<i64>> {
+        Ok(self.table.first()?.map(|(key, _)| key.at_ms))
+    }
+
+    /// Adds removing `event` (under `key`) and its touch to `batch`.
+    pub fn remove_in(&self, batch: &mut Batch, key: EventKey, event: &FunnelEvent) {
+        self.table.remove_in(batch, &key);
+        if matches!(event.kind, FunnelKind::Delivered | FunnelKind::Clicked) {
+            let touch = TouchKey {
+                contact: event.contact.clone(),
+                at_ms: key.at_ms,
+                seq: key.seq,
+            };
+            self.touches.remove_in(batch, &touch);
+        }
     }
 }
 
@@ -436,6 +482,115 @@ impl Links {
     /// When it cannot be encoded.
     pub fn put_in(&self, batch: &mut Batch, code: &str, link: &Link) -> Result<()> {
         self.table.put_in(batch, &code.to_owned(), link)
+    }
+}
+
+/// A day's roll-up key: the UTC day (days since the epoch), then what a report slices by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DailyKey {
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    /// The flow (empty for none).
+    pub flow: String,
+    /// The campaign (empty for none).
+    pub campaign: String,
+    /// The variant (empty for none).
+    pub variant: String,
+    /// The kind's name ([`FunnelKind::as_str`]); [`ROLLED`] marks a day rolled up.
+    pub kind: String,
+}
+
+/// The kind of the row that says a day's raw events were rolled up (and may be deleted).
+pub const ROLLED: &str = "_rolled";
+
+impl Key for DailyKey {
+    fn write(&self, out: &mut Vec<u8>) {
+        push_u64(out, self.day.cast_unsigned());
+        for part in [&self.flow, &self.campaign, &self.variant, &self.kind] {
+            push_str(out, part);
+        }
+    }
+
+    fn read(bytes: &[u8]) -> Option<Self> {
+        let mut reader = Reader::new(bytes);
+        let day = reader.u64()?.cast_signed();
+        let (flow, campaign, variant, kind) =
+            (reader.str()?, reader.str()?, reader.str()?, reader.str()?);
+        reader.end(Self {
+            day,
+            flow,
+            campaign,
+            variant,
+            kind,
+        })
+    }
+}
+
+/// One slice of one day, rolled up.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DailyCount {
+    /// Events.
+    pub events: u64,
+    /// Distinct contacts among them (that day).
+    pub contacts: u64,
+    /// Conversions' value, per currency.
+    #[serde(default)]
+    pub value: std::collections::BTreeMap<String, f64>,
+}
+
+json_value!(DailyCount);
+
+/// The days rolled up.
+#[derive(Debug, Clone)]
+pub struct FunnelDaily {
+    table: Table<DailyKey, DailyCount>,
+}
+
+impl FunnelDaily {
+    pub(super) fn new(store: &Store) -> Self {
+        Self {
+            table: store.table(TableId::FunnelDaily),
+        }
+    }
+
+    /// Adds `count` under `key` to `batch`.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be encoded.
+    pub fn put_in(&self, batch: &mut Batch, key: &DailyKey, count: &DailyCount) -> Result<()> {
+        self.table.put_in(batch, key, count)
+    }
+
+    /// Every row of days `from..to` (days since the epoch), in order.
+    pub fn days(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> impl Iterator<Item = Result<(DailyKey, DailyCount)>> + '_ {
+        let start = from.max(0).cast_unsigned().to_be_bytes();
+        let end = to.max(0).cast_unsigned().to_be_bytes();
+        self.table.range(&start, Some(&end))
+    }
+
+    /// Whether day `day` was rolled up.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn rolled(&self, day: i64) -> Result<bool> {
+        Ok(self.table.get(&rolled(day))?.is_some())
+    }
+}
+
+/// The key that marks day `day` rolled up.
+pub fn rolled(day: i64) -> DailyKey {
+    DailyKey {
+        day,
+        flow: String::new(),
+        campaign: String::new(),
+        variant: String::new(),
+        kind: ROLLED.to_owned(),
     }
 }
 

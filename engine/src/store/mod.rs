@@ -44,6 +44,7 @@
 //! | 0x1f | the touches of [`funnel::FunnelEvents`] | number, time, seq | a delivery or click |
 //! | 0x20 | [`funnel::Conversions`] | idempotency key | a conversion and its answer |
 //! | 0x21 | [`funnel::Links`] | short code | a tracked link |
+//! | 0x22 | [`funnel::FunnelDaily`] | day, flow, campaign, variant, kind | a day's counts |
 //! | 0x7f | format marker | `format` | the layout version |
 //!
 //! Strings in keys end at a 0x00 byte, which is why identifiers that reach a key (numbers,
@@ -550,6 +551,8 @@ pub struct Tables {
     pub conversions: funnel::Conversions,
     /// Tracked links.
     pub links: funnel::Links,
+    /// Funnel events rolled up per day, past their retention.
+    pub funnel_daily: funnel::FunnelDaily,
 }
 
 impl Store {
@@ -586,6 +589,7 @@ impl Store {
             funnel: funnel::FunnelEvents::new(self),
             conversions: funnel::Conversions::new(self),
             links: funnel::Links::new(self),
+            funnel_daily: funnel::FunnelDaily::new(self),
         }
     }
 }

@@ -77,6 +77,8 @@ pub enum TableId {
     Conversions = 0x20,
     /// [`super::funnel::Links`].
     Links = 0x21,
+    /// [`super::funnel::FunnelDaily`].
+    FunnelDaily = 0x22,
 }
 
 impl TableId {
@@ -116,11 +118,12 @@ impl TableId {
             Self::Touches => "touches",
             Self::Conversions => "conversions",
             Self::Links => "links",
+            Self::FunnelDaily => "funnel_daily",
         }
     }
 
     /// Every table.
-    pub const ALL: [TableId; 33] = [
+    pub const ALL: [TableId; 34] = [
         Self::Conversations,
         Self::Transcript,
         Self::Timers,
@@ -154,6 +157,7 @@ impl TableId {
         Self::Touches,
         Self::Conversions,
         Self::Links,
+        Self::FunnelDaily,
     ];
 
     fn byte(self) -> u8 {
