@@ -39,6 +39,7 @@ use crate::outbound::twilio::TwilioProvider;
 use crate::outbound::{ConsoleProvider, Outbox, OutboxSettings, Provider};
 use crate::plugin::{PluginCalls, PluginHost, World};
 use crate::store::Store;
+use tracing::Instrument as _;
 
 /// Builds an [`Engine`] from a config, with parts replaced where a caller needs to.
 pub struct EngineBuilder<'c> {
@@ -477,7 +478,9 @@ impl InboxHandler for Processing {
                 screening: event.screening.clone(),
                 inbox_seq: Some(event.seq),
             };
-            self.0.inbound(inbound).await?;
+            let span = tracing::info_span!("sms.turn", message_id = %event.message_id, contact = %event.from);
+            crate::telemetry::follow(&span, event.trace.as_deref());
+            self.0.inbound(inbound).instrument(span).await?;
             Ok(())
         })
     }

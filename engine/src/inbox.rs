@@ -154,6 +154,7 @@ impl Inbox {
             next_attempt_ms: now,
             last_error: None,
             screening,
+            trace: crate::telemetry::traceparent(),
         };
         self.table.put_in(batch, &event)?;
         self.seen

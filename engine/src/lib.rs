@@ -52,6 +52,7 @@ pub mod server;
 pub mod simulation;
 pub mod sms;
 pub mod store;
+pub mod telemetry;
 pub mod template;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tracing::Instrument as _;
 
 use super::rate::RateLimiter;
 use super::{Clearance, Cleared, DeliveryStatus, Lookup, OutboundMessage, Provider, Receipt};
@@ -164,7 +165,9 @@ impl Outbox {
             return Ok(0);
         }
         let results = futures_util::future::join_all(claims.into_iter().map(|claim| async move {
-            let sent = match self.provider.send(&claim.cleared).await {
+            let span = tracing::info_span!("sms.send", message_id = %claim.cleared.id, to = %claim.cleared.to);
+            crate::telemetry::follow(&span, claim.cleared.trace.as_deref());
+            let sent = match self.provider.send(&claim.cleared).instrument(span).await {
                 Ok(receipt) => Sent::Accepted(receipt),
                 Err(error) => Sent::Refused(error),
             };

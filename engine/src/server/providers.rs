@@ -2,6 +2,7 @@
 //! hand the text to the accept pipeline ([`crate::ingress::accept`]), answer.
 
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -43,7 +44,9 @@ pub(super) async fn twilio_inbound(
     let params = twilio_params(&state, TWILIO_INBOUND_PATH, &headers, &body)?;
     let text = twilio::inbound_text(&params, &state.our_number)
         .map_err(|problem| ApiError::BadRequest(problem.to_string()))?;
-    state.ingest.accept(text).await?;
+    let span =
+        tracing::info_span!("sms.inbound", provider = "twilio", message_id = %text.message_id);
+    state.ingest.accept(text).instrument(span).await?;
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/xml")],
@@ -90,7 +93,8 @@ pub(super) async fn telnyx_webhook(
         .map_err(|problem| ApiError::BadRequest(problem.to_string()))?;
     match event {
         telnyx::TelnyxEvent::Inbound(text) => {
-            state.ingest.accept(text).await?;
+            let span = tracing::info_span!("sms.inbound", provider = "twilio", message_id = %text.message_id);
+            state.ingest.accept(text).instrument(span).await?;
         }
         telnyx::TelnyxEvent::Status(update) => state.ingest.status("telnyx", &update).await?,
         telnyx::TelnyxEvent::Other(_) => {}

@@ -42,6 +42,9 @@ pub struct InboxEvent {
     /// What ingress decided the text means for consent.
     #[serde(default)]
     pub screening: Screening,
+    /// The webhook's span (W3C `traceparent`), so the turn joins its trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 impl InboxEvent {
@@ -256,6 +259,7 @@ mod tests {
 
     fn event(seq: u64) -> InboxEvent {
         InboxEvent {
+            trace: None,
             seq,
             provider: "twilio".into(),
             message_id: format!("SM{seq}"),

@@ -72,6 +72,9 @@ pub struct OutboundMessage {
     /// The version of its flow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_version: Option<String>,
+    /// The span of the turn that queued it (W3C `traceparent`), so its send joins the trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
     /// When it stops being worth sending: the gate expires it rather than defer it past
     /// this. Unset, queued time plus `[compliance] deferred_expiry`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,6 +117,7 @@ impl OutboundMessage {
             valid_until_ms: None,
             variant: None,
             flow_version: None,
+            trace: None,
             gate: None,
             gate_log: Vec::new(),
         }

@@ -232,6 +232,7 @@ impl<'r> Turn<'r> {
         message.campaign.clone_from(&conversation.campaign);
         message.variant = conversation.fields.get("variant").cloned();
         message.flow_version = conversation.flow.as_ref().map(|flow| flow.version.clone());
+        message.trace = crate::telemetry::traceparent();
         message.valid_until_ms = conversation
             .text_valid_for_ms
             .map(|valid_for| self.now.saturating_add(valid_for));
