@@ -62,7 +62,7 @@ function render(report) {
   $('windows').textContent = `Attribution: last click within ${report.windows.click}, else last delivery within ${report.windows.delivery}.`;
   fill('variants', report.variants.map((v) => [[v.name], [String(v.assigned), 'n'], [String(v.delivered), 'n'], [String(v.replied), 'n'], [String(v.clicked), 'n'], [String(v.converted), 'n'], [v.revenue.toFixed(2), 'n']]));
   const verdict = $('verdict');
-  if (report.verdict) {
+  if (report.variants.filter((v) => v.name !== 'holdout').length >= 2) {
     verdict.textContent = `Verdict: ${report.verdict.status.replaceAll('_', ' ')}: ${report.verdict.reason}`;
     verdict.className = `verdict ${report.verdict.status}`;
   } else {

@@ -189,6 +189,10 @@ pub struct ServerConfig {
     /// Serve the phone simulator at `/simulator` (for demos and trying flows; off in
     /// production: anyone who can reach it can text the engine as any number).
     pub simulator: bool,
+    /// `GET /metrics` only with the operator token. Off by default, as Prometheus endpoints
+    /// usually are: keep the port on an internal network, or turn this on and give Prometheus
+    /// the token (`authorization: bearer`).
+    pub metrics_need_token: bool,
 }
 
 impl Default for ServerConfig {
@@ -205,6 +209,7 @@ impl Default for ServerConfig {
             max_connections: limits.max_connections,
             max_header_bytes: limits.max_header_bytes,
             simulator: false,
+            metrics_need_token: false,
         }
     }
 }

@@ -449,7 +449,7 @@ async fn a_scripted_campaign_reports_what_happened_and_a_verdict_it_can_defend()
         assert_eq!(row.converted, of(&|k| !k.attributed.is_empty()), "{name}");
         expected.push((row.converted, row.delivered));
     }
-    let verdict = report.verdict.as_ref().unwrap();
+    let verdict = &report.verdict;
     let b = &verdict.variants[1];
     let hand = verdict::two_proportion(expected[0], expected[1], 0.95);
     let comparison = b.comparison.as_ref().unwrap();
@@ -490,7 +490,8 @@ async fn a_scripted_campaign_reports_what_happened_and_a_verdict_it_can_defend()
         .unwrap();
     assert_eq!(empty.funnel.sent, 0);
     assert_eq!(empty.rates["reply_rate"], None);
-    assert!(empty.verdict.is_none());
+    assert_eq!(empty.verdict.status, verdict::Status::NotEnoughData);
+    assert!(empty.verdict.winner.is_none());
 
     // Past their retention the raw events are rolled up per day and deleted; the report over
     // the same range counts the same.

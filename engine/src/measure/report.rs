@@ -49,8 +49,8 @@ pub struct Report {
     pub timing: BTreeMap<&'static str, Timing>,
     /// Per A/B variant.
     pub variants: Vec<VariantRow>,
-    /// The A/B verdict on conversion, when there are two variants or more.
-    pub verdict: Option<Verdict>,
+    /// The A/B verdict on conversion (`not_enough_data` with fewer than two variants).
+    pub verdict: Verdict,
     /// The campaign's lift over its holdout.
     pub holdout: Option<Holdout>,
     /// Per UTC day.
@@ -525,7 +525,7 @@ impl Tally {
             .iter()
             .map(|(name, group)| group.row(name))
             .collect();
-        let verdict = (variants.len() >= 2).then(|| judge(&variants, filter));
+        let verdict = judge(&variants, filter);
         if let Some(holdout) = &holdout {
             variants.push(VariantRow {
                 name: "holdout".to_owned(),

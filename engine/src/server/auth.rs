@@ -21,17 +21,28 @@ pub(super) async fn require_bearer(
     let Some(expected) = &state.api_token_digest else {
         return ApiError::ApiDisabled.into_response();
     };
-    let given = request
-        .headers()
+    if bearer_matches(expected, request.headers()) {
+        next.run(request).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+/// Whether `headers` carry the operator token (never, when none is configured).
+pub(super) fn has_operator_token(state: &AppState, headers: &axum::http::HeaderMap) -> bool {
+    state
+        .api_token_digest
+        .as_ref()
+        .is_some_and(|expected| bearer_matches(expected, headers))
+}
+
+/// Whether the bearer token in `headers` is the one whose digest is `expected`.
+fn bearer_matches(expected: &[u8; 32], headers: &axum::http::HeaderMap) -> bool {
+    headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    match given {
-        Some(given) if bool::from(digest(given)[..].ct_eq(&expected[..])) => {
-            next.run(request).await
-        }
-        _ => ApiError::Unauthorized.into_response(),
-    }
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|given| bool::from(digest(given)[..].ct_eq(&expected[..])))
 }
 
 /// What is compared: the token's SHA-256, so the comparison takes the same time whatever the

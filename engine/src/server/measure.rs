@@ -1,6 +1,7 @@
 //! Measurement over HTTP: tracked links (`/l/{code}`, public: phones open them),
-//! conversions and the report (`/v1/conversions`, `/v1/report`) and `/metrics` (operator
-//! token: the numbers describe the operator's business).
+//! conversions and the report (`/v1/conversions`, `/v1/report`, operator token: the numbers
+//! describe the operator's business) and `/metrics` (open unless `[server]
+//! metrics_need_token`, as Prometheus endpoints usually are).
 
 use std::sync::Arc;
 
@@ -186,8 +187,15 @@ pub(super) async fn agent_report_csv(
     report_csv(state, query).await
 }
 
-/// `GET /metrics`: the Prometheus (OpenMetrics) text.
-pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+/// `GET /metrics`: the Prometheus (OpenMetrics) text; behind the operator token when
+/// `[server] metrics_need_token` says so.
+pub(super) async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    if state.metrics_need_token && !super::auth::has_operator_token(&state, &headers) {
+        return Err(ApiError::Unauthorized);
+    }
     let text = state
         .metrics
         .render()

@@ -47,6 +47,8 @@ pub struct AppState {
     pub(super) public_url: Option<String>,
     pub(super) twilio_auth_token: Option<String>,
     pub(super) telnyx_public_key: Option<String>,
+    /// Whether `/metrics` needs the operator token.
+    pub(super) metrics_need_token: bool,
     /// Whether `/simulator` is served.
     pub(super) simulator: bool,
     /// Slots for argon2 checks of secrets not seen before.
@@ -89,6 +91,7 @@ impl AppState {
             twilio_auth_token: config.provider.auth_token.clone(),
             telnyx_public_key: config.provider.telnyx_public_key.clone(),
             simulator: config.server.simulator,
+            metrics_need_token: config.server.metrics_need_token,
             argon2_checks: tokio::sync::Semaphore::new(super::agent_auth::ARGON2_CHECKS),
         })
     }
@@ -130,6 +133,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/l/{code}", get(measure::click))
+        .route("/metrics", get(measure::metrics))
         .merge(providers)
         .merge(operator)
         .merge(agent_routes(&state))
@@ -167,14 +171,13 @@ fn audience_routes() -> Router<Arc<AppState>> {
         .route("/v1/segments/{name}", axum::routing::put(contacts::save))
 }
 
-/// Measurement under the operator token: conversions, the report, `/metrics`.
+/// Measurement under the operator token: conversions and the report.
 fn measure_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/v1/conversions", post(measure::convert))
         .route("/v1/report", get(measure::report))
         .route("/v1/report.svg", get(measure::report_svg))
         .route("/v1/report.csv", get(measure::report_csv))
-        .route("/metrics", get(measure::metrics))
 }
 
 /// `/v1/agent/...`: sign-in is open; every other call resolves the calling agent first.
