@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::json_value;
 use super::conversations::Conversation;
-use super::keys::{Reader, push_str, push_time, push_u64};
+use super::keys::{ContactTimeKey, Reader, contact_from, push_str, push_time, push_u64};
 use super::outbox::OutboundMessage;
 use super::table::{Key, Table};
 use super::{Batch, Result, Store, TableId};
@@ -222,7 +222,7 @@ impl Key for EventKey {
 pub struct FunnelEvents {
     store: Store,
     table: Table<EventKey, FunnelEvent>,
-    touches: Table<TouchKey, FunnelEvent>,
+    touches: Table<ContactTimeKey, FunnelEvent>,
 }
 
 impl FunnelEvents {
@@ -247,7 +247,7 @@ impl FunnelEvents {
         };
         self.table.put_in(batch, &key, event)?;
         if matches!(event.kind, FunnelKind::Delivered | FunnelKind::Clicked) {
-            let touch = TouchKey {
+            let touch = ContactTimeKey {
                 contact: event.contact.clone(),
                 at_ms: event.at_ms,
                 seq,
@@ -280,12 +280,8 @@ impl FunnelEvents {
     ///
     /// When the store cannot be read.
     pub fn touches(&self, contact: &str, since_ms: i64, until_ms: i64) -> Result<Vec<FunnelEvent>> {
-        let mut start = Vec::new();
-        push_str(&mut start, contact);
-        push_time(&mut start, since_ms);
-        let mut end = Vec::new();
-        push_str(&mut end, contact);
-        push_time(&mut end, until_ms.saturating_add(1));
+        let start = contact_from(contact, since_ms);
+        let end = contact_from(contact, until_ms.saturating_add(1));
         self.touches
             .range(&start, Some(&end))
             .rev()
@@ -322,41 +318,13 @@ impl FunnelEvents {
     pub fn remove_in(&self, batch: &mut Batch, key: EventKey, event: &FunnelEvent) {
         self.table.remove_in(batch, &key);
         if matches!(event.kind, FunnelKind::Delivered | FunnelKind::Clicked) {
-            let touch = TouchKey {
+            let touch = ContactTimeKey {
                 contact: event.contact.clone(),
                 at_ms: key.at_ms,
                 seq: key.seq,
             };
             self.touches.remove_in(batch, &touch);
         }
-    }
-}
-
-/// A touch's key: the contact, the time, the seq.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct TouchKey {
-    contact: String,
-    at_ms: i64,
-    seq: u64,
-}
-
-impl Key for TouchKey {
-    fn write(&self, out: &mut Vec<u8>) {
-        push_str(out, &self.contact);
-        push_time(out, self.at_ms);
-        push_u64(out, self.seq);
-    }
-
-    fn read(bytes: &[u8]) -> Option<Self> {
-        let mut reader = Reader::new(bytes);
-        let contact = reader.str()?;
-        let at_ms = reader.time()?;
-        let seq = reader.u64()?;
-        reader.end(Self {
-            contact,
-            at_ms,
-            seq,
-        })
     }
 }
 

@@ -110,3 +110,38 @@ impl super::table::Key for Pair {
         Some(Self(first, reader.rest_str()?))
     }
 }
+
+/// A key of a contact's rows in time order: the number, the time, a seq that makes it unique
+/// (the send log, the funnel's touches).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct ContactTimeKey {
+    pub(super) contact: String,
+    pub(super) at_ms: i64,
+    pub(super) seq: u64,
+}
+
+impl super::table::Key for ContactTimeKey {
+    fn write(&self, out: &mut Vec<u8>) {
+        push_str(out, &self.contact);
+        push_time(out, self.at_ms);
+        push_u64(out, self.seq);
+    }
+
+    fn read(bytes: &[u8]) -> Option<Self> {
+        let mut reader = Reader::new(bytes);
+        let key = Self {
+            contact: reader.str()?,
+            at_ms: reader.time()?,
+            seq: reader.u64()?,
+        };
+        reader.end(key)
+    }
+}
+
+/// The layout of `contact`'s [`ContactTimeKey`]s from `at_ms` on.
+pub(super) fn contact_from(contact: &str, at_ms: i64) -> Vec<u8> {
+    let mut out = Vec::new();
+    push_str(&mut out, contact);
+    push_time(&mut out, at_ms);
+    out
+}

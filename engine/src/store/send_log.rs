@@ -9,43 +9,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::codec::{TimeMs, json_value};
-use super::keys::{Pair, Reader, push_str, push_time, push_u64};
-use super::table::{Key, Table};
+use super::keys::{ContactTimeKey, Pair, contact_from, push_str};
+use super::table::Table;
 use super::{Batch, Result, Store, TableId};
-
-/// A text in the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct SentKey {
-    contact: String,
-    at_ms: i64,
-    seq: u64,
-}
-
-impl Key for SentKey {
-    fn write(&self, out: &mut Vec<u8>) {
-        push_str(out, &self.contact);
-        push_time(out, self.at_ms);
-        push_u64(out, self.seq);
-    }
-
-    fn read(bytes: &[u8]) -> Option<Self> {
-        let mut reader = Reader::new(bytes);
-        let key = Self {
-            contact: reader.str()?,
-            at_ms: reader.time()?,
-            seq: reader.u64()?,
-        };
-        reader.end(key)
-    }
-}
-
-/// The layout of `contact`'s entries from `at_ms` on.
-fn from(contact: &str, at_ms: i64) -> Vec<u8> {
-    let mut out = Vec::new();
-    push_str(&mut out, contact);
-    push_time(&mut out, at_ms);
-    out
-}
 
 /// One text in the send log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +33,7 @@ json_value!(SentText);
 /// The send log.
 #[derive(Debug, Clone)]
 pub struct SendLog {
-    table: Table<SentKey, SentText>,
+    table: Table<ContactTimeKey, SentText>,
 }
 
 impl SendLog {
@@ -87,7 +53,7 @@ impl SendLog {
         push_str(&mut end, contact);
         end.push(0xff);
         self.table
-            .range(&from(contact, since_ms), Some(end.as_slice()))
+            .range(&contact_from(contact, since_ms), Some(end.as_slice()))
             .map(|row| row.map(|(_, text)| text))
             .collect()
     }
@@ -106,7 +72,7 @@ impl SendLog {
         text: &SentText,
         keep_from_ms: i64,
     ) -> Result<()> {
-        let key = SentKey {
+        let key = ContactTimeKey {
             contact: contact.to_owned(),
             at_ms: text.at_ms,
             seq,
@@ -114,7 +80,7 @@ impl SendLog {
         self.table.put_in(batch, &key, text)?;
         let mut start = Vec::new();
         push_str(&mut start, contact);
-        let keep_from = from(contact, keep_from_ms);
+        let keep_from = contact_from(contact, keep_from_ms);
         for row in self.table.range(&start, Some(keep_from.as_slice())) {
             let (stale, _) = row?;
             self.table.remove_in(batch, &stale);
