@@ -485,6 +485,31 @@ async fn telnyx_through_the_same_provider_trait_and_replays_are_refused() {
     );
 }
 
+/// The limits are the accept pipeline's, so Telnyx meets the same ones as Twilio: a text past
+/// 1,600 characters and an id that is not a provider's id shape are refused, nothing stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telnyx_texts_meet_the_same_limits_as_twilio_ones() {
+    let setup = Setup::with_provider(true).await;
+    let _server = setup.serve();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .cast_signed();
+    let contact = "+12125550121";
+    let long = telnyx_inbound("msg-long", contact, &"a".repeat(60_000));
+    let odd_id = format!("msg\u{0}{}", "x".repeat(30_000));
+    let nul_id = telnyx_inbound(&odd_id, contact, "HELP");
+    let from_us = telnyx_inbound("msg-self", OURS, "HELP");
+    for body in [long, nul_id, from_us] {
+        assert_eq!(post_telnyx(&setup, &body, now, &body).await, 400);
+    }
+    let (status, _) = conversation(&setup, contact).await;
+    assert_eq!(status, 404, "nothing was stored");
+    let body = telnyx_inbound("msg-ok", contact, &"a".repeat(1_600));
+    assert_eq!(post_telnyx(&setup, &body, now, &body).await, 204);
+}
+
 /// The outbox killed in the middle of its provider calls: each text is marked `sending` on disk
 /// before its call and recorded before the next text to that number, and after the restart the
 /// interrupted ones are looked up in Twilio's message list instead of being sent again.

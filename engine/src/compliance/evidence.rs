@@ -95,11 +95,14 @@ impl ConsentRequest {
             )));
         }
         let source = match (self.url, self.ip, self.user_agent) {
-            (Some(url), Some(ip), Some(user_agent)) => ConsentSource::WebForm {
-                url,
-                ip,
-                user_agent,
-            },
+            (Some(url), Some(ip), Some(user_agent)) => {
+                web_form_evidence(&url, &ip, &user_agent)?;
+                ConsentSource::WebForm {
+                    url,
+                    ip,
+                    user_agent,
+                }
+            }
             (None, None, None) => ConsentSource::Api {
                 actor: Some(source),
             },
@@ -121,4 +124,14 @@ impl ConsentRequest {
             at_ms,
         })
     }
+}
+
+/// The page is a web page, the address an IP address, the user agent plain text: evidence a
+/// regulator can read.
+fn web_form_evidence(url: &str, ip: &str, user_agent: &str) -> Result<(), EvidenceRefused> {
+    use crate::input;
+    input::web_url("url", url)
+        .and_then(|()| input::ip("ip", ip))
+        .and_then(|()| input::text("user_agent", user_agent, input::MAX_USER_AGENT_CHARS))
+        .map_err(|error| EvidenceRefused(error.to_string()))
 }

@@ -320,7 +320,9 @@ impl<R: Read> ContactRows<R> {
         match self.csv.read_byte_record(&mut self.record) {
             Ok(false) => Ok(None),
             Ok(true) => {
-                let line = self.record_line();
+                // Never before where reading began: a quote left open to the end of the file
+                // takes its last newline into the record (found by fuzzing).
+                let line = self.record_line().max(start.line());
                 let bytes = self.csv.position().byte() - start.byte();
                 if bytes > self.options.max_line_bytes as u64 {
                     return Err(RowError {
@@ -514,17 +516,8 @@ fn unnamed_value(column: usize, value: &str) -> String {
         "column {} has no name in the header, but this row has `{}` in it; name the column in the \
          header, or delete the value",
         column + 1,
-        excerpt(value)
+        crate::input::shorten(value)
     )
-}
-
-/// A value shortened for a message.
-fn excerpt(value: &str) -> String {
-    const SHOWN: usize = 40;
-    match value.char_indices().nth(SHOWN) {
-        Some((end, _)) => format!("{}…", &value[..end]),
-        None => value.to_owned(),
-    }
 }
 
 /// Checks the header record, returning the column names and what each holds.

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::ContactError;
 use crate::compliance::gate::rfc3339;
+use crate::input::shorten;
 use crate::store::contacts::{FieldType, FieldValue};
 
 /// The most fields one contact holds.
@@ -24,22 +25,8 @@ pub const MAX_NAME: usize = 64;
 ///
 /// [`ContactError::Invalid`] otherwise.
 pub fn field_name(name: &str) -> Result<&str, ContactError> {
-    let mut chars = name.chars();
-    let starts_well = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    if starts_well && name.len() <= MAX_NAME && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
-        Ok(name)
-    } else {
-        Err(invalid(
-            "fields",
-            format!(
-                "`{}` is not a field name: use letters, digits and _ (a letter first), at most {MAX_NAME}",
-                shorten(name)
-            ),
-        ))
-    }
+    crate::input::field_name("fields", name)?;
+    Ok(name)
 }
 
 /// `value` as a field of `kind`.
@@ -206,24 +193,8 @@ pub fn tag(tag: &str) -> Result<String, ContactError> {
 ///
 /// [`ContactError::Invalid`] otherwise.
 pub fn locale(locale: &str) -> Result<String, ContactError> {
-    let mut parts = locale.split('-');
-    let language_ok = parts.next().is_some_and(|part| {
-        (2..=3).contains(&part.len()) && part.chars().all(|c| c.is_ascii_alphabetic())
-    });
-    let rest_ok = parts.all(|part| {
-        (2..=8).contains(&part.len()) && part.chars().all(|c| c.is_ascii_alphanumeric())
-    });
-    if language_ok && rest_ok && locale.len() <= 35 {
-        Ok(locale.to_owned())
-    } else {
-        Err(invalid(
-            "locale",
-            format!(
-                "`{}` is not a locale: write es, en-US or pt-BR",
-                shorten(locale)
-            ),
-        ))
-    }
+    crate::input::locale("locale", locale)?;
+    Ok(locale.to_owned())
 }
 
 /// `zone` if it is an IANA time zone this build knows.
@@ -296,15 +267,6 @@ fn invalid(field: &str, message: String) -> ContactError {
     ContactError::Invalid {
         field: field.to_owned(),
         message,
-    }
-}
-
-/// `text` cut to 40 characters, for messages that quote what was sent.
-fn shorten(text: &str) -> String {
-    if text.chars().count() <= 40 {
-        text.to_owned()
-    } else {
-        format!("{}…", text.chars().take(40).collect::<String>())
     }
 }
 

@@ -82,6 +82,15 @@ pub enum ContactError {
     Ledger(anyhow::Error),
 }
 
+impl From<crate::input::InputError> for ContactError {
+    fn from(error: crate::input::InputError) -> Self {
+        Self::Invalid {
+            field: error.field,
+            message: error.message,
+        }
+    }
+}
+
 /// A contact to create, or to merge into the one with its number.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

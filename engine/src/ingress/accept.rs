@@ -323,6 +323,13 @@ fn check_limits(text: &InboundText) -> Result<(), AcceptError> {
             "the text is {chars} characters, over the {MAX_BODY_CHARS}-character limit of an SMS"
         )));
     }
+    if text.from == text.to {
+        // A loop through the provider (our own text delivered back to us) would answer itself.
+        return Err(AcceptError::Refused(format!(
+            "the text is from {}, our own number: smsflow does not answer itself",
+            text.from
+        )));
+    }
     if text.body.contains('\0') {
         return Err(AcceptError::Refused(
             "the text contains a NUL character, which no SMS can carry".to_owned(),

@@ -120,9 +120,10 @@ impl From<RuntimeError> for ApiError {
             }
             RuntimeError::Case(case) => case.into(),
             RuntimeError::ConversationActive { .. } => Self::Conflict(error.to_string()),
-            RuntimeError::NotApiStartable(_) | RuntimeError::MissingFields { .. } => {
-                Self::Unprocessable(error.to_string())
-            }
+            RuntimeError::NotApiStartable(_)
+            | RuntimeError::MissingFields { .. }
+            | RuntimeError::OwnNumber(_)
+            | RuntimeError::Invalid(_) => Self::Unprocessable(error.to_string()),
             RuntimeError::Store(error) => error.into(),
             RuntimeError::Internal(error) => {
                 tracing::error!("internal error: {error:#}");
@@ -195,10 +196,23 @@ impl From<AcceptError> for ApiError {
 ///
 /// # Errors
 ///
-/// [`ApiError::BadRequest`] naming the problem.
+/// [`ApiError::BadRequest`] naming the problem; [`ApiError::Unprocessable`] for a string that
+/// breaks [`crate::input::check_json`], naming its path.
 pub fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|problem| ApiError::BadRequest(format!("the body is not {what}: {problem}")))
+    let bad = |problem: serde_json::Error| {
+        ApiError::BadRequest(format!("the body is not {what}: {problem}"))
+    };
+    // Typed first, so a wrong shape is told in the type's terms; then every string's class.
+    let typed = serde_json::from_slice(body).map_err(bad)?;
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(bad)?;
+    crate::input::check_json(&value)?;
+    Ok(typed)
+}
+
+impl From<crate::input::InputError> for ApiError {
+    fn from(error: crate::input::InputError) -> Self {
+        Self::Unprocessable(error.to_string())
+    }
 }
 
 #[cfg(test)]

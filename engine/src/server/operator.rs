@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -15,6 +15,7 @@ use super::router::AppState;
 use crate::compliance::evidence::ConsentRequest;
 use crate::flow::conversation::Event;
 use crate::flow::runtime::StartRequest;
+use crate::input;
 use crate::phone::parse_e164;
 
 /// A phone number from the path, or the 422 that says how to write one.
@@ -119,25 +120,58 @@ fn text_decision(message: &crate::outbound::OutboundMessage) -> Value {
     answer
 }
 
-/// `GET /v1/conversations/{phone}`: state, transcript and each outbound text with its gate
-/// decisions.
+/// The transcript entries one conversation read returns unless `limit` says otherwise.
+pub const TRANSCRIPT_PAGE: usize = 200;
+
+/// The most entries one conversation read returns.
+pub const MAX_TRANSCRIPT_PAGE: usize = 1_000;
+
+/// `GET /v1/conversations/{phone}`'s query: a page of the transcript.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PageQuery {
+    /// Entries before this seq (the `next_before` of the page after).
+    #[serde(default)]
+    before: Option<u64>,
+    /// How many, newest first; at most [`MAX_TRANSCRIPT_PAGE`].
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /v1/conversations/{phone}`: state, the newest page of the transcript (`?limit=`,
+/// `?before=` for older ones) and each outbound text of that page with its gate decisions.
 pub(super) async fn conversation(
     State(state): State<Arc<AppState>>,
     Path(contact): Path<String>,
+    Query(page): Query<PageQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let contact = phone(&contact)?;
+    let limit = page.limit.unwrap_or(TRANSCRIPT_PAGE);
+    if !(1..=MAX_TRANSCRIPT_PAGE).contains(&limit) {
+        return Err(ApiError::Unprocessable(format!(
+            "limit is {limit}: ask for 1 to {MAX_TRANSCRIPT_PAGE} entries"
+        )));
+    }
     let runtime = &state.runtime;
     let Some(conversation) = runtime.conversation(&state.our_number, &contact)? else {
         return Err(ApiError::NotFound(format!(
             "no conversation with {contact}"
         )));
     };
-    let transcript = runtime.transcript(&state.our_number, &contact)?;
-    let messages = outbound_messages(state.as_ref(), &transcript)?;
+    let transcript =
+        runtime.transcript_page(&state.our_number, &contact, page.before, limit + 1)?;
+    // One entry more than asked tells whether an older page exists.
+    let older = transcript.len() > limit;
+    let transcript = &transcript[usize::from(older)..];
+    let messages = outbound_messages(state.as_ref(), transcript)?;
+    let next_before = older
+        .then(|| transcript.first().map(|entry| entry.seq))
+        .flatten();
     Ok(Json(json!({
         "conversation": conversation,
         "transcript": transcript,
         "messages": messages,
+        "page": { "limit": limit, "next_before": next_before },
     })))
 }
 
@@ -181,6 +215,9 @@ pub(super) async fn agent_reply(
         return Err(ApiError::Unprocessable(
             "a reply needs an agent and a text".into(),
         ));
+    }
+    if !crate::agents::valid_name(&body.agent) {
+        return Err(crate::agents::AgentError::InvalidName(input::shorten(&body.agent)).into());
     }
     let outcome = state
         .runtime

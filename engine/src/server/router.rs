@@ -140,6 +140,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(pages())
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(refuse_oversized))
+        .layer(axum::middleware::from_fn(json_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -263,6 +264,35 @@ const CAMPAIGNS_PATH: &str = "/v1/campaigns";
 
 /// The largest campaign body: 100,000 listed numbers in JSON, with room to spare.
 const MAX_CAMPAIGN_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Error answers are JSON everywhere: the framework's own refusals (a body cut off at its limit
+/// while read, a query or path that does not parse) come as plain text, and are rewritten to
+/// `{"error": "..."}` here with their status kept.
+async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let response = next.run(request).await;
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/plain"));
+    if !plain || !(response.status().is_client_error() || response.status().is_server_error()) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => parts
+            .status
+            .canonical_reason()
+            .unwrap_or("error")
+            .to_owned(),
+    };
+    (
+        parts.status,
+        axum::Json(serde_json::json!({ "error": text })),
+    )
+        .into_response()
+}
 
 /// Refuses a body announced larger than its route's limit ([`MAX_BODY_BYTES`], more for a
 /// campaign's list, none for the CSV import, which is streamed) before reading any of it; a

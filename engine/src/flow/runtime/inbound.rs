@@ -128,7 +128,7 @@ async fn trigger(
             None => return Ok(()),
         },
     };
-    begin_run(turn, &flow, RunSource::inbound(trigger));
+    begin_run(turn, &flow, RunSource::inbound(trigger, &inbound.text));
     if trigger == "keyword" && flow.kind == FlowKind::Marketing {
         record_keyword_opt_in(runtime, turn, &flow, inbound)?;
     }

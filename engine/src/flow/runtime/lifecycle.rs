@@ -96,11 +96,11 @@ pub(super) struct RunSource {
 }
 
 impl RunSource {
-    /// A run an inbound text triggered.
-    pub fn inbound(trigger: &'static str) -> Self {
+    /// A run the inbound `text` triggered: its one field is the text, as `reply`.
+    pub fn inbound(trigger: &'static str, text: &str) -> Self {
         Self {
             trigger,
-            fields: BTreeMap::new(),
+            fields: BTreeMap::from([("reply".to_owned(), text.to_owned())]),
             campaign: None,
             valid_for_ms: None,
         }
@@ -131,7 +131,9 @@ pub(super) fn begin_run(turn: &mut Turn<'_>, flow: &Flow, source: RunSource) {
         .cloned()
         .or_else(|| flow.campaign.clone())
         .unwrap_or_default();
-    conversation.fields.extend(source.fields);
+    // Each run starts from its own fields: the last run's answers would otherwise fill this
+    // run's templates with stale values, and the map would grow with every start.
+    conversation.fields = source.fields;
     set_builtins(conversation, flow, campaign_field);
     let run = conversation.run;
     turn.record(Event::Started {

@@ -111,6 +111,20 @@ pub struct StartRequest {
     pub valid_for_ms: Option<i64>,
 }
 
+impl StartRequest {
+    /// The start is to someone else than us, with fields and a locale of their shapes.
+    fn check(&self) -> Result<(), RuntimeError> {
+        if self.to == self.from {
+            return Err(RuntimeError::OwnNumber(self.to.clone()));
+        }
+        crate::input::fields(&self.fields)?;
+        if let Some(locale) = &self.locale {
+            crate::input::locale("locale", locale)?;
+        }
+        Ok(())
+    }
+}
+
 /// What a turn did.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -175,6 +189,12 @@ pub enum RuntimeError {
         /// The flow of the active run.
         flow: String,
     },
+    /// A start or reply addressed to our own sending number: it would text ourselves.
+    #[error("{0} is our own sending number: smsflow does not text itself")]
+    OwnNumber(String),
+    /// A value of the request breaks its field's rule.
+    #[error(transparent)]
+    Invalid(#[from] crate::input::InputError),
     /// The operator replied where there is no conversation.
     #[error("no conversation with {0}")]
     NoConversation(String),
@@ -311,6 +331,10 @@ impl Runtime {
         sender: &str,
         text: &str,
     ) -> Result<Outcome, RuntimeError> {
+        if contact == our_number {
+            return Err(RuntimeError::OwnNumber(contact.to_owned()));
+        }
+        crate::input::text("text", text, crate::ingress::accept::MAX_BODY_CHARS)?;
         let event = TurnEvent::OperatorReply {
             sender: sender.to_owned(),
             text: text.to_owned(),
@@ -360,6 +384,7 @@ impl Runtime {
     ///
     /// As [`Runtime::start`].
     pub async fn start_applied(&self, request: StartRequest) -> Result<Outcome, RuntimeError> {
+        request.check()?;
         let (ours, contact) = (request.from.clone(), request.to.clone());
         self.turn(&ours, &contact, TurnEvent::Start(request)).await
     }
@@ -477,6 +502,23 @@ impl Runtime {
         self.tables
             .transcript
             .of(&ConversationKey::new(our_number, contact))
+    }
+
+    /// Up to `limit` of the newest transcript entries before entry `before`, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn transcript_page(
+        &self,
+        our_number: &str,
+        contact: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Entry>, StoreError> {
+        self.tables
+            .transcript
+            .page(&ConversationKey::new(our_number, contact), before, limit)
     }
 
     /// One turn, timed for `/metrics` by what began it.
