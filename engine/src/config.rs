@@ -59,6 +59,9 @@ pub struct Config {
     /// Measurement: attribution windows and how long funnel events are kept.
     #[serde(default)]
     pub measurement: MeasurementConfig,
+    /// How long each table's rows are kept ([`crate::retention`]).
+    #[serde(default)]
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// The `[links]` section.

@@ -283,10 +283,16 @@ impl<'c> EngineBuilder<'c> {
             signals,
             clock: clock.clone(),
         }));
+        let compactor = Arc::new(crate::retention::Compactor::new(
+            &store,
+            config.retention.clone(),
+            clock.clone(),
+        ));
         Ok(Engine {
             agents,
             campaigns,
             measurement,
+            compactor,
             contacts,
             desk,
             store,
@@ -308,6 +314,7 @@ pub struct Engine {
     agents: Arc<Agents>,
     campaigns: Arc<Campaigns>,
     measurement: Arc<Measurement>,
+    compactor: Arc<crate::retention::Compactor>,
     contacts: Arc<Contacts>,
     desk: Arc<Desk>,
     store: Store,
@@ -353,6 +360,7 @@ impl Engine {
             tokio::spawn(Arc::clone(&self.desk).run()),
             tokio::spawn(Arc::clone(&self.campaigns).run()),
             tokio::spawn(Arc::clone(&self.measurement).run()),
+            tokio::spawn(Arc::clone(&self.compactor).run()),
         ];
         if let Some(events) = &self.events {
             workers.push(tokio::spawn(Arc::clone(events).run()));
@@ -416,6 +424,11 @@ impl Engine {
     /// The funnel's reader: reports, conversions, clicks.
     pub fn measurement(&self) -> &Arc<Measurement> {
         &self.measurement
+    }
+
+    /// The retention compactor (it runs on its own; tests and tools call it directly).
+    pub fn compactor(&self) -> &Arc<crate::retention::Compactor> {
+        &self.compactor
     }
 
     /// The handoff desk: queues, assignment, service levels.

@@ -158,7 +158,7 @@ impl Inbox {
         };
         self.table.put_in(batch, &event)?;
         self.seen
-            .put_in(batch, &event.provider, &event.message_id, seq)?;
+            .put_in(batch, &event.provider, &event.message_id, now)?;
         Ok(event)
     }
 

@@ -35,6 +35,8 @@ pub struct Instruments {
     pub plugin_errors: Family<Labels, Counter>,
     /// Provider refusals by provider and kind.
     pub provider_errors: Family<Labels, Counter>,
+    /// Rows the retention compactor removed, by table.
+    pub retention_removed: Family<Labels, Counter>,
     /// Agents' event streams open now.
     pub sse_clients: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
@@ -49,6 +51,7 @@ pub fn instruments() -> &'static Instruments {
         plugin_calls: Family::new_with_constructor(latency),
         plugin_errors: Family::default(),
         provider_errors: Family::default(),
+        retention_removed: Family::default(),
         sse_clients: Gauge::default(),
     })
 }

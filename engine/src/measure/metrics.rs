@@ -81,6 +81,11 @@ impl Metrics {
             ours.provider_errors,
         );
         registry.register(
+            "retention_removed_rows",
+            "Rows the retention compactor removed, by table",
+            ours.retention_removed,
+        );
+        registry.register(
             "sse_clients",
             "Agents' event streams open now",
             ours.sse_clients,

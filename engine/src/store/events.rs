@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::json_value;
 use super::keys::Seq;
-use super::table::Table;
+use super::table::{Cursor, Swept, Table};
 use super::{Batch, Result, Store, TableId};
 
 /// One event on its way to one endpoint: a row of the `events` tree (or of
@@ -49,6 +49,23 @@ pub struct EventQueue {
 }
 
 impl EventQueue {
+    /// One step of expiring the dead letters emitted before `before_ms`.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or a row does not decode.
+    pub fn expire_dead_in(
+        &self,
+        batch: &mut Batch,
+        from: &Cursor,
+        limit: usize,
+        before_ms: i64,
+    ) -> Result<Swept> {
+        self.dead.sweep_in(batch, from, limit, |_, delivery| {
+            delivery.created_at_ms < before_ms
+        })
+    }
+
     pub(super) fn new(store: &Store) -> Self {
         Self {
             pending: store.table(TableId::Events),

@@ -8,10 +8,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::codec::TimeMs;
 use super::codec::json_value;
 use super::consent::ALL_PROGRAMS;
 use super::keys::{Pair, Seq};
-use super::table::Table;
+use super::table::{Cursor, Swept, Table};
 use super::{Batch, Result, Store, TableId};
 
 /// An acknowledged inbound text and its processing attempts.
@@ -177,6 +178,23 @@ impl Inbox {
         self.pending.remove_in(batch, &Seq(seq));
     }
 
+    /// One step of expiring the dead letters received before `before_ms`.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or a row does not decode.
+    pub fn expire_dead_in(
+        &self,
+        batch: &mut Batch,
+        from: &Cursor,
+        limit: usize,
+        before_ms: i64,
+    ) -> Result<Swept> {
+        self.dead.sweep_in(batch, from, limit, |_, event| {
+            event.received_at_ms < before_ms
+        })
+    }
+
     /// Every dead letter, oldest first.
     ///
     /// # Errors
@@ -213,7 +231,10 @@ impl Inbox {
 /// Provider message ids already accepted.
 #[derive(Debug, Clone)]
 pub struct InboxSeen {
-    table: Table<Pair, u64>,
+    /// When each was accepted. Rows written before retention existed hold the inbox seq
+    /// instead, which reads as long ago: they go at the first compaction, and the processed
+    /// marks still refuse a replay of any of them within the window.
+    table: Table<Pair, TimeMs>,
 }
 
 impl InboxSeen {
@@ -233,7 +254,23 @@ impl InboxSeen {
             .contains(&Pair(provider.to_owned(), message_id.to_owned()))
     }
 
-    /// Adds recording `provider`'s `message_id` as accepted, as inbox `seq`, to `batch`.
+    /// One step of expiring the ids accepted before `before_ms` (see [`crate::retention`]).
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or a row does not decode.
+    pub fn expire_in(
+        &self,
+        batch: &mut Batch,
+        from: &Cursor,
+        limit: usize,
+        before_ms: i64,
+    ) -> Result<Swept> {
+        self.table
+            .sweep_in(batch, from, limit, |_, at| at.0 < before_ms)
+    }
+
+    /// Adds recording `provider`'s `message_id` as accepted at `at_ms` to `batch`.
     ///
     /// # Errors
     ///
@@ -243,12 +280,12 @@ impl InboxSeen {
         batch: &mut Batch,
         provider: &str,
         message_id: &str,
-        seq: u64,
+        at_ms: i64,
     ) -> Result<()> {
         self.table.put_in(
             batch,
             &Pair(provider.to_owned(), message_id.to_owned()),
-            &seq,
+            &TimeMs(at_ms),
         )
     }
 }

@@ -87,7 +87,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-pub use self::table::TableId;
+pub use self::table::{Cursor, Swept, TableId};
 use self::table::{Key, Table, Value};
 
 /// The name of the one sled tree every table lives in.

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::{json_value, time_key};
 use super::consent::ConsentClass;
 use super::keys::{Pair, Reader, Seq, push_time, push_u64};
-use super::table::{Key, Table};
+use super::table::{Cursor, Key, Swept, Table};
 use super::{Batch, Result, Store, TableId};
 use crate::sms::DeliveryState;
 
@@ -221,6 +221,30 @@ pub struct Outbox {
 }
 
 impl Outbox {
+    /// One step of expiring the texts that reached their end (sent, failed, blocked) before
+    /// `before_ms`: a text still queued or being sent is never removed.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or a row does not decode.
+    pub fn expire_in(
+        &self,
+        batch: &mut Batch,
+        from: &Cursor,
+        limit: usize,
+        before_ms: i64,
+    ) -> Result<Swept> {
+        self.table.sweep_in(batch, from, limit, |_, message| {
+            let settled = matches!(
+                message.status,
+                DeliveryStatus::Sent
+                    | DeliveryStatus::Failed { .. }
+                    | DeliveryStatus::Blocked { .. }
+            );
+            settled && message.sent_at_ms.unwrap_or(message.queued_at_ms) < before_ms
+        })
+    }
+
     pub(super) fn new(store: &Store) -> Self {
         Self {
             table: store.table(TableId::Outbox),
@@ -355,6 +379,34 @@ pub struct ProviderIds {
 }
 
 impl ProviderIds {
+    /// One step of removing the ids whose text `outbox` no longer holds (it expired): a late
+    /// report about it finds nothing, as for a text we never sent.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or a row does not decode.
+    pub fn expire_in(
+        &self,
+        batch: &mut Batch,
+        from: &Cursor,
+        limit: usize,
+        outbox: &Outbox,
+    ) -> Result<Swept> {
+        let (rows, next) = self.table.rows_from(from, limit)?;
+        let mut swept = Swept {
+            next,
+            scanned: rows.len() as u64,
+            removed: 0,
+        };
+        for (key, seq) in rows {
+            if outbox.get(seq)?.is_none() {
+                self.table.remove_in(batch, &key);
+                swept.removed += 1;
+            }
+        }
+        Ok(swept)
+    }
+
     pub(super) fn new(store: &Store) -> Self {
         Self {
             table: store.table(TableId::ProviderIds),

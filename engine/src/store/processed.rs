@@ -4,7 +4,7 @@
 //! Key: the event id's bytes. Value: when it was processed ([`TimeMs`]).
 
 use super::codec::TimeMs;
-use super::table::Table;
+use super::table::{Cursor, Swept, Table};
 use super::{Batch, Result, Store, TableId};
 
 /// The processed-events table.
@@ -27,6 +27,23 @@ impl Processed {
     /// When the store cannot be read.
     pub fn contains(&self, event_id: &str) -> Result<bool> {
         self.table.contains(&event_id.to_owned())
+    }
+
+    /// One step of expiring the marks made before `before_ms` (see
+    /// [`crate::retention`]): removals added to `batch`.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or a row does not decode.
+    pub fn expire_in(
+        &self,
+        batch: &mut Batch,
+        from: &Cursor,
+        limit: usize,
+        before_ms: i64,
+    ) -> Result<Swept> {
+        self.table
+            .sweep_in(batch, from, limit, |_, at| at.0 < before_ms)
     }
 
     /// Adds marking `event_id` processed at `at_ms` to `batch`.

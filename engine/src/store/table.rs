@@ -181,6 +181,36 @@ pub(super) trait Value: Sized {
     fn decode(bytes: &[u8]) -> std::result::Result<Self, String>;
 }
 
+/// Where a sweep of a table goes on: after the layout of the last row it read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Cursor {
+    /// The table's first row.
+    #[default]
+    Start,
+    /// After this key layout.
+    After(Vec<u8>),
+    /// Past the last row: the sweep is over.
+    Done,
+}
+
+impl Cursor {
+    /// Whether the sweep is over.
+    pub fn is_done(&self) -> bool {
+        *self == Self::Done
+    }
+}
+
+/// What one step of a sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Where the next step goes on.
+    pub next: Cursor,
+    /// Rows read.
+    pub scanned: u64,
+    /// Rows whose removal was added to the batch.
+    pub removed: u64,
+}
+
 /// A table of `K` to `V` in the store's tree.
 pub(super) struct Table<K, V> {
     tree: sled::Tree,
@@ -347,6 +377,52 @@ impl<K: Key, V: Value> Table<K, V> {
             let (key, value) = row.map_err(self.io())?;
             self.decode_row(&key, &value)
         })
+    }
+
+    /// Up to `limit` rows from `from` on, in key order, and where the next call goes on.
+    pub(super) fn rows_from(&self, from: &Cursor, limit: usize) -> Result<(Vec<(K, V)>, Cursor)> {
+        let start = match from {
+            Cursor::Start => Bound::Included(self.full_prefix(&[])),
+            Cursor::After(layout) => Bound::Excluded(self.full_prefix(layout)),
+            Cursor::Done => return Ok((Vec::new(), Cursor::Done)),
+        };
+        let end = Bound::Excluded(vec![self.id.byte() + 1]);
+        let mut rows = Vec::new();
+        let mut last = None;
+        for row in self.tree.range((start, end)).take(limit) {
+            let (key, value) = row.map_err(self.io())?;
+            rows.push(self.decode_row(&key, &value)?);
+            last = Some(key);
+        }
+        let next = match last {
+            Some(key) if rows.len() == limit => {
+                Cursor::After(key.get(1..).unwrap_or_default().to_vec())
+            }
+            _ => Cursor::Done,
+        };
+        Ok((rows, next))
+    }
+
+    /// One step of a sweep: reads up to `limit` rows from `from` on and adds removing those
+    /// `expired` picks to `batch`. Bounded, so a sweep never holds the store for long.
+    pub(super) fn sweep_in(
+        &self,
+        batch: &mut Batch,
+        from: &Cursor,
+        limit: usize,
+        mut expired: impl FnMut(&K, &V) -> bool,
+    ) -> Result<Swept> {
+        let (rows, next) = self.rows_from(from, limit)?;
+        let mut swept = Swept {
+            next,
+            scanned: rows.len() as u64,
+            removed: 0,
+        };
+        for (key, _) in rows.iter().filter(|(key, value)| expired(key, value)) {
+            self.remove_in(batch, key);
+            swept.removed += 1;
+        }
+        Ok(swept)
     }
 
     /// Every row, in key order.

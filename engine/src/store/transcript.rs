@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::codec::json_value;
 use super::conversations::ConversationKey;
 use super::keys::{Reader, push_u64};
-use super::table::{Key, Table};
+use super::table::{Cursor, Key, Swept, Table};
 use super::{Batch, Result, Store, TableId};
 
 /// Entry `seq` of a conversation.
@@ -157,6 +157,56 @@ impl Transcript {
             .collect()
     }
 
+    /// Up to `limit` entries of `conversation` before entry `before` (all of them when
+    /// `None`), the newest of them, oldest first: a page of a long transcript.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or an entry does not decode.
+    pub fn page(
+        &self,
+        conversation: &ConversationKey,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Entry>> {
+        let start = prefix(conversation);
+        let mut end = start.clone();
+        match before {
+            Some(seq) => push_u64(&mut end, seq),
+            // Past every seq: the prefix with its separator bumped.
+            None => {
+                if let Some(last) = end.last_mut() {
+                    *last += 1;
+                }
+            }
+        }
+        let mut page: Vec<Entry> = self
+            .table
+            .range(&start, Some(&end))
+            .rev()
+            .take(limit)
+            .map(|row| row.map(|(_, entry)| entry))
+            .collect::<Result<_>>()?;
+        page.reverse();
+        Ok(page)
+    }
+
+    /// One step of expiring the entries written before `before_ms`.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or a row does not decode.
+    pub fn expire_in(
+        &self,
+        batch: &mut Batch,
+        from: &Cursor,
+        limit: usize,
+        before_ms: i64,
+    ) -> Result<Swept> {
+        self.table
+            .sweep_in(batch, from, limit, |_, entry| entry.at_ms < before_ms)
+    }
+
     /// Adds writing `entry` of `conversation` to `batch`.
     ///
     /// # Errors
@@ -201,6 +251,25 @@ mod tests {
                 step: format!("s{seq}"),
             },
         }
+    }
+
+    #[test]
+    fn a_page_is_the_newest_entries_before_a_seq_oldest_first() {
+        let store = Store::temporary().unwrap();
+        let transcript = Transcript::new(&store);
+        let ours = ConversationKey::new("+15550001000", "+12125550100");
+        let other = ConversationKey::new("+15550001000", "+12125550101");
+        let mut batch = Batch::new();
+        for seq in 1..=10 {
+            transcript.put_in(&mut batch, &ours, &entry(seq)).unwrap();
+            transcript.put_in(&mut batch, &other, &entry(seq)).unwrap();
+        }
+        store.apply(batch).unwrap();
+        let seqs = |page: Vec<Entry>| page.iter().map(|e| e.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(transcript.page(&ours, None, 3).unwrap()), [8, 9, 10]);
+        assert_eq!(seqs(transcript.page(&ours, Some(8), 3).unwrap()), [5, 6, 7]);
+        assert_eq!(seqs(transcript.page(&ours, Some(3), 5).unwrap()), [1, 2]);
+        assert_eq!(transcript.page(&ours, None, 100).unwrap().len(), 10);
     }
 
     #[test]
