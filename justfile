@@ -47,9 +47,28 @@ bench-quick:
 bench-micro: plugins
     cargo bench -p smsflow
 
+# Chaos: the server SIGKILLed 12 times at random points under load (signed texts, API starts, a
+# campaign, agent replies) on one store, then every input and text accounted for. `just test`
+# runs a 3-kill version; CHAOS_SEED replays a run. The report: target/chaos-report.json.
+chaos: plugins
+    CHAOS_KILLS=12 CHAOS_SCALE=4 CHAOS_REPORT={{justfile_directory()}}/target/chaos-report.json cargo test -p smsflow --test chaos -- --nocapture
+
+# Store size and memory after many texts from many contacts, retention on against off (release;
+# defaults 1,000,000 texts from 100,000 contacts over 100 simulated days).
+retention *args:
+    cargo build --release -p smsflow --features test-support --example retention
+    RETENTION=on target/release/examples/retention {{args}} | tee target/retention-on.json
+    RETENTION=off target/release/examples/retention {{args}} | tee target/retention-off.json
+
 # The compliance property with a million random cases (release build; about 45 minutes on 2 cores).
 prop-long: plugins
     PROPTEST_CASES=1000000 cargo test --release -p smsflow --test compliance_engine no_sequence -- --nocapture
+
+# Fuzz every parser and signature check (fuzz/, cargo-fuzz, installed if missing) for `seconds`
+# each and print seconds and executions per target; new inputs and crashes go to
+# fuzz/target/runs/<target>/. Not part of `test`: ten targets take ten minutes at the default.
+fuzz seconds="60":
+    scripts/fuzz.sh {{seconds}}
 
 # Check the example flows and run their scenarios with the real plugins.
 flows: plugins

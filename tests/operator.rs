@@ -125,6 +125,21 @@ async fn the_record_commands_read_through_the_running_server() {
         );
         stdout
     };
+    // The STOP's record, then the confirmation's once the provider took it: read after both.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while serde_json::from_str::<Value>(&running(&["consent", "export", "+12125550102"]))
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .len()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the confirmation was never recorded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let verified = running(&["consent", "verify"]);
     println!("{verified}");
     assert!(
