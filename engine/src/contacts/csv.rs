@@ -339,6 +339,8 @@ impl<R: Read> ContactRows<R> {
     /// The line where the record just read starts: the csv reader counts every `\n` it has
     /// consumed, and a record ends just after its terminating `\n` (the input always ends
     /// with one, see [`Source`]), so subtract the newlines inside the record's quoted values.
+    /// A quote left open to the end of the file took that last `\n` into its value: then
+    /// there is no terminator to subtract (found by the `contacts_csv` fuzz target).
     fn record_line(&self) -> u64 {
         let bytes = self.record.as_slice();
         // `contains` runs std's optimised memchr, and most records hold no newline: counting
@@ -348,8 +350,9 @@ impl<R: Read> ContactRows<R> {
         } else {
             0
         };
+        let terminator = u64::from(!self.csv.get_ref().told_end);
         let after = self.csv.position().line();
-        after.saturating_sub(inside as u64 + 1).max(1)
+        after.saturating_sub(inside as u64 + terminator).max(1)
     }
 
     /// The error for a record that could not be read; an I/O failure ends the import.
@@ -696,6 +699,10 @@ struct Source<R> {
     ended: bool,
     /// Whether a read was refused for the limit: the csv reader then stops for good.
     tripped: bool,
+    /// Whether the csv reader was told the input ended. It asks for more only inside a record
+    /// it has not finished, so a record it returns after that was ended by the end of the
+    /// input (in an unclosed quote), not by a `\n`.
+    told_end: bool,
 }
 
 impl<R: Read> Source<R> {
@@ -708,6 +715,7 @@ impl<R: Read> Source<R> {
             last: b'\n',
             ended: false,
             tripped: false,
+            told_end: false,
         }
     }
 
@@ -736,13 +744,18 @@ impl<R: Read> Read for Source<R> {
             self.tripped = true;
             return Err(io::Error::other("record longer than the limit"));
         }
-        if self.ended || buf.is_empty() {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.ended {
+            self.told_end = true;
             return Ok(0);
         }
         let n = self.read_inner(buf)?;
         if n == 0 {
             self.ended = true;
             if self.last == b'\n' {
+                self.told_end = true;
                 return Ok(0);
             }
             buf[0] = b'\n';
