@@ -46,7 +46,7 @@ for target in "${targets[@]}"; do
     start=$SECONDS
     result=ok
     "$bin/$target" "${inputs[@]}" \
-        -max_total_time="$seconds" -print_final_stats=1 \
+        -max_total_time="$seconds" -timeout=10 -print_final_stats=1 \
         -artifact_prefix="$run/artifacts/" >"$run/log" 2>&1 || result=CRASH
     ran=$((SECONDS - start))
     executions=$(awk '/stat::number_of_executed_units/ {print $2}' "$run/log" | tail -n 1)

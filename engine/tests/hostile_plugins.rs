@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use smsflow::clock::SystemClock;
 use smsflow::plugin::{
-    CallError, Capability, Context, CpuMeter, Grant, LimitsOverride, LoadError, Manifest,
-    PluginHost, PluginsConfig, World,
+    CallError, Capability, Context, CpuMeter, Grant, KvUsage, LimitsOverride, LoadError, Manifest,
+    PluginFailure, PluginHost, PluginsConfig, World,
 };
 use smsflow::store::Store;
 use support::{classifier_module, component};
@@ -24,7 +24,7 @@ const ENDLESS_LOOP: &str = "(loop $forever (br $forever)) (unreachable)";
 struct Harness {
     host: PluginHost,
     dir: tempfile::TempDir,
-    _store: Store,
+    store: Store,
 }
 
 impl Harness {
@@ -34,7 +34,11 @@ impl Harness {
 
     /// A host for `config`, with its own plugin folder and cache.
     fn with_config(config: PluginsConfig) -> Self {
-        let store = Store::temporary().unwrap();
+        Self::on_store(Store::temporary().unwrap(), config)
+    }
+
+    /// A host for `config` on `store`, as after a restart of the engine.
+    fn on_store(store: Store, config: PluginsConfig) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = PluginsConfig {
             cache_dir: Some(dir.path().join("cache")),
@@ -42,11 +46,7 @@ impl Harness {
         };
         let host =
             PluginHost::new(&config, store.tables().plugin_kv, Arc::new(SystemClock)).unwrap();
-        Self {
-            host,
-            dir,
-            _store: store,
-        }
+        Self { host, dir, store }
     }
 
     fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
@@ -437,20 +437,9 @@ async fn an_import_outside_the_manifest_or_grant_is_refused() {
         "{error}"
     );
     // Asked for and granted: it loads.
-    let grant = Grant {
-        capabilities: vec![Capability::Kv],
-        ..Grant::default()
-    };
     harness
-        .load(
-            "nosy",
-            World::Classifier,
-            vec![Capability::Kv],
-            &bytes,
-            grant,
-        )
-        .await
-        .unwrap();
+        .load_with_kv("nosy", &bytes, LimitsOverride::default())
+        .await;
 }
 
 #[tokio::test]
@@ -557,4 +546,415 @@ async fn compiled_components_are_cached_and_a_corrupt_cache_entry_is_recompiled(
         .await;
     assert_eq!(harness.classify("again").await.unwrap(), "confirm");
     assert!(std::fs::metadata(&entries[0]).unwrap().len() > 1000);
+}
+
+/// A classifier core module whose `classify` runs `body`, importing `imports` (WAT import
+/// fields) besides what [`classifier_module`] has.
+fn classifier_importing(imports: &str, body: &str) -> String {
+    classifier_module(body).replacen("(memory", &format!("{imports}\n(memory"), 1)
+}
+
+/// Loads a classifier whose `classify` returns the result area `result_wat` builds at 1024 (the
+/// layout of `result<intent, plugin-error>`), and calls it: its error.
+async fn returning(harness: &mut Harness, name: &str, result_wat: &str) -> CallError {
+    let body = format!("{result_wat}\n(i32.const 1024)");
+    harness
+        .load_classifier(name, &body, LimitsOverride::default())
+        .await;
+    harness.classify(name).await.unwrap_err()
+}
+
+/// WAT writing `ok(intent { name: (ptr, len), confidence: 1.0, entities: (ptr, len) })` at
+/// 1024.
+fn intent_at_1024(name: (u32, u32), entities: (u32, u32)) -> String {
+    format!(
+        "(i32.store8 (i32.const 1024) (i32.const 0))
+         (i32.store (i32.const 1028) (i32.const {}))
+         (i32.store (i32.const 1032) (i32.const {}))
+         (f32.store (i32.const 1036) (f32.const 1))
+         (i32.store (i32.const 1040) (i32.const {}))
+         (i32.store (i32.const 1044) (i32.const {}))",
+        name.0, name.1, entities.0, entities.1
+    )
+}
+
+fn assert_trap(error: &CallError, plugin: &str, says: &str) {
+    assert!(
+        matches!(error, CallError::Trap { plugin: named, message } if named == plugin && message.contains(says)),
+        "{plugin}: expected a trap saying `{says}`, got {error}"
+    );
+}
+
+/// Each `(plugin, result WAT, what the trap says)` loaded and called: a trap saying so, and the
+/// host serving after them all.
+async fn assert_results_trap(harness: &mut Harness, cases: &[(&str, String, &str)]) {
+    for (name, result_wat, says) in cases {
+        let error = returning(harness, name, result_wat).await;
+        assert_trap(&error, name, says);
+    }
+    harness.assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn a_result_pointing_outside_linear_memory_is_a_trap() {
+    let mut harness = harness_with_good_plugin().await;
+    // The return area itself, then a name, then a list, past the end of the 64 KiB memory.
+    let cases = [
+        (
+            "far-area",
+            "(drop (i32.const 0))\n(return (i32.const 0x7ffffff0))".to_owned(),
+            "out of bounds",
+        ),
+        (
+            "far-name",
+            intent_at_1024((0xffff_0000, 16), (0, 0)),
+            "string pointer/length out of bounds",
+        ),
+        (
+            "long-name",
+            intent_at_1024((100, 0x7fff_ffff), (0, 0)),
+            "out of bounds",
+        ),
+        (
+            "far-list",
+            intent_at_1024((100, 7), (0x00ff_0000, 4)),
+            "out of bounds",
+        ),
+    ];
+    assert_results_trap(&mut harness, &cases).await;
+}
+
+#[tokio::test]
+async fn a_list_length_that_overflows_or_a_misaligned_list_is_a_trap() {
+    let mut harness = harness_with_good_plugin().await;
+    let cases = [
+        // 0x7fffffff fields of 16 bytes: the size overflows 32 bits.
+        (
+            "overflow",
+            intent_at_1024((100, 7), (0, 0x7fff_ffff)),
+            "out of bounds",
+        ),
+        ("misaligned", intent_at_1024((100, 7), (1, 1)), "align"),
+    ];
+    assert_results_trap(&mut harness, &cases).await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_or_an_out_of_range_discriminant_in_a_result_is_a_trap() {
+    let mut harness = harness_with_good_plugin().await;
+    let invalid_utf8 = format!(
+        "(i32.store (i32.const 3000) (i32.const 0xfdfeff41))\n{}",
+        intent_at_1024((3000, 4), (0, 0))
+    );
+    let cases = [
+        ("mojibake", invalid_utf8, "utf-8"),
+        // result<..> has cases 0 and 1; plugin-error has five.
+        (
+            "bad-result",
+            "(i32.store8 (i32.const 1024) (i32.const 7))".to_owned(),
+            "discriminant",
+        ),
+        (
+            "bad-variant",
+            "(i32.store8 (i32.const 1024) (i32.const 1))
+        (i32.store8 (i32.const 1028) (i32.const 9))"
+                .to_owned(),
+            "discriminant",
+        ),
+    ];
+    assert_results_trap(&mut harness, &cases).await;
+}
+
+#[tokio::test]
+async fn a_bad_pointer_or_enum_passed_to_a_host_import_is_a_trap() {
+    let mut harness = harness_with_good_plugin().await;
+    let log = r#"(import "smsflow:plugin/log@0.1.0" "log" (func $log (param i32 i32 i32)))"#;
+    let cases = [
+        (
+            "log-far",
+            "(call $log (i32.const 2) (i32.const 0xffffff00) (i32.const 100))",
+            "out of bounds",
+        ),
+        (
+            "log-level",
+            "(call $log (i32.const 9) (i32.const 100) (i32.const 7))",
+            "discriminant",
+        ),
+        (
+            "log-utf8",
+            "(i32.store (i32.const 3000) (i32.const 0xfdfeff41))
+            (call $log (i32.const 2) (i32.const 3000) (i32.const 4))",
+            "utf-8",
+        ),
+    ];
+    for (name, call, says) in cases {
+        let bytes = component(
+            "classifier",
+            &classifier_importing(log, &format!("{call}\n(i32.const 200)")),
+        );
+        harness
+            .load(name, World::Classifier, vec![], &bytes, Grant::default())
+            .await
+            .unwrap();
+        let error = harness.classify(name).await.unwrap_err();
+        assert_trap(&error, name, says);
+    }
+    // A return pointer the host cannot write its answer to.
+    let kv = r#"(import "smsflow:plugin/kv@0.1.0" "get" (func $get (param i32 i32 i32)))"#;
+    let body = "(call $get (i32.const 100) (i32.const 7) (i32.const 0x7ffffff0))\n(i32.const 200)";
+    let bytes = component("classifier", &classifier_importing(kv, body));
+    harness
+        .load_with_kv("kv-far", &bytes, LimitsOverride::default())
+        .await;
+    let error = harness.classify("kv-far").await.unwrap_err();
+    assert_trap(&error, "kv-far", "out of bounds");
+    harness.assert_still_serving().await;
+}
+
+#[tokio::test]
+async fn garbage_from_intents_at_load_refuses_the_plugin() {
+    let mut harness = harness_with_good_plugin().await;
+    // `intents()` returns a list of 0x10000000 strings at 0.
+    let core = classifier_module("(i32.const 200)").replacen(
+        r#"(func (export "intents") (result i32) (i32.const 64))"#,
+        r#"(func (export "intents") (result i32)
+             (i32.store (i32.const 68) (i32.const 0x10000000)) (i32.const 64))"#,
+        1,
+    );
+    let bytes = component("classifier", &core);
+    let error = harness
+        .load("liar", World::Classifier, vec![], &bytes, Grant::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, LoadError::WorldMismatch { message, .. } if message.contains("intents()")),
+        "{error}"
+    );
+    assert!(harness.host.get("liar").is_none());
+    harness.assert_still_serving().await;
+}
+
+/// WAT for an intent at 1024 whose `count` entities all name the same `len` bytes at 65536,
+/// after growing the memory to `pages` pages.
+fn repeated_entities(pages: u32, len: u32, count: u32) -> String {
+    let intent = intent_at_1024((100, 7), (0x0020_0000, count));
+    format!(
+        "(local $i i32)
+         (drop (memory.grow (i32.const {grow})))
+         (loop $fill
+           (i32.store (i32.add (i32.const 0x200000) (i32.shl (local.get $i) (i32.const 4))) (i32.const 65536))
+           (i32.store (i32.add (i32.const 0x200004) (i32.shl (local.get $i) (i32.const 4))) (i32.const {len}))
+           (local.set $i (i32.add (local.get $i) (i32.const 1)))
+           (br_if $fill (i32.lt_u (local.get $i) (i32.const {count}))))
+         {intent}",
+        grow = pages - 1
+    )
+}
+
+#[tokio::test]
+async fn a_result_whose_entities_all_point_at_the_same_megabyte_is_refused_before_it_is_copied() {
+    let mut harness = harness_with_good_plugin().await;
+    // 4096 names of 1 MiB each, all the same memory: 4 GiB in the host if it were copied.
+    let body = format!("{}\n(i32.const 1024)", repeated_entities(48, 1 << 20, 4096));
+    harness
+        .load_classifier("amplifier", &body, LimitsOverride::default())
+        .await;
+    let started = Instant::now();
+    let error = harness.classify("amplifier").await.unwrap_err();
+    assert!(
+        matches!(&error, CallError::TransferTooLarge { plugin, limit } if plugin == "amplifier" && *limit == 3 << 20),
+        "{error}"
+    );
+    assert!(error.to_string().contains("max_output_bytes"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // A million empty fields are no bytes of output, but 48 MB of host values.
+    let body = format!(
+        "(drop (memory.grow (i32.const 300)))\n{}\n(i32.const 1024)",
+        intent_at_1024((100, 7), (0x10000, 1_000_000))
+    );
+    harness
+        .load_classifier("empty-fields", &body, LimitsOverride::default())
+        .await;
+    let error = harness.classify("empty-fields").await.unwrap_err();
+    assert!(
+        matches!(error, CallError::TransferTooLarge { .. }),
+        "{error}"
+    );
+    harness.assert_still_serving().await;
+}
+
+/// A classify body that stores `value_len`-byte values under new keys until `kv.set` refuses,
+/// then returns the refusal as its own error (it has the same layout in both results).
+fn kv_filler(value_len: u32) -> String {
+    let key: String = (0..8)
+        .map(|nibble| {
+            format!(
+                "(i32.store8 (i32.const {}) (i32.add (i32.const 97)
+                   (i32.and (i32.shr_u (local.get $i) (i32.const {})) (i32.const 15))))\n",
+                2000 + nibble,
+                4 * nibble
+            )
+        })
+        .collect();
+    let body = format!(
+        "(local $i i32)
+         (loop $write
+           {key}
+           (call $set (i32.const 2000) (i32.const 8) (i32.const 3000) (i32.const {value_len}) (i32.const 1024))
+           (local.set $i (i32.add (local.get $i) (i32.const 1)))
+           (br_if $write (i32.eqz (i32.load8_u (i32.const 1024)))))
+         (i32.const 1024)"
+    );
+    let set = r#"(import "smsflow:plugin/kv@0.1.0" "set" (func $set (param i32 i32 i32 i32 i32)))"#;
+    classifier_importing(set, &body)
+}
+
+impl Harness {
+    /// Loads [`kv_filler`] as `name`, granted `kv` with `limits`.
+    async fn load_kv_filler(&mut self, name: &str, value_len: u32, limits: LimitsOverride) {
+        let bytes = component("classifier", &kv_filler(value_len));
+        self.load_with_kv(name, &bytes, limits).await;
+    }
+
+    /// Loads the classifier `bytes` as `name`, asking for and granted `kv` with `limits`.
+    async fn load_with_kv(&mut self, name: &str, bytes: &[u8], limits: LimitsOverride) {
+        let grant = Grant {
+            capabilities: vec![Capability::Kv],
+            limits,
+            ..Grant::default()
+        };
+        self.load(name, World::Classifier, vec![Capability::Kv], bytes, grant)
+            .await
+            .unwrap();
+    }
+
+    /// The `denied` message `plugin`'s call ended with.
+    async fn denial(&self, plugin: &str) -> String {
+        match self.classify(plugin).await {
+            Err(CallError::Plugin {
+                failure: PluginFailure::Denied(message),
+                ..
+            }) => message,
+            other => panic!("{plugin}: expected a denial, got {other:?}"),
+        }
+    }
+
+    fn kv_usage(&self, plugin: &str) -> KvUsage {
+        self.host.get(plugin).unwrap().kv_usage()
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_filling_its_key_value_store_is_stopped_at_its_quota() {
+    let mut harness = harness_with_good_plugin().await;
+    let keys = LimitsOverride {
+        kv_max_keys: Some(100),
+        ..LimitsOverride::default()
+    };
+    harness.load_kv_filler("hoarder", 16, keys.clone()).await;
+    let message = harness.denial("hoarder").await;
+    assert!(
+        message.contains("kv_max_keys") && message.contains("[plugins.grants.hoarder.limits]"),
+        "{message}"
+    );
+    assert_eq!(
+        harness.kv_usage("hoarder"),
+        KvUsage {
+            keys: 100,
+            bytes: 100 * 24
+        }
+    );
+    // Its next call finds the quota as full as the last one left it.
+    harness.denial("hoarder").await;
+    assert_eq!(harness.kv_usage("hoarder").keys, 100);
+
+    let bytes = LimitsOverride {
+        kv_max_bytes: Some(10_000),
+        ..LimitsOverride::default()
+    };
+    harness.load_kv_filler("miser", 1000, bytes).await;
+    let message = harness.denial("miser").await;
+    assert!(message.contains("kv_max_bytes"), "{message}");
+    assert_eq!(
+        harness.kv_usage("miser"),
+        KvUsage {
+            keys: 9,
+            bytes: 9 * 1008
+        }
+    );
+    harness.assert_still_serving().await;
+
+    // After a restart the usage is read back, not counted from zero.
+    let mut restarted = Harness::on_store(harness.store.clone(), PluginsConfig::default());
+    restarted.load_kv_filler("hoarder", 16, keys).await;
+    assert_eq!(restarted.kv_usage("hoarder").keys, 100);
+    restarted.denial("hoarder").await;
+    assert_eq!(restarted.kv_usage("hoarder").keys, 100);
+}
+
+#[test]
+fn the_default_key_value_quota_is_ten_thousand_keys_and_sixteen_mebibytes() {
+    let limits = PluginsConfig::default().limits;
+    assert_eq!(
+        (limits.kv_max_keys, limits.kv_max_bytes),
+        (10_000, 16 << 20)
+    );
+    let config: PluginsConfig =
+        toml::from_str("[limits]\nkv_max_keys = 5\nkv_max_bytes = 64").unwrap();
+    assert_eq!(
+        (config.limits.kv_max_keys, config.limits.kv_max_bytes),
+        (5, 64)
+    );
+}
+
+#[tokio::test]
+async fn a_component_importing_a_way_to_send_texts_or_another_worlds_interface_is_refused() {
+    let mut harness = harness_with_good_plugin().await;
+    let cases = [
+        (
+            "smsflow:plugin/sms@0.1.0",
+            "not an interface of smsflow:plugin@0.1.0",
+        ),
+        (
+            "smsflow:plugin/outbound@0.1.0",
+            "not an interface of smsflow:plugin@0.1.0",
+        ),
+        (
+            "smsflow:plugin/http@0.2.0",
+            "not an interface of smsflow:plugin@0.1.0",
+        ),
+        (
+            "smsflow:plugin/http@0.1.0",
+            "not part of the classifier world",
+        ),
+    ];
+    for (import, reason) in cases {
+        let wat = format!(
+            r#"(component
+                (import "{import}" (instance
+                    (export "send" (func (param "to" string) (param "body" string))))))"#
+        );
+        let bytes = wat::parse_str(&wat).unwrap();
+        let error = harness
+            .load(
+                "texter",
+                World::Classifier,
+                vec![],
+                &bytes,
+                Grant::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, LoadError::ForbiddenImport { import: named, reason: why, .. }
+                if named == import && why.contains(reason)),
+            "{import}: {error}"
+        );
+        assert!(harness.host.get("texter").is_none());
+    }
+    harness.assert_still_serving().await;
 }

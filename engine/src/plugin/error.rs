@@ -94,6 +94,14 @@ pub enum LoadError {
         /// The plugin refused.
         second: PathBuf,
     },
+    /// The store could not be read (the plugin's key-value usage).
+    #[error("plugin `{plugin}`: cannot read its key-value usage from the store: {message}")]
+    Store {
+        /// The plugin's name.
+        plugin: String,
+        /// What the store said.
+        message: String,
+    },
     /// The compiled-code cache failed in a way that is not just a miss.
     #[error("plugin `{plugin}`: compiled-code cache: {message}")]
     Cache {
@@ -175,6 +183,19 @@ pub enum CallError {
         /// The limit.
         limit: usize,
     },
+    /// The plugin handed the host more data in one result or one host call than its limits
+    /// allow for, counting every copy (a list whose items all point at the same memory).
+    #[error(
+        "plugin `{plugin}` handed the host more than {limit} bytes in one result or host call \
+         (this bound follows `max_output_bytes` and `max_http_body_bytes`: raise them in its \
+         grant's limits if it needs more)"
+    )]
+    TransferTooLarge {
+        /// The plugin's name.
+        plugin: String,
+        /// The bound, in bytes.
+        limit: usize,
+    },
     /// The call, host calls included, took longer than the plugin's wall-clock timeout.
     #[error("plugin `{plugin}` did not finish within its timeout of {timeout_ms} ms")]
     Timeout {
@@ -220,6 +241,7 @@ impl CallError {
             Self::CpuBudgetExceeded { .. } => "cpu_budget",
             Self::CpuTimeExceeded { .. } => "cpu_time",
             Self::MemoryLimitExceeded { .. } => "memory",
+            Self::TransferTooLarge { .. } => "transfer_too_large",
             Self::Timeout { .. } => "timeout",
             Self::Trap { .. } => "trap",
             Self::Plugin { .. } => "plugin_error",
@@ -239,6 +261,7 @@ impl CallError {
             | Self::CpuBudgetExceeded { plugin, .. }
             | Self::CpuTimeExceeded { plugin, .. }
             | Self::MemoryLimitExceeded { plugin, .. }
+            | Self::TransferTooLarge { plugin, .. }
             | Self::Timeout { plugin, .. }
             | Self::Trap { plugin, .. }
             | Self::Plugin { plugin, .. }

@@ -12,11 +12,15 @@
 //! credentials = [{ origin = "https://api.hubapi.com", env = "HUBSPOT_TOKEN", scheme = "Bearer" }]
 //! limits = { timeout_ms = 8000 }
 //! ```
+//!
+//! Granted names must resolve to public addresses (see `egress`); `private_network = true`
+//! lets a plugin meant for an internal service reach private ones.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
-use url::{Origin, Url};
+use url::{Host, Origin, Url};
 
 use super::error::LoadError;
 use super::limits::{Limits, LimitsOverride};
@@ -32,6 +36,10 @@ pub struct Grant {
     /// Origins (`https://api.example.com`, `http://127.0.0.1:9400`) the plugin may call.
     #[serde(default)]
     pub http: Vec<String>,
+    /// Whether the granted names may resolve to loopback, private or link-local addresses (an
+    /// internal CRM). Off, only origins written as IP literals reach such addresses.
+    #[serde(default)]
+    pub private_network: bool,
     /// Secrets the host adds to requests for an origin.
     #[serde(default)]
     pub credentials: Vec<Credential>,
@@ -71,6 +79,8 @@ pub struct EffectiveGrant {
     pub capabilities: BTreeSet<Capability>,
     /// Origins the plugin may call.
     pub http_origins: Vec<Origin>,
+    /// Whether its names may resolve to non-public addresses ([`Grant::private_network`]).
+    pub private_network: bool,
     /// Headers added to requests, by origin.
     pub credentials: Vec<(Origin, String, String)>,
     /// Settings, as the plugin reads them.
@@ -157,6 +167,7 @@ impl EffectiveGrant {
         Ok(Self {
             capabilities,
             http_origins,
+            private_network: grant.private_network,
             credentials,
             config,
             limits: defaults.with(&grant.limits).map_err(grant_error)?,
@@ -167,6 +178,15 @@ impl EffectiveGrant {
     pub fn allows(&self, url: &Url) -> bool {
         let origin = url.origin();
         self.http_origins.contains(&origin)
+    }
+
+    /// Whether an origin of the allow-list is the IP literal `address` (`http://127.0.0.1:9400`).
+    pub fn names_address(&self, address: IpAddr) -> bool {
+        self.http_origins.iter().any(|origin| match origin {
+            Origin::Tuple(_, Host::Ipv4(v4), _) => IpAddr::V4(*v4) == address,
+            Origin::Tuple(_, Host::Ipv6(v6), _) => IpAddr::V6(*v6) == address,
+            _ => false,
+        })
     }
 
     /// The headers to add to a request to `url`.

@@ -53,6 +53,10 @@ pub struct Limits {
     pub max_output_bytes: usize,
     /// Size of one HTTP request or response body, in bytes.
     pub max_http_body_bytes: usize,
+    /// Keys the plugin may hold in its key-value store, across all its calls.
+    pub kv_max_keys: u64,
+    /// Bytes of keys and values the plugin may hold in its key-value store.
+    pub kv_max_bytes: u64,
 }
 
 impl Default for Limits {
@@ -66,6 +70,8 @@ impl Default for Limits {
             max_input_bytes: 64 << 10,
             max_output_bytes: 64 << 10,
             max_http_body_bytes: 1 << 20,
+            kv_max_keys: 10_000,
+            kv_max_bytes: 16 << 20,
         }
     }
 }
@@ -90,6 +96,10 @@ pub struct LimitsOverride {
     pub max_output_bytes: Option<usize>,
     /// See [`Limits::max_http_body_bytes`].
     pub max_http_body_bytes: Option<usize>,
+    /// See [`Limits::kv_max_keys`].
+    pub kv_max_keys: Option<u64>,
+    /// See [`Limits::kv_max_bytes`].
+    pub kv_max_bytes: Option<u64>,
 }
 
 impl Limits {
@@ -115,7 +125,21 @@ impl Limits {
             max_http_body_bytes: overrides
                 .max_http_body_bytes
                 .unwrap_or(self.max_http_body_bytes),
+            kv_max_keys: overrides.kv_max_keys.unwrap_or(self.kv_max_keys),
+            kv_max_bytes: overrides.kv_max_bytes.unwrap_or(self.kv_max_bytes),
         })
+    }
+
+    /// How many bytes the plugin may hand the host in one host call or one result (wasmtime's
+    /// "hostcall fuel"). Without it, a result whose thousand fields all point at the same
+    /// megabyte of memory is copied a thousand times into the host before any output limit
+    /// is looked at. The largest legitimate transfers are an HTTP request and a result; each
+    /// element of a list also costs the size of its host value (48 bytes for a field), which
+    /// the doubling covers, and the slack covers a key-value write (at most 64 KiB) and logs.
+    pub fn hostcall_fuel(&self) -> usize {
+        const SLACK: usize = 1 << 20;
+        let largest = self.max_output_bytes.max(self.max_http_body_bytes);
+        largest.saturating_mul(2).saturating_add(SLACK)
     }
 }
 
@@ -167,6 +191,8 @@ impl From<Limits> for LimitsOverride {
             max_input_bytes: Some(limits.max_input_bytes),
             max_output_bytes: Some(limits.max_output_bytes),
             max_http_body_bytes: Some(limits.max_http_body_bytes),
+            kv_max_keys: Some(limits.kv_max_keys),
+            kv_max_bytes: Some(limits.kv_max_bytes),
         }
     }
 }

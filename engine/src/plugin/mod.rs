@@ -16,8 +16,10 @@ mod api;
 mod bindings;
 mod cache;
 mod calls;
+mod egress;
 mod error;
 mod grant;
+mod kv_quota;
 mod limits;
 mod manifest;
 mod sandbox;
@@ -42,13 +44,17 @@ pub use api::{
     call_input_help,
 };
 pub use calls::PluginCalls;
+pub use egress::{NameLookup, SystemLookup};
 pub use error::{CallError, LoadError};
 pub use grant::{Credential, EffectiveGrant, Grant};
+pub use kv_quota::KvUsage;
 pub use limits::{CpuMeter, Limits, LimitsOverride};
 pub use manifest::{Capability, Manifest, World};
 
 use bindings::host::smsflow::plugin as host_interfaces;
 use cache::CompileCache;
+use egress::HttpClients;
+use kv_quota::KvShare;
 use sandbox::{CallState, Services};
 
 /// Component imports of our own interfaces start with this...
@@ -140,6 +146,7 @@ pub struct Plugin {
     /// For a classifier, the intents it says it can return.
     pub intents: Vec<String>,
     name: Arc<str>,
+    kv: Arc<KvShare>,
     pre: WorldPre,
 }
 
@@ -158,6 +165,11 @@ impl Plugin {
     /// The plugin's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// How much of the key-value store it holds.
+    pub fn kv_usage(&self) -> KvUsage {
+        self.kv.usage()
     }
 }
 
@@ -242,18 +254,30 @@ impl PluginHost {
         kv: crate::store::plugin_kv::PluginKv,
         clock: crate::clock::SharedClock,
     ) -> anyhow::Result<Self> {
+        Self::with_lookup(config, kv, clock, Arc::new(SystemLookup))
+    }
+
+    /// A host whose plugins' HTTP requests resolve names with `lookup` instead of the system's
+    /// resolver (tests answer names without DNS). The addresses it answers are checked as the
+    /// system's would be: a name resolving to a loopback, private or link-local address is
+    /// refused unless the plugin's grant says `private_network = true`.
+    ///
+    /// # Errors
+    ///
+    /// As [`PluginHost::new`].
+    pub fn with_lookup(
+        config: &PluginsConfig,
+        kv: crate::store::plugin_kv::PluginKv,
+        clock: crate::clock::SharedClock,
+        lookup: Arc<dyn NameLookup>,
+    ) -> anyhow::Result<Self> {
         let settings = RuntimeSettings {
             max_concurrent_calls: config.max_concurrent_calls,
             cache_dir: config.cache_dir.clone(),
         };
         let meter = config.limits.cpu;
         let runtimes = BTreeMap::from([(meter, Runtime::new(meter, &settings)?)]);
-        let http = reqwest::Client::builder()
-            // A redirect could lead outside the allow-list: plugins see 3xx answers instead.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("smsflow/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("cannot build the plugins' HTTP client")?;
+        let http = HttpClients::new(lookup)?;
         Ok(Self {
             runtimes,
             settings,
@@ -406,8 +430,16 @@ impl PluginHost {
                     .map_err(mismatch)?,
             ),
         };
+        let name: Arc<str> = Arc::from(plugin.as_str());
+        let kv = KvShare::open(self.services.kv.clone(), Arc::clone(&name)).map_err(|error| {
+            LoadError::Store {
+                plugin: plugin.clone(),
+                message: error.to_string(),
+            }
+        })?;
         let mut loaded = Plugin {
-            name: Arc::from(plugin.as_str()),
+            name,
+            kv: Arc::new(kv),
             manifest,
             path: path.to_owned(),
             size: bytes.len(),
@@ -672,10 +704,12 @@ impl PluginHost {
             CallState::new(
                 Arc::clone(&plugin.name),
                 Arc::clone(&plugin.grant),
+                Arc::clone(&plugin.kv),
                 self.services.clone(),
             ),
         );
         store.limiter(|state| state);
+        store.set_hostcall_fuel(limits.hostcall_fuel());
         set_cpu_budget(&mut store, limits).map_err(|error| CallError::Trap {
             plugin: name.clone(),
             message: format!("cannot set the CPU budget: {error}"),
@@ -719,7 +753,10 @@ fn check_import(manifest: &Manifest, grant: &EffectiveGrant, import: &str) -> Re
         return Err(if import.starts_with("wasi:") {
             "plugins get no WASI; only the smsflow:plugin@0.1.0 interfaces of their world".into()
         } else {
-            "it is not an interface of smsflow:plugin@0.1.0".into()
+            format!(
+                "it is not an interface of smsflow:plugin@0.1.0, whose interfaces are types, {}",
+                Capability::ALL.map(Capability::interface).join(", ")
+            )
         });
     };
     if !manifest.world.imports().contains(&capability) {
@@ -791,6 +828,12 @@ fn classify_trap(plugin: &Plugin, store: &Store<CallState>, error: &wasmtime::Er
             cpu_ms: limits.cpu_ms,
         };
     }
+    if is_hostcall_fuel_exhausted(error) {
+        return CallError::TransferTooLarge {
+            plugin: name,
+            limit: limits.hostcall_fuel(),
+        };
+    }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => CallError::CpuBudgetExceeded {
             plugin: name,
@@ -798,14 +841,36 @@ fn classify_trap(plugin: &Plugin, store: &Store<CallState>, error: &wasmtime::Er
         },
         _ => CallError::Trap {
             plugin: name,
-            message: error
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or("unknown trap")
-                .to_owned(),
+            message: trap_message(error),
         },
     }
+}
+
+/// What a trap says, cause by cause: wasmtime wraps a host import's refusal (a bad pointer,
+/// an enum out of range) in a context line that only points at the backtrace, which is left
+/// out, as is every backtrace.
+fn trap_message(error: &wasmtime::Error) -> String {
+    let causes: Vec<String> = error
+        .chain()
+        .filter_map(|cause| cause.to_string().lines().next().map(str::to_owned))
+        .filter(|line| {
+            !line.is_empty() && !line.starts_with("error while executing at wasm backtrace")
+        })
+        .collect();
+    if causes.is_empty() {
+        "unknown trap".to_owned()
+    } else {
+        causes.join(": ")
+    }
+}
+
+/// Whether wasmtime stopped the call for copying more than the store's hostcall fuel allows.
+/// Its error type is private, so it is known by its message; a test that returns too much data
+/// notices if the message changes.
+fn is_hostcall_fuel_exhausted(error: &wasmtime::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.to_string().contains("fuel allocated for hostcalls"))
 }
 
 /// What the epoch callback of an epoch-metered call returns once its CPU budget is spent.

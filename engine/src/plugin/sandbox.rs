@@ -6,7 +6,9 @@ use std::sync::Arc;
 use wasmtime::ResourceLimiter;
 
 use super::bindings::host::smsflow::plugin::{clock, config, http, kv, log, types};
+use super::egress::{self, HttpClients};
 use super::grant::EffectiveGrant;
+use super::kv_quota::{KvQuota, KvShare, KvWriteError};
 use super::manifest::Capability;
 use crate::clock::SharedClock;
 
@@ -23,7 +25,7 @@ const MAX_LOG_MESSAGES_PER_CALL: u32 = 64;
 #[derive(Debug, Clone)]
 pub(super) struct Services {
     pub kv: crate::store::plugin_kv::PluginKv,
-    pub http: reqwest::Client,
+    pub http: HttpClients,
     pub clock: SharedClock,
 }
 
@@ -31,6 +33,7 @@ pub(super) struct Services {
 pub(super) struct CallState {
     plugin: Arc<str>,
     grant: Arc<EffectiveGrant>,
+    kv: Arc<KvShare>,
     services: Services,
     log_messages: u32,
     /// Set when the plugin tried to grow its memory past the limit: the size it asked for.
@@ -38,10 +41,16 @@ pub(super) struct CallState {
 }
 
 impl CallState {
-    pub fn new(plugin: Arc<str>, grant: Arc<EffectiveGrant>, services: Services) -> Self {
+    pub fn new(
+        plugin: Arc<str>,
+        grant: Arc<EffectiveGrant>,
+        kv: Arc<KvShare>,
+        services: Services,
+    ) -> Self {
         Self {
             plugin,
             grant,
+            kv,
             services,
             log_messages: 0,
             memory_refused: None,
@@ -121,7 +130,7 @@ impl kv::Host for CallState {
         if !self.has(Capability::Kv) {
             return None;
         }
-        match self.services.kv.get(&self.plugin, &key) {
+        match self.kv.get(&key) {
             Ok(value) => value,
             Err(error) => {
                 tracing::error!(plugin = &*self.plugin, %error, "plugin kv read failed");
@@ -139,17 +148,24 @@ impl kv::Host for CallState {
                 "kv keys are at most {MAX_KV_KEY_BYTES} bytes and values {MAX_KV_VALUE_BYTES} bytes"
             )));
         }
-        self.services
-            .kv
-            .insert(&self.plugin, &key, &value)
-            .map_err(|error| types::PluginError::Internal(format!("kv write failed: {error}")))
+        let limits = &self.grant.limits;
+        let quota = KvQuota {
+            max_keys: limits.kv_max_keys,
+            max_bytes: limits.kv_max_bytes,
+        };
+        self.kv
+            .set(&key, &value, quota)
+            .map_err(|error| match error {
+                KvWriteError::QuotaFull { .. } => types::PluginError::Denied(error.to_string()),
+                KvWriteError::Store(_) => types::PluginError::Internal(error.to_string()),
+            })
     }
 
     fn delete(&mut self, key: String) {
         if !self.has(Capability::Kv) {
             return;
         }
-        if let Err(error) = self.services.kv.remove(&self.plugin, &key) {
+        if let Err(error) = self.kv.delete(&key) {
             tracing::error!(plugin = &*self.plugin, %error, "plugin kv delete failed");
         }
     }
@@ -171,6 +187,10 @@ impl http::Host for CallState {
                 url.origin().ascii_serialization()
             )));
         }
+        if let Some(refused) = egress::unnamed_private_literal(&self.grant, &url) {
+            tracing::warn!(plugin = &*self.plugin, url = %url, "plugin HTTP request refused");
+            return Err(Denied(refused.denial(&self.plugin)));
+        }
         let max_body = self.grant.limits.max_http_body_bytes;
         if request
             .body
@@ -189,7 +209,8 @@ impl http::Host for CallState {
             http::Method::Delete => reqwest::Method::DELETE,
         };
         let credentials: Vec<(&str, &str)> = self.grant.credentials_for(&url).collect();
-        let mut builder = self.services.http.request(method, url.clone());
+        let client = self.services.http.for_grant(&self.grant);
+        let mut builder = client.request(method, url.clone());
         for (name, value) in &request.headers {
             let name = name.to_ascii_lowercase();
             // The host owns these: credentials, and the headers that frame the request.
@@ -208,12 +229,10 @@ impl http::Host for CallState {
         if let Some(body) = request.body {
             builder = builder.body(body);
         }
-        let mut response = builder.send().await.map_err(|error| {
-            UpstreamFailure(format!(
-                "request to {} failed: {error}",
-                url.origin().ascii_serialization()
-            ))
-        })?;
+        let mut response = builder
+            .send()
+            .await
+            .map_err(|error| self.request_failed(&url, &error))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
@@ -240,6 +259,28 @@ impl http::Host for CallState {
             headers,
             body,
         })
+    }
+}
+
+impl CallState {
+    /// What the plugin is told about a request that failed before an answer: denied when the
+    /// address guard refused the name, an upstream failure otherwise.
+    fn request_failed(&self, url: &url::Url, error: &reqwest::Error) -> types::PluginError {
+        if let Some(refused) = egress::refused_address(error) {
+            tracing::warn!(plugin = &*self.plugin, url = %url, %refused, "plugin HTTP request refused");
+            return types::PluginError::Denied(refused.denial(&self.plugin));
+        }
+        // reqwest's own message is "error sending request": the cause says what happened.
+        let mut message = error.to_string();
+        let mut cause = std::error::Error::source(error);
+        while let Some(inner) = cause {
+            message = format!("{message}: {inner}");
+            cause = inner.source();
+        }
+        types::PluginError::UpstreamFailure(format!(
+            "request to {} failed: {message}",
+            url.origin().ascii_serialization()
+        ))
     }
 }
 
@@ -276,14 +317,20 @@ mod tests {
             ..Grant::default()
         };
         let grant = EffectiveGrant::new(&manifest, &grant, &Limits::default()).unwrap();
-        CallState::new(Arc::from(plugin), Arc::new(grant), services.clone())
+        let kv = KvShare::open(services.kv.clone(), Arc::from(plugin)).unwrap();
+        CallState::new(
+            Arc::from(plugin),
+            Arc::new(grant),
+            Arc::new(kv),
+            services.clone(),
+        )
     }
 
     fn services() -> (Services, crate::store::Store) {
         let store = crate::store::Store::temporary().unwrap();
         let services = Services {
             kv: store.tables().plugin_kv,
-            http: reqwest::Client::new(),
+            http: HttpClients::new(Arc::new(egress::SystemLookup)).unwrap(),
             clock: Arc::new(ManualClock::new(1_700_000_000_000)),
         };
         (services, store)
