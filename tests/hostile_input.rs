@@ -223,3 +223,52 @@ async fn a_chunked_body_past_the_limit_is_a_json_413() {
     let answer: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
     error_of(&answer);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_agent_secrets_are_limited_per_address_before_any_check() {
+    let (setup, _server) = serve().await;
+    let body = json!({"name": "ana", "queues": ["billing"]});
+    let (status, added) = post(&setup, "/v1/agents", &body).await;
+    assert_eq!(status, 201, "{added}");
+    let secret = added["secret"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let sign_in = |secret: String| {
+        let client = client.clone();
+        let url = setup.url("/v1/agent/session");
+        async move {
+            let response = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(json!({ "secret": secret }).to_string())
+                .send()
+                .await
+                .unwrap();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|value| value.to_str().unwrap().parse::<u64>().unwrap());
+            (response.status().as_u16(), retry_after)
+        }
+    };
+    // Wrong secrets by sign-in and as a bearer token both count.
+    for n in 0..9 {
+        assert_eq!(
+            sign_in(format!("guess-{n}")).await,
+            (401, None),
+            "guess {n}"
+        );
+    }
+    let bearer = client
+        .get(setup.url("/v1/agent/me"))
+        .bearer_auth("guess-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 401);
+    let (status, retry_after) = sign_in("guess-10".to_owned()).await;
+    assert_eq!(status, 429);
+    let retry_after = retry_after.expect("a Retry-After header");
+    assert!((890..=900).contains(&retry_after), "{retry_after}");
+    // Even the right secret waits: the address is not checked at all until the window ends.
+    assert_eq!(sign_in(secret).await.0, 429);
+}

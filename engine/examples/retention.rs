@@ -29,19 +29,6 @@ const OURS: &str = "+15550001000";
 /// Texts accepted at once: the store's group commit makes one flush of them.
 const AT_ONCE: usize = 500;
 
-const FLOW: &str = r#"
-id = "ping"
-program = "care"
-kind = "transactional"
-brand = "Acme Clinic"
-start = "pong"
-[triggers]
-keywords = ["PING"]
-[steps.pong]
-type = "end"
-text = "Acme Clinic: pong. Reply STOP to opt out."
-"#;
-
 /// A provider that only counts: a recording one would hold every text in memory and measure
 /// itself.
 #[derive(Debug, Default)]
@@ -75,7 +62,7 @@ struct Run {
 fn config(dir: &std::path::Path, retention: bool) -> smsflow::config::Config {
     let flows = dir.join("flows");
     std::fs::create_dir_all(&flows).unwrap();
-    std::fs::write(flows.join("ping.toml"), FLOW).unwrap();
+    std::fs::write(flows.join("ping.toml"), testing::PING_FLOW).unwrap();
     let mut config = testing::config();
     config.flows.dir = flows;
     config.provider.from = OURS.to_owned();

@@ -158,6 +158,10 @@ fn default_max_attempts() -> u32 {
     8
 }
 
+fn default_send_attempts() -> u32 {
+    24
+}
+
 fn default_lanes() -> usize {
     8
 }
@@ -294,8 +298,10 @@ pub struct ProviderConfig {
     /// Texts per second per sender number (a US long code takes 1; toll-free 3; short codes 100).
     #[serde(default = "default_messages_per_second")]
     pub messages_per_second: f64,
-    /// Attempts at handing a text to the provider before it is marked failed.
-    #[serde(default = "default_max_attempts")]
+    /// Attempts at handing a text to the provider before it is marked failed. The waits
+    /// between them double from 1 s to 5 minutes, so the default 24 span about 85 minutes:
+    /// an hour's outage at the provider loses no text.
+    #[serde(default = "default_send_attempts")]
     pub max_attempts: u32,
 }
 
@@ -310,7 +316,7 @@ impl Default for ProviderConfig {
             api_key: None,
             telnyx_public_key: None,
             messages_per_second: default_messages_per_second(),
-            max_attempts: default_max_attempts(),
+            max_attempts: default_send_attempts(),
         }
     }
 }

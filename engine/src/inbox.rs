@@ -236,8 +236,8 @@ impl Inbox {
     }
 
     /// Moves dead letters (all, or the one with `seq`) back into the inbox with fresh attempts;
-    /// returns how many moved. They are processed when the workers next start (`smsflow dlq
-    /// replay` runs with the server stopped).
+    /// returns how many moved. Running workers take them at once (`POST /v1/dlq/replay`);
+    /// otherwise they are processed when the workers next start (`smsflow dlq replay`).
     ///
     /// # Errors
     ///
@@ -259,7 +259,11 @@ impl Inbox {
             .apply(batch)
             .context("cannot replay dead letters")?;
         self.store.flush_sync()?;
-        Ok(revived.len())
+        let moved = revived.len();
+        for event in revived {
+            self.enqueue(event);
+        }
+        Ok(moved)
     }
 
     /// Processes events until the task is dropped: first those stored before the start, then

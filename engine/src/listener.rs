@@ -385,12 +385,17 @@ async fn serve_connection(
     mut stopping: watch::Receiver<()>,
 ) {
     let watch = Arc::new(Watch::new(&shared.limits));
+    // Unknown only when the socket is already gone: its requests would not be served anyway.
+    let peer = stream
+        .peer_addr()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     let io = TokioIo::new(Watched {
         inner: stream,
         watch: Arc::clone(&watch),
     });
     let requests = Requests {
         app: shared.app.clone(),
+        peer,
         watch: Arc::clone(&watch),
         body_read_timeout: shared.limits.body_read_timeout,
     };
@@ -639,6 +644,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
 /// The hyper service of one connection: the app, with each request timed and tracked.
 struct Requests {
     app: Router,
+    /// The client's address, given to handlers as axum's `ConnectInfo`.
+    peer: std::net::SocketAddr,
     watch: Arc<Watch>,
     body_read_timeout: Duration,
 }
@@ -654,7 +661,10 @@ impl hyper::service::Service<Request<Incoming>> for Requests {
         let in_flight = self.watch.request_started();
         let limit = self.body_read_timeout;
         let late = Arc::new(AtomicBool::new(false));
-        let request = request.map(|body| TimedBody::new(body, limit, Arc::clone(&late)));
+        let mut request = request.map(|body| TimedBody::new(body, limit, Arc::clone(&late)));
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(self.peer));
         let app = self.app.clone();
         Box::pin(async move {
             let Ok(response) = app.oneshot(request).await;

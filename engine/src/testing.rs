@@ -106,6 +106,21 @@ pub fn example_plugins() -> crate::plugin::PluginsConfig {
     }
 }
 
+/// A flow answering PING with one transactional text: the load of the retention, fault and
+/// chaos runs, where what is said matters less than that each text is answered once.
+pub const PING_FLOW: &str = r#"
+id = "ping"
+program = "care"
+kind = "transactional"
+brand = "Acme Clinic"
+start = "pong"
+[triggers]
+keywords = ["PING"]
+[steps.pong]
+type = "end"
+text = "Acme Clinic: pong. Reply STOP to opt out."
+"#;
+
 /// A config for tests: the example plugins, pacing that never binds, everything else default.
 pub fn config() -> crate::config::Config {
     let mut config = crate::config::Config {

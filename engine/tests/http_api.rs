@@ -332,3 +332,201 @@ async fn the_operator_adds_lists_and_disables_agents_and_never_sees_a_hash() {
     let (status, _) = send(&app, missing).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+/// Routes anyone may call, each with why. Everything else in the router must refuse a caller
+/// with no credentials.
+const PUBLIC: [(&str, &str); 15] = [
+    ("/healthz", "the load balancer's probe"),
+    (
+        "/metrics",
+        "Prometheus scrapes it; `metrics_need_token` puts it behind the token",
+    ),
+    (
+        "/l/{code}",
+        "a tracked link in a text, opened by its recipient",
+    ),
+    (
+        "/v1/agent/session",
+        "sign-in itself (rate-limited per address)",
+    ),
+    (
+        "/inbox",
+        "the page shell: its data comes from the agent API",
+    ),
+    ("/inbox/app.js", "the page's script"),
+    ("/inbox/app.css", "the page's styles"),
+    ("/reports", "the page shell: its data comes from the API"),
+    ("/reports/app.js", "the page's script"),
+    ("/reports/app.css", "the page's styles"),
+    (
+        "/simulator",
+        "404 unless `[server] simulator` is on (a demo)",
+    ),
+    (
+        "/simulator/app.js",
+        "the simulator's script (404 unless on)",
+    ),
+    (
+        "/simulator/app.css",
+        "the simulator's styles (404 unless on)",
+    ),
+    ("/simulator/send", "the simulator's phone (404 unless on)"),
+    (
+        "/simulator/thread",
+        "the simulator's thread (404 unless on)",
+    ),
+];
+
+/// The providers' webhooks: open to the internet, refused (403) unless signed.
+const SIGNED: [&str; 3] = [
+    "/webhooks/twilio",
+    "/webhooks/twilio/status",
+    "/webhooks/telnyx",
+];
+
+/// Every path the router registers, read from its source: a route added there is walked here
+/// without anyone remembering to list it.
+fn registered_paths() -> Vec<String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let source = std::fs::read_to_string(root.join("src/server/router.rs")).unwrap();
+    let ingress = std::fs::read_to_string(root.join("src/ingress/mod.rs")).unwrap();
+    let constant = |name: &str| -> String {
+        let needle = format!("const {name}: &str = \"");
+        let text = [&source, &ingress]
+            .into_iter()
+            .find(|text| text.contains(&needle))
+            .unwrap_or_else(|| panic!("no const {name} in router.rs or ingress/mod.rs"));
+        let start = text.find(&needle).unwrap() + needle.len();
+        text[start..start + text[start..].find('"').unwrap()].to_owned()
+    };
+    let mut paths = Vec::new();
+    for piece in source.split(".route(").skip(1) {
+        let argument = piece.trim_start();
+        let path = if let Some(literal) = argument.strip_prefix('"') {
+            literal[..literal.find('"').unwrap()].to_owned()
+        } else if let Some(format) = argument.strip_prefix("&format!(\"") {
+            let template = &format[..format.find('"').unwrap()];
+            let (name, rest) = template.strip_prefix('{').unwrap().split_once('}').unwrap();
+            format!(
+                "{}{}",
+                constant(name),
+                rest.replace("{{", "{").replace("}}", "}")
+            )
+        } else {
+            let name: String = argument
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                .collect();
+            constant(&name)
+        };
+        paths.push(path);
+    }
+    assert!(
+        paths.len() > 60,
+        "the parse found too few routes: {paths:?}"
+    );
+    paths
+}
+
+/// `path` with each `{param}` filled in with something of its shape.
+fn concrete(path: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').unwrap() + start;
+        out.push_str(match &rest[start + 1..end] {
+            "phone" => "+12125550100",
+            "flow_id" => "hello",
+            other => other,
+        });
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[tokio::test]
+async fn every_route_in_the_router_is_behind_its_auth_layer_unless_listed_public() {
+    let (app, _engine) = app(Some(TOKEN)).await;
+    let methods = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+    for path in registered_paths() {
+        let public = PUBLIC.iter().any(|(open, _)| *open == path);
+        let signed = SIGNED.contains(&path.as_str());
+        let uri = concrete(&path);
+        let mut routed = 0;
+        let mut open = 0;
+        for method in methods {
+            for token in [None, Some("wrong")] {
+                let request = api(method, &uri, token, "{}");
+                let (status, body) = send(&app, request).await;
+                if status == StatusCode::METHOD_NOT_ALLOWED {
+                    continue;
+                }
+                routed += 1;
+                if public {
+                    // Sign-in shares its path with sign-out, which needs the session.
+                    open += usize::from(status != StatusCode::UNAUTHORIZED);
+                } else if signed {
+                    // Unsigned is forbidden; a provider without its key configured is off.
+                    assert!(
+                        [StatusCode::FORBIDDEN, StatusCode::NOT_FOUND].contains(&status),
+                        "{method} {path}: {status} {body}"
+                    );
+                } else {
+                    assert_eq!(
+                        status,
+                        StatusCode::UNAUTHORIZED,
+                        "{method} {path} with {token:?} must need credentials: {body}"
+                    );
+                }
+            }
+        }
+        assert!(routed > 0, "{path}: no method reached it");
+        assert!(
+            !public || open > 0,
+            "{path} is listed public but asks for credentials"
+        );
+    }
+    // Every listed public route still exists: the list does not keep dead entries.
+    let paths = registered_paths();
+    for (open, why) in PUBLIC {
+        assert!(
+            paths.iter().any(|path| path == open),
+            "{open} ({why}) is gone"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_page_and_asset_carries_the_strict_policy() {
+    let (app, _engine) = app(Some(TOKEN)).await;
+    let mut pages = 0;
+    for path in registered_paths() {
+        let request = api("GET", &concrete(&path), None, "");
+        let response = app.clone().oneshot(request).await.unwrap();
+        let headers = response.headers();
+        let kind = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        if !["text/html", "text/javascript", "text/css"]
+            .iter()
+            .any(|page| kind.starts_with(page))
+        {
+            continue;
+        }
+        pages += 1;
+        let policy = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert_eq!(
+            policy,
+            smsflow::server::pages::CONTENT_SECURITY_POLICY,
+            "{path}"
+        );
+        assert!(!policy.contains("unsafe"), "{path}: {policy}");
+        assert!(policy.contains("frame-ancestors 'none'"), "{path}");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff", "{path}");
+    }
+    // The inbox's and the reports' page, script and styles (the simulator is off here).
+    assert_eq!(pages, 6);
+}

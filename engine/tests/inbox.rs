@@ -157,6 +157,33 @@ async fn an_event_failing_every_attempt_is_dead_lettered_and_can_be_replayed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_replayed_while_the_workers_run_is_processed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("db")).unwrap();
+    let inbox = inbox(&store, 3);
+    // Fails its first three attempts: the letter is dead, then the handler recovers.
+    let recovering = Arc::new(Flaky {
+        failures: 3,
+        ..Flaky::default()
+    });
+    let worker = tokio::spawn(Arc::clone(&inbox).run(recovering.clone()));
+    inbox.accept(text("SM1", "+12125550100")).await.unwrap();
+    wait_until("the dead letter", || {
+        inbox.dead_letters().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(recovering.attempts.load(Ordering::SeqCst), 3);
+    assert_eq!(inbox.replay(None).unwrap(), 1);
+    wait_until("the replayed letter", || {
+        recovering.attempts.load(Ordering::SeqCst) == 4 && inbox.pending().unwrap().is_empty()
+    })
+    .await;
+    worker.abort();
+    assert!(inbox.pending().unwrap().is_empty());
+    assert!(inbox.dead_letters().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_events_survive_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");

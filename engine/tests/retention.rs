@@ -23,19 +23,6 @@ const OURS: &str = "+15550001000";
 const PEOPLE: usize = 30;
 const DAYS: i64 = 8;
 
-const FLOW: &str = r#"
-id = "ping"
-program = "care"
-kind = "transactional"
-brand = "Acme Clinic"
-start = "pong"
-[triggers]
-keywords = ["PING"]
-[steps.pong]
-type = "end"
-text = "Acme Clinic: pong. Reply STOP to opt out."
-"#;
-
 fn phone(i: usize) -> String {
     format!("+1212555{i:04}")
 }
@@ -50,7 +37,7 @@ async fn engine(
 ) -> (Engine, Arc<RecordingProvider>) {
     let flows = dir.join("flows");
     std::fs::create_dir_all(&flows).unwrap();
-    std::fs::write(flows.join("ping.toml"), FLOW).unwrap();
+    std::fs::write(flows.join("ping.toml"), testing::PING_FLOW).unwrap();
     let mut config = testing::config();
     config.flows.dir = flows;
     config.provider.from = OURS.to_owned();

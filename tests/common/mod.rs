@@ -72,6 +72,16 @@ impl Server {
     /// texts back whatever the hour the tests run at; `("SMSFLOW_CLOCK", "")` runs it on the
     /// real clock.
     pub fn start_with_env(config: &Path, port: u16, env: &[(&str, &str)]) -> Self {
+        Self::spawn(config, port, env, Stdio::inherit())
+    }
+
+    /// As [`Server::start_with_env`], writing its log (stdout and stderr) to `log`.
+    pub fn start_logged(config: &Path, port: u16, env: &[(&str, &str)], log: &Path) -> Self {
+        let file = std::fs::File::create(log).unwrap();
+        Self::spawn(config, port, env, Stdio::from(file))
+    }
+
+    fn spawn(config: &Path, port: u16, env: &[(&str, &str)], stderr: Stdio) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_smsflow"));
         command.env("SMSFLOW_CLOCK", DAYTIME);
         for (name, value) in env {
@@ -85,7 +95,7 @@ impl Server {
             .args(["serve", "--config"])
             .arg(config)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let server = Server {

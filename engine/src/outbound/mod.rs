@@ -98,6 +98,20 @@ pub enum SendError {
     /// Busy or down (HTTP 429, 5xx, a network error): try again later.
     #[error("the provider is unavailable, will retry: {0}")]
     Retryable(String),
+    /// Busy, and it said for how long (a 429 or 503 with `Retry-After`): the sender waits
+    /// that long before its next text.
+    #[error("the provider asked for a pause of {} s: {reason}", retry_after.as_secs())]
+    Throttled {
+        /// The status and the provider's words.
+        reason: String,
+        /// How long the provider asked us to wait.
+        retry_after: Duration,
+    },
+    /// The call broke after the request may have reached the provider (a timeout, a dropped
+    /// connection, an answer cut short): the text is looked up at the provider before it is
+    /// sent again, as after a crash.
+    #[error("the provider call was interrupted, will look the text up: {0}")]
+    Interrupted(String),
     /// The recipient has opted out with the carrier (Twilio error 21610).
     #[error("the recipient has opted out with the provider: {0}")]
     OptedOut(String),
@@ -114,32 +128,63 @@ fn provider_client() -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-/// Sends a provider API request and reads the whole answer; a provider that cannot be reached
-/// is worth retrying.
-async fn exchange(
-    request: reqwest::RequestBuilder,
-) -> Result<(reqwest::StatusCode, Vec<u8>), SendError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|error| SendError::Retryable(error.to_string()))?;
+/// A provider's answer to an API request.
+struct Answer {
+    status: reqwest::StatusCode,
+    /// Its `Retry-After`, in seconds or as an HTTP date.
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
+}
+
+/// Sends a provider API request and reads the whole answer. A provider that cannot be reached
+/// is worth retrying; one reached but not heard from in full may have taken the text.
+async fn exchange(request: reqwest::RequestBuilder) -> Result<Answer, SendError> {
+    let response = request.send().await.map_err(|error| {
+        if error.is_connect() {
+            SendError::Retryable(error.to_string())
+        } else {
+            SendError::Interrupted(error.to_string())
+        }
+    })?;
     let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| retry_after(value, jiff::Timestamp::now()));
     let body = response
         .bytes()
         .await
-        .map_err(|error| SendError::Retryable(error.to_string()))?;
-    Ok((status, body.to_vec()))
+        .map_err(|error| SendError::Interrupted(error.to_string()))?;
+    Ok(Answer {
+        status,
+        retry_after,
+        body: body.to_vec(),
+    })
 }
 
-/// What a provider's refusal means: an opt-out when its error code is `opted_out_code`, a retry
-/// on 429 and 5xx, a rejection otherwise. The error names the status, the code and the
-/// provider's own words.
+/// A `Retry-After` value (RFC 9110 §10.2.3: delay seconds or an HTTP date) as a wait from
+/// `now`; `None` when it is neither.
+fn retry_after(value: &str, now: jiff::Timestamp) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    // An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`) is an RFC 2822 date.
+    let at = jiff::fmt::rfc2822::parse(value).ok()?.timestamp();
+    Some(Duration::try_from(at.duration_since(now)).unwrap_or_default())
+}
+
+/// What a provider's refusal means: an opt-out when its error code is `opted_out_code`, a
+/// pause when a 429 or 503 says how long, a retry on other 429s and 5xx, a rejection
+/// otherwise. The error names the status, the code and the provider's own words.
 fn refusal(
-    status: reqwest::StatusCode,
+    answer: &Answer,
     code: Option<&str>,
     detail: Option<&str>,
     opted_out_code: &str,
 ) -> SendError {
+    let status = answer.status;
     let text = format!(
         "HTTP {status}{}{}",
         code.map(|code| format!(", error {code}"))
@@ -148,8 +193,14 @@ fn refusal(
             .map(|detail| format!(": {detail}"))
             .unwrap_or_default()
     );
+    let busy = matches!(status.as_u16(), 429 | 503);
     if code == Some(opted_out_code) {
         SendError::OptedOut(text)
+    } else if let Some(retry_after) = answer.retry_after.filter(|_| busy) {
+        SendError::Throttled {
+            reason: text,
+            retry_after,
+        }
     } else if status.as_u16() == 429 || status.is_server_error() {
         SendError::Retryable(text)
     } else {
@@ -239,3 +290,53 @@ impl Cleared {
 
 /// The HTTP timeout of provider calls.
 const PROVIDER_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, retry_after: Option<&str>) -> Answer {
+        let now = jiff::Timestamp::from_second(784_111_777).unwrap();
+        Answer {
+            status: reqwest::StatusCode::from_u16(status).unwrap(),
+            retry_after: retry_after.and_then(|value| super::retry_after(value, now)),
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date() {
+        let now = jiff::Timestamp::from_second(784_111_777).unwrap();
+        assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        // RFC 9110's example date is `now` + 0; one a minute later waits a minute.
+        let later = "Sun, 06 Nov 1994 08:50:37 GMT";
+        assert_eq!(retry_after(later, now), Some(Duration::from_secs(60)));
+        let past = "Sun, 06 Nov 1994 08:00:00 GMT";
+        assert_eq!(retry_after(past, now), Some(Duration::ZERO));
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-5", now), None);
+    }
+
+    #[test]
+    fn a_busy_answer_with_retry_after_pauses_and_others_keep_their_meaning() {
+        let throttled = refusal(&answer(429, Some("30")), None, None, "21610");
+        assert!(
+            matches!(&throttled, SendError::Throttled { retry_after, .. } if retry_after.as_secs() == 30),
+            "{throttled:?}"
+        );
+        let unavailable = refusal(&answer(503, Some("5")), None, None, "21610");
+        assert!(matches!(unavailable, SendError::Throttled { .. }));
+        // A 500 with Retry-After, or a 429 without one, backs off on our own schedule.
+        let broken = refusal(&answer(500, Some("5")), None, None, "21610");
+        assert!(matches!(broken, SendError::Retryable(_)), "{broken:?}");
+        let busy = refusal(&answer(429, None), None, None, "21610");
+        assert!(matches!(busy, SendError::Retryable(_)));
+        let opted_out = refusal(&answer(400, Some("5")), Some("21610"), None, "21610");
+        assert!(matches!(opted_out, SendError::OptedOut(_)));
+        let rejected = refusal(&answer(400, None), Some("21211"), Some("bad To"), "21610");
+        assert!(
+            matches!(&rejected, SendError::Rejected(text) if text == "HTTP 400 Bad Request, error 21211: bad To"),
+            "{rejected:?}"
+        );
+    }
+}

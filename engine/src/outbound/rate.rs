@@ -3,11 +3,13 @@
 use std::collections::HashMap;
 
 /// Token buckets keyed by sender number, refilled at `per_second`, holding at most one
-/// second's worth (so a quiet number can burst, but not beyond what carriers accept).
+/// second's worth (so a quiet number can burst, but not beyond what carriers accept); and the
+/// pauses a provider asked for (`Retry-After`), until which a sender takes no token at all.
 #[derive(Debug)]
 pub struct RateLimiter {
     per_second: f64,
     buckets: HashMap<String, (f64, i64)>,
+    paused_until: HashMap<String, i64>,
 }
 
 impl RateLimiter {
@@ -16,12 +18,28 @@ impl RateLimiter {
         Self {
             per_second: per_second.max(0.001),
             buckets: HashMap::new(),
+            paused_until: HashMap::new(),
         }
+    }
+
+    /// Holds `sender` back until `until_ms` (a later pause wins over an earlier one).
+    pub fn pause(&mut self, sender: &str, until_ms: i64) {
+        let until = self
+            .paused_until
+            .entry(sender.to_owned())
+            .or_insert(until_ms);
+        *until = (*until).max(until_ms);
     }
 
     /// Takes a token for `sender` at `now_ms`: `None` when one was available, or how many
     /// milliseconds until one is.
     pub fn take(&mut self, sender: &str, now_ms: i64) -> Option<i64> {
+        if let Some(&until_ms) = self.paused_until.get(sender) {
+            if until_ms > now_ms {
+                return Some(until_ms - now_ms);
+            }
+            self.paused_until.remove(sender);
+        }
         let capacity = self.per_second.max(1.0);
         let (tokens, last_ms) = self
             .buckets
@@ -59,5 +77,16 @@ mod tests {
         );
         assert_eq!(limiter.take("+1", 500), None);
         assert_eq!(limiter.take("+1", 500), Some(500));
+    }
+
+    #[test]
+    fn a_paused_sender_waits_out_its_pause_and_others_do_not() {
+        let mut limiter = RateLimiter::new(2.0);
+        limiter.pause("+1", 30_000);
+        limiter.pause("+1", 10_000);
+        assert_eq!(limiter.take("+1", 0), Some(30_000), "the later pause holds");
+        assert_eq!(limiter.take("+2", 0), None);
+        assert_eq!(limiter.take("+1", 29_999), Some(1));
+        assert_eq!(limiter.take("+1", 30_000), None);
     }
 }

@@ -82,16 +82,17 @@ impl Provider for TelnyxProvider {
                 .bearer_auth(&self.api_key)
                 .header("content-type", "application/json")
                 .body(request.to_string());
-            let (status, body) = exchange(request).await?;
+            let answer = exchange(request).await?;
+            let status = answer.status;
             if status.is_success() {
-                let created: Created = serde_json::from_slice(&body).map_err(|error| {
+                let created: Created = serde_json::from_slice(&answer.body).map_err(|error| {
                     SendError::Retryable(format!("Telnyx answered {status} without an id: {error}"))
                 })?;
                 return Ok(Receipt {
                     provider_id: created.data.id,
                 });
             }
-            let first = serde_json::from_slice::<ApiErrors>(&body)
+            let first = serde_json::from_slice::<ApiErrors>(&answer.body)
                 .ok()
                 .and_then(|errors| errors.errors.into_iter().next());
             let code = first.as_ref().and_then(|error| match &error.code {
@@ -101,7 +102,7 @@ impl Provider for TelnyxProvider {
             });
             let title = first.and_then(|error| error.title);
             Err(refusal(
-                status,
+                &answer,
                 code.as_deref(),
                 title.as_deref(),
                 OPTED_OUT_CODE,

@@ -102,23 +102,24 @@ impl Provider for TwilioProvider {
                 .post(&url)
                 .basic_auth(&self.account_sid, Some(&self.auth_token))
                 .form(&form);
-            let (status, body) = exchange(request).await?;
+            let answer = exchange(request).await?;
+            let status = answer.status;
             if status.is_success() {
-                let created: Created = serde_json::from_slice(&body).map_err(|error| {
+                let created: Created = serde_json::from_slice(&answer.body).map_err(|error| {
                     SendError::Retryable(format!("Twilio answered {status} without a sid: {error}"))
                 })?;
                 return Ok(Receipt {
                     provider_id: created.sid,
                 });
             }
-            let detail = serde_json::from_slice::<ApiError>(&body).ok();
+            let detail = serde_json::from_slice::<ApiError>(&answer.body).ok();
             let code = detail
                 .as_ref()
                 .and_then(|detail| detail.code)
                 .map(|code| code.to_string());
             let message = detail.and_then(|detail| detail.message);
             Err(refusal(
-                status,
+                &answer,
                 code.as_deref(),
                 message.as_deref(),
                 OPTED_OUT_CODE,
@@ -151,11 +152,11 @@ impl Provider for TwilioProvider {
                     ("DateSent>", day.as_str()),
                     ("PageSize", "100"),
                 ]);
-            let (status, body) = exchange(request).await?;
-            if !status.is_success() {
-                return Err(refusal(status, None, None, OPTED_OUT_CODE));
+            let answer = exchange(request).await?;
+            if !answer.status.is_success() {
+                return Err(refusal(&answer, None, None, OPTED_OUT_CODE));
             }
-            let list: MessageList = serde_json::from_slice(&body).map_err(|error| {
+            let list: MessageList = serde_json::from_slice(&answer.body).map_err(|error| {
                 SendError::Retryable(format!("Twilio's message list does not parse: {error}"))
             })?;
             let ours = list.messages.into_iter().find(|listed| {

@@ -27,7 +27,7 @@ use crate::metrics;
 use crate::sms::DeliveryState;
 use crate::sms::StatusUpdate;
 use crate::store::funnel::{FunnelEvent, FunnelEvents, FunnelKind};
-use crate::store::outbox::{Due, OutboxDue, ProviderIds};
+use crate::store::outbox::{Due, FailedPage, OutboxDue, ProviderIds};
 use crate::store::{Batch, Store};
 
 /// How the outbox retries and paces.
@@ -44,7 +44,7 @@ pub struct OutboxSettings {
 impl Default for OutboxSettings {
     fn default() -> Self {
         Self {
-            max_attempts: 8,
+            max_attempts: 24,
             messages_per_second: 10.0,
             max_in_flight: 256,
         }
@@ -54,6 +54,8 @@ impl Default for OutboxSettings {
 /// The first retry waits this long; each further one twice as long, up to [`MAX_BACKOFF_MS`].
 const FIRST_BACKOFF_MS: i64 = 1_000;
 const MAX_BACKOFF_MS: i64 = 5 * 60_000;
+/// The longest pause a provider's `Retry-After` can put on a sender.
+const MAX_PAUSE_MS: i64 = 60 * 60_000;
 
 /// The outbox and its worker.
 #[derive(Debug)]
@@ -178,6 +180,48 @@ impl Outbox {
         // The record of each send is durable before the next text to that number leaves.
         self.store.flush().await?;
         Ok(accepted)
+    }
+
+    /// Up to `limit` failed texts after outbox seq `after`, and where the next page starts.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read.
+    pub fn failed(&self, after: Option<u64>, limit: usize) -> anyhow::Result<FailedPage> {
+        Ok(self.texts.failed_after(after, limit)?)
+    }
+
+    /// Queues failed texts again, each from its first attempt: they pass the gate again
+    /// when due, so a replayed text to someone who has since said STOP is blocked, and one
+    /// past its `valid_until` expires. Returns, per seq asked for, whether it was queued or
+    /// why not (`unknown`, `not failed`).
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or written.
+    pub async fn replay(&self, seqs: &[u64]) -> anyhow::Result<Vec<(u64, Result<(), String>)>> {
+        let mut batch = Batch::new();
+        let mut outcomes = Vec::with_capacity(seqs.len());
+        let now = self.clock.now_ms();
+        for &seq in seqs {
+            let outcome = match self.texts.get(seq)? {
+                None => Err("unknown".to_owned()),
+                Some(mut message) if matches!(message.status, DeliveryStatus::Failed { .. }) => {
+                    tracing::info!(id = %message.id, "a failed text is queued again by the operator");
+                    message.status = DeliveryStatus::Queued;
+                    message.attempts = 0;
+                    self.texts.put_in(&mut batch, seq, &message)?;
+                    self.due.put_in(&mut batch, Due { due_ms: now, seq })?;
+                    Ok(())
+                }
+                Some(_) => Err("not failed".to_owned()),
+            };
+            outcomes.push((seq, outcome));
+        }
+        self.store.apply(batch)?;
+        self.store.flush().await?;
+        self.notify();
+        Ok(outcomes)
     }
 
     /// Asks the gate about each due text (one per recipient), writes its decision, marks the
@@ -359,6 +403,30 @@ impl Outbox {
         Ok(())
     }
 
+    /// How long until a refused text is tried again, if its refusal is temporary: our backoff,
+    /// or the pause the provider asked for, which then holds back the whole sender (capped at
+    /// [`MAX_PAUSE_MS`], so a wrong header cannot park a number for days).
+    fn retry_in(&self, message: &OutboundMessage, error: &SendError) -> Option<i64> {
+        match error {
+            SendError::Retryable(_) | SendError::Interrupted(_) => Some(crate::clock::backoff_ms(
+                FIRST_BACKOFF_MS,
+                message.attempts,
+                MAX_BACKOFF_MS,
+            )),
+            SendError::Throttled { retry_after, .. } => {
+                let wait_ms = i64::try_from(retry_after.as_millis())
+                    .unwrap_or(MAX_PAUSE_MS)
+                    .clamp(FIRST_BACKOFF_MS, MAX_PAUSE_MS);
+                self.limiter
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .pause(&message.from, self.clock.now_ms() + wait_ms);
+                Some(wait_ms)
+            }
+            SendError::OptedOut(_) | SendError::Rejected(_) => None,
+        }
+    }
+
     /// A refused text: retried with backoff while attempts remain and the refusal is
     /// temporary, else failed (an opt-out with the carrier suppresses the number). Returns how
     /// many event rows it queued.
@@ -371,20 +439,23 @@ impl Outbox {
         error: SendError,
     ) -> anyhow::Result<usize> {
         let now = self.clock.now_ms();
-        if let SendError::Retryable(reason) = &error
+        if let Some(wait_ms) = self.retry_in(&message, &error)
             && message.attempts < self.settings.max_attempts
         {
-            let backoff =
-                crate::clock::backoff_ms(FIRST_BACKOFF_MS, message.attempts, MAX_BACKOFF_MS);
-            tracing::warn!(id = %message.id, attempt = message.attempts, "send failed, retrying in {backoff} ms: {reason}");
-            message.status = DeliveryStatus::Queued;
+            tracing::warn!(id = %message.id, attempt = message.attempts, "send failed, retrying in {wait_ms} ms: {error}");
+            // An interrupted call stays `sending`, so the next attempt looks the text up first.
+            if !matches!(error, SendError::Interrupted(_)) {
+                message.status = DeliveryStatus::Queued;
+            }
             self.texts.put_in(batch, due.seq, &message)?;
-            self.reschedule(batch, due, now + backoff)?;
+            self.reschedule(batch, due, now + wait_ms)?;
             return Ok(0);
         }
         tracing::error!(id = %message.id, "text not sent: {error}");
         let kind = match &error {
             SendError::Retryable(_) => "retryable",
+            SendError::Throttled { .. } => "throttled",
+            SendError::Interrupted(_) => "interrupted",
             SendError::OptedOut(_) => "opted_out",
             SendError::Rejected(_) => "rejected",
         };

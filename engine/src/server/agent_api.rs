@@ -75,13 +75,19 @@ struct SignIn {
 /// Signing in makes an offline agent available.
 pub(super) async fn sign_in(
     State(state): State<Arc<AppState>>,
-    body: axum::body::Bytes,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
+    let peer = super::agent_auth::peer(request.extensions());
+    let body = axum::body::to_bytes(request.into_body(), super::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge(super::MAX_BODY_BYTES))?;
     let body: SignIn = json_body(&body, "a sign-in (secret)")?;
-    let agent = check_secret(&state, &body.secret).await?.map_err(|error| {
-        tracing::info!("agent sign-in refused: {error}");
-        ApiError::Unauthorized
-    })?;
+    let agent = check_secret(&state, peer, &body.secret)
+        .await?
+        .map_err(|error| {
+            tracing::info!("agent sign-in refused: {error}");
+            ApiError::Unauthorized
+        })?;
     let agent = match agent.presence {
         Presence::Offline => state
             .agents

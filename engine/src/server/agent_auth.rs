@@ -7,9 +7,10 @@
 //! the page's origin when the browser says where it comes from (`Origin`): defence in depth
 //! against a cross-site form post.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -37,7 +38,8 @@ pub(super) async fn require_agent(
     mut request: Request,
     next: Next,
 ) -> Response {
-    match caller(&state, request.headers(), request.method()).await {
+    let peer = peer(request.extensions());
+    match caller(&state, peer, request.headers(), request.method()).await {
         Ok(agent) => {
             if bearer(request.headers()).is_none()
                 && let Some(token) = cookie(request.headers(), SESSION_COOKIE)
@@ -54,6 +56,7 @@ pub(super) async fn require_agent(
 
 async fn caller(
     state: &AppState,
+    peer: Option<IpAddr>,
     headers: &HeaderMap,
     method: &Method,
 ) -> Result<AgentRecord, ApiError> {
@@ -65,7 +68,7 @@ async fn caller(
         ApiError::Unauthorized
     };
     if let Some(secret) = bearer(headers) {
-        return check_secret(state, secret).await?.map_err(refused);
+        return check_secret(state, peer, secret).await?.map_err(refused);
     }
     let Some(token) = cookie(headers, SESSION_COOKIE) else {
         return Err(ApiError::Unauthorized);
@@ -82,15 +85,27 @@ async fn caller(
 /// CPU and 19 MiB, so a flood of made-up secrets waits here instead of taking the server.
 pub(super) const ARGON2_CHECKS: usize = 2;
 
-/// Checks `secret`: a remembered one at once, a new one on the blocking threads, at most
-/// [`ARGON2_CHECKS`] at a time.
+/// Checks `secret` from client address `peer`: a remembered one at once, a new one on the
+/// blocking threads, at most [`ARGON2_CHECKS`] at a time, unless `peer` has sent too many wrong
+/// ones lately ([`super::sign_in_limit`]), which is refused before any check.
 pub(super) async fn check_secret(
     state: &AppState,
+    peer: Option<IpAddr>,
     secret: &str,
 ) -> Result<Result<AgentRecord, AuthError>, ApiError> {
     let agents = Arc::clone(&state.agents);
     if agents.remembers(secret) {
         return Ok(agents.authenticate(secret));
+    }
+    let now = state.clock.now_ms();
+    if let Some(wait_ms) = peer.and_then(|peer| state.sign_ins.wait_ms(peer, now)) {
+        tracing::warn!(
+            ?peer,
+            "agent secret refused unchecked: too many wrong ones from this address"
+        );
+        return Err(ApiError::TooManyAttempts {
+            retry_after_s: (wait_ms + 999) / 1000,
+        });
     }
     let _slot = state
         .argon2_checks
@@ -98,9 +113,24 @@ pub(super) async fn check_secret(
         .await
         .map_err(|_| ApiError::Internal)?;
     let secret = secret.to_owned();
-    tokio::task::spawn_blocking(move || agents.authenticate(&secret))
+    let checked = tokio::task::spawn_blocking(move || agents.authenticate(&secret))
         .await
-        .map_err(|_| ApiError::Internal)
+        .map_err(|_| ApiError::Internal)?;
+    if let Some(peer) = peer {
+        match &checked {
+            Ok(_) => state.sign_ins.succeeded(peer),
+            Err(AuthError::Refused) => state.sign_ins.failed(peer, state.clock.now_ms()),
+            Err(_) => {}
+        }
+    }
+    Ok(checked)
+}
+
+/// The client address of a request, as the listener recorded it (absent in-process).
+pub(super) fn peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

@@ -54,6 +54,12 @@ pub enum ApiError {
     /// The body is not of a type this route reads.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// Too many wrong secrets from this address: wait `retry_after_s` (sent as `Retry-After`).
+    #[error("too many wrong secrets from this address; try again in {retry_after_s} s")]
+    TooManyAttempts {
+        /// Seconds until the address may try again.
+        retry_after_s: i64,
+    },
     /// The operator API has no token configured.
     #[error("the API is disabled: set [server] api_token in the config")]
     ApiDisabled,
@@ -79,6 +85,7 @@ impl ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::ApiDisabled | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -102,7 +109,15 @@ impl IntoResponse for ApiError {
         {
             fields.extend(details.clone());
         }
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if let Self::TooManyAttempts { retry_after_s } = self
+            && let Ok(value) = retry_after_s.to_string().parse()
+        {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        response
     }
 }
 

@@ -16,6 +16,7 @@ mod agents;
 mod auth;
 mod campaigns;
 mod contacts;
+mod dead_letters;
 pub mod error;
 mod measure;
 mod operator;
@@ -23,6 +24,7 @@ pub mod pages;
 mod providers;
 mod records;
 mod router;
+mod sign_in_limit;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -10,8 +10,8 @@ use axum::routing::{delete, get, post};
 use super::error::ApiError;
 use super::{MAX_BODY_BYTES, TELNYX_PATH, TWILIO_INBOUND_PATH, TWILIO_STATUS_PATH};
 use super::{
-    agent_api, agent_auth, agents, auth, campaigns, contacts, measure, operator, pages, providers,
-    records,
+    agent_api, agent_auth, agents, auth, campaigns, contacts, dead_letters, measure, operator,
+    pages, providers, records,
 };
 use crate::agents::Agents;
 use crate::clock::SharedClock;
@@ -53,6 +53,8 @@ pub struct AppState {
     pub(super) simulator: bool,
     /// Slots for argon2 checks of secrets not seen before.
     pub(super) argon2_checks: tokio::sync::Semaphore,
+    /// Wrong agent secrets per client address.
+    pub(super) sign_ins: super::sign_in_limit::SignInLimit,
 }
 
 impl AppState {
@@ -93,6 +95,7 @@ impl AppState {
             simulator: config.server.simulator,
             metrics_need_token: config.server.metrics_need_token,
             argon2_checks: tokio::sync::Semaphore::new(super::agent_auth::ARGON2_CHECKS),
+            sign_ins: super::sign_in_limit::SignInLimit::default(),
         })
     }
 }
@@ -116,6 +119,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/status", get(operator::status))
         .route("/v1/inbox", get(records::inbox))
         .route("/v1/dlq", get(records::dead_letters))
+        .route("/v1/dlq/replay", post(dead_letters::replay_inbound))
+        .route("/v1/outbox/failed", get(dead_letters::failed))
+        .route("/v1/outbox/replay", post(dead_letters::replay_outbound))
         .route("/v1/consent/verify", get(records::consent_verify))
         .route("/v1/consent/{phone}", get(records::consent_export))
         .route(

@@ -269,6 +269,30 @@ impl Outbox {
         self.table.put_in(batch, &Seq(seq), message)
     }
 
+    /// Up to `limit` failed texts (the outbound dead letters) after `after` in queue order, and
+    /// the seq to page on from when there may be more. A scan of the table: an operator's
+    /// query, not something traffic waits for.
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or a row does not decode.
+    pub fn failed_after(&self, after: Option<u64>, limit: usize) -> Result<FailedPage> {
+        let mut start = Vec::new();
+        Seq(after.map_or(0, |seq| seq.saturating_add(1))).write(&mut start);
+        let mut failed = Vec::new();
+        for row in self.table.range(&start, None) {
+            let (seq, message) = row?;
+            if matches!(message.status, DeliveryStatus::Failed { .. }) {
+                if failed.len() == limit {
+                    let next = failed.last().map(|(seq, _): &(u64, _)| *seq);
+                    return Ok((failed, next));
+                }
+                failed.push((seq.0, message));
+            }
+        }
+        Ok((failed, None))
+    }
+
     /// Every text, in queue order.
     ///
     /// # Errors
@@ -281,6 +305,9 @@ impl Outbox {
             .collect()
     }
 }
+
+/// A page of failed texts with their seqs, and the seq the next page starts after.
+pub type FailedPage = (Vec<(u64, OutboundMessage)>, Option<u64>);
 
 /// A due text: when, and which.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
