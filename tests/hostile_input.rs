@@ -201,8 +201,12 @@ async fn fields_do_not_pile_up_across_runs_and_the_transcript_pages() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chunked_body_past_the_limit_is_a_json_413() {
     let (setup, _server) = serve().await;
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        (0..100).map(|_| Ok(vec![b' '; 1024])).collect();
+    // Just past the 64 KiB limit: the server answers once it has read too much, and a body
+    // that went on much longer would meet a closed connection before its answer was read.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..64)
+        .map(|_| Ok(vec![b' '; 1024]))
+        .chain([Ok(vec![b' '; 16])])
+        .collect();
     let response = reqwest::Client::new()
         .post(setup.url("/v1/flows/notice/start"))
         .bearer_auth(API_TOKEN)

@@ -13,6 +13,11 @@
 //! | funnel events                 | `[measurement] keep_events`      | rolled up per day first ([`crate::measure::retention`]) |
 //! | the send log                  | the longest frequency cap window | caps ([`crate::compliance`]) |
 //!
+//! Each of those tables writes its rows' times to the store's expiry index (in time order per
+//! table, in the same batch as the row): a pass reads the index from its oldest entry and stops
+//! at the first inside the window, so it reads what it deletes (and the few old rows that are
+//! still waiting), not whole tables.
+//!
 //! Deleting is safe at any point: each batch stands alone, a crash leaves rows the next pass
 //! deletes, and nothing that can still change (a text being sent, a pending inbox row) is
 //! ever picked.
@@ -187,7 +192,7 @@ impl Compactor {
             // After the outbox: the ids of the texts it just removed go too.
             (
                 "outbox_provider_ids",
-                Box::new(move |b, c, n| t.provider_ids.expire_in(b, c, n, &t.outbox)),
+                Box::new(move |b, c, n| t.provider_ids.expire_in(b, c, n, outbox, &t.outbox)),
             ),
             (
                 "transcript",

@@ -472,4 +472,10 @@ async fn a_replay_request_is_checked_before_anything_moves() {
         .api("GET", "/v1/outbox/failed?limit=0", Value::Null)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // No [[webhooks]] here: their dead letters are not a thing to list or replay.
+    for (method, path) in [("GET", "/v1/events/dead"), ("POST", "/v1/events/replay")] {
+        let (status, answer) = harness.api(method, path, Value::Null).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{answer}");
+        assert!(answer["error"].as_str().unwrap().contains("[[webhooks]]"));
+    }
 }

@@ -39,7 +39,6 @@
 //! Anchor the ledger by keeping [`Ledger::head`] somewhere else (a log line, a signed daily
 //! digest) and comparing it later.
 
-use std::collections::HashMap;
 use std::sync::MutexGuard;
 use std::time::{Duration, SystemTime};
 
@@ -332,7 +331,7 @@ impl Ledger {
         Appending {
             ledger: self,
             chain: self.table.lock_chain(),
-            added: Vec::new(),
+            appended: false,
             committed: false,
         }
     }
@@ -358,7 +357,9 @@ impl Ledger {
     pub fn records_for(&self, number: &str) -> anyhow::Result<Vec<ConsentRecord>> {
         let seqs = {
             let mut chain = self.table.lock_chain();
-            seqs_of(&self.table, &mut chain, number)?
+            self.table
+                .seqs_of(&mut chain, number)
+                .context("cannot read the consent ledger's index")?
         };
         self.read_records(&seqs)
     }
@@ -507,15 +508,15 @@ impl Ledger {
 pub struct Appending<'l> {
     ledger: &'l Ledger,
     chain: MutexGuard<'l, ChainState>,
-    /// Numbers and seqs appended, indexed once the batch is applied.
-    added: Vec<(String, u64)>,
+    /// Whether a record was appended to the caller's batch.
+    appended: bool,
     committed: bool,
 }
 
 impl std::fmt::Debug for Appending<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Appending")
-            .field("added", &self.added)
+            .field("appended", &self.appended)
             .finish_non_exhaustive()
     }
 }
@@ -562,7 +563,7 @@ impl Appending<'_> {
         record.hash = record.compute_hash();
         self.ledger.table.put_in(batch, &record)?;
         self.chain.head = Some((seq, record.hash.clone()));
-        self.added.push((record.number.clone(), seq));
+        self.appended = true;
         Ok(record)
     }
 
@@ -572,7 +573,11 @@ impl Appending<'_> {
     ///
     /// When the store cannot be read or a record does not decode.
     pub fn records_for(&mut self, number: &str) -> anyhow::Result<Vec<ConsentRecord>> {
-        let seqs = seqs_of(&self.ledger.table, &mut self.chain, number)?;
+        let seqs = self
+            .ledger
+            .table
+            .seqs_of(&mut self.chain, number)
+            .context("cannot read the consent ledger's index")?;
         self.ledger.read_records(&seqs)
     }
 
@@ -590,20 +595,15 @@ impl Appending<'_> {
         Ok(state_of(&self.records_for(number)?, program, class))
     }
 
-    /// Call once the batch holding the appended records is applied: they join the index.
+    /// Call once the batch holding the appended records is applied.
     pub fn committed(mut self) {
-        if let Some(index) = self.chain.by_number.as_mut() {
-            for (number, seq) in self.added.drain(..) {
-                index.entry(number).or_default().push(seq);
-            }
-        }
         self.committed = true;
     }
 }
 
 impl Drop for Appending<'_> {
     fn drop(&mut self) {
-        if !self.committed && !self.added.is_empty() {
+        if !self.committed && self.appended {
             // The batch was not applied: forget the head it advanced, so the next append
             // chains onto what is really on disk.
             self.chain.head = None;
@@ -620,27 +620,6 @@ fn read_head(table: &ConsentLedger) -> anyhow::Result<(u64, String)> {
         return Ok((0, GENESIS_HASH.to_owned()));
     };
     Ok((record.seq, record.hash))
-}
-
-/// `number`'s record seqs, indexing the whole ledger on first use.
-fn seqs_of(
-    table: &ConsentLedger,
-    chain: &mut ChainState,
-    number: &str,
-) -> anyhow::Result<Vec<u64>> {
-    if chain.by_number.is_none() {
-        let mut built: HashMap<String, Vec<u64>> = HashMap::new();
-        for (_, record) in table.walk() {
-            let record = record.context("cannot index the consent ledger")?;
-            built.entry(record.number).or_default().push(record.seq);
-        }
-        chain.by_number = Some(built);
-    }
-    Ok(chain
-        .by_number
-        .as_ref()
-        .and_then(|index| index.get(number).cloned())
-        .unwrap_or_default())
 }
 
 /// A record's own checks in [`Ledger::verify`]: its seq, disclosure hash, hash and link.

@@ -24,7 +24,9 @@
 //! A text is marked `sending` durably before the provider call, and its result is durable
 //! before the next text to the same number leaves. After a crash in the middle of a call, the
 //! text is looked up at the provider ([`Provider::find_sent`]: Twilio's message list, filtered
-//! by recipient, sender and time) before it is sent again.
+//! by recipient, sender and time) before it is sent again; so is a text whose call broke after
+//! the request may have reached the provider (a timeout, a dropped connection, an answer cut
+//! short: [`SendError::Interrupted`]).
 
 mod console;
 mod rate;

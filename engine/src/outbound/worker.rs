@@ -383,8 +383,13 @@ impl Outbox {
         let now = self.clock.now_ms();
         message.status = DeliveryStatus::Sent;
         message.sent_at_ms = Some(now);
-        self.provider_ids
-            .put_in(batch, self.provider.name(), &receipt.provider_id, due.seq)?;
+        self.provider_ids.put_in(
+            batch,
+            self.provider.name(),
+            &receipt.provider_id,
+            due.seq,
+            now,
+        )?;
         message.provider_id = Some(receipt.provider_id);
         self.gate.record_sent_in(
             batch,

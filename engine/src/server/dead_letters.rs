@@ -1,7 +1,8 @@
-//! The dead letters of both queues, readable and replayable while the server runs:
+//! The dead letters of every queue, readable and replayable while the server runs:
 //! `POST /v1/dlq/replay` (inbound texts that failed every processing attempt; `GET /v1/dlq`
-//! lists them) and `GET /v1/outbox/failed` with `POST /v1/outbox/replay` (texts the provider
-//! refused for good or that ran out of attempts).
+//! lists them), `GET /v1/outbox/failed` with `POST /v1/outbox/replay` (texts the provider
+//! refused for good or that ran out of attempts), and `GET /v1/events/dead` with
+//! `POST /v1/events/replay` (event webhooks the receiver never took).
 
 use std::sync::Arc;
 
@@ -39,6 +40,41 @@ pub(super) async fn replay_inbound(
         .await
         .map_err(|error| ApiError::store("dead letter replay failed", &error))?
         .map_err(|error| ApiError::store("dead letter replay failed", &error))?;
+    Ok(Json(json!({ "replayed": replayed })))
+}
+
+/// The event webhooks, or a 404 saying how to turn them on.
+fn events(state: &AppState) -> Result<&Arc<crate::events::Events>, ApiError> {
+    state.events.as_ref().ok_or_else(|| {
+        ApiError::NotFound("no event webhooks are configured: add a [[webhooks]] section".into())
+    })
+}
+
+/// `GET /v1/events/dead`: event deliveries that failed their whole retry schedule.
+pub(super) async fn event_dead_letters(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Value>, ApiError> {
+    let dead = events(&state)?
+        .dead_letters()
+        .map_err(|error| ApiError::store("event dead letters read failed", &error))?;
+    Ok(Json(json!({ "dead_letters": dead })))
+}
+
+/// `POST /v1/events/replay` with `{"seq": n}` or `{}` (all): dead event deliveries queued
+/// again with a fresh schedule (the same `webhook-id`, so a receiver that did get one
+/// recognises it); `{"replayed": n}`.
+pub(super) async fn replay_events(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let request: DlqReplay = if body.is_empty() {
+        DlqReplay::default()
+    } else {
+        json_body(&body, "a replay request ({\"seq\": 12} or {})")?
+    };
+    let replayed = events(&state)?
+        .replay(request.seq)
+        .map_err(|error| ApiError::store("event replay failed", &error))?;
     Ok(Json(json!({ "replayed": replayed })))
 }
 

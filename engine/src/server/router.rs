@@ -122,6 +122,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/dlq/replay", post(dead_letters::replay_inbound))
         .route("/v1/outbox/failed", get(dead_letters::failed))
         .route("/v1/outbox/replay", post(dead_letters::replay_outbound))
+        .route("/v1/events/dead", get(dead_letters::event_dead_letters))
+        .route("/v1/events/replay", post(dead_letters::replay_events))
         .route("/v1/consent/verify", get(records::consent_verify))
         .route("/v1/consent/{phone}", get(records::consent_export))
         .route(

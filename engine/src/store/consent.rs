@@ -3,13 +3,12 @@
 //!
 //! Key: `<seq u64 BE>`, from 1 without gaps: the key order is the chain's order.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
 use super::codec::json_value;
-use super::keys::Seq;
+use super::keys::{NumberSeq, Seq};
 use super::table::Table;
 use super::{Batch, Result, Store, TableId};
 
@@ -148,22 +147,24 @@ pub struct ConsentRecord {
 
 json_value!(ConsentRecord);
 
-/// What every appender of one store shares, behind one lock: the chain's end and each number's
-/// record seqs. Held from choosing a record's seq until its batch is applied, so the chain
-/// never forks; both are loaded on first use.
+/// What every appender of one store shares, behind one lock: the chain's end. Held from
+/// choosing a record's seq until its batch is applied, so the chain never forks; read on first
+/// use.
 #[derive(Debug, Default)]
 pub struct ChainState {
     /// The last record's seq and hash, once read.
     pub head: Option<(u64, String)>,
-    /// Each number's record seqs, oldest first, once indexed: the gate asks for a number's
-    /// consent on every text and must not scan the whole ledger to answer.
-    pub by_number: Option<HashMap<String, Vec<u64>>>,
+    /// Whether the by-number index was found complete (or rebuilt) since the store opened.
+    pub indexed: bool,
 }
 
-/// The consent ledger table.
+/// The consent ledger table, and each number's record seqs beside it (written in the same
+/// batch as the record): the gate asks for a number's consent on every text and must not scan
+/// the whole ledger to answer, nor hold an index of every number ever seen in memory.
 #[derive(Debug, Clone)]
 pub struct ConsentLedger {
     table: Table<Seq, ConsentRecord>,
+    by_number: Table<NumberSeq, ()>,
     chain: Arc<Mutex<ChainState>>,
 }
 
@@ -171,6 +172,7 @@ impl ConsentLedger {
     pub(super) fn new(store: &Store) -> Self {
         Self {
             table: store.table(TableId::Consent),
+            by_number: store.table(TableId::ConsentByNumber),
             chain: Arc::clone(&store.consent_chain),
         }
     }
@@ -216,7 +218,49 @@ impl ConsentLedger {
     ///
     /// When it cannot be encoded.
     pub fn put_in(&self, batch: &mut Batch, record: &ConsentRecord) -> Result<()> {
-        self.table.put_in(batch, &Seq(record.seq), record)
+        self.table.put_in(batch, &Seq(record.seq), record)?;
+        self.by_number
+            .put_in(batch, &NumberSeq(record.number.clone(), record.seq), &())
+    }
+
+    /// The seqs of `number`'s records, oldest first. `chain` is the held chain lock: the
+    /// first call after the store opens checks that the index holds the last record, and
+    /// rebuilds it from the ledger when it does not (a store written before the index).
+    ///
+    /// # Errors
+    ///
+    /// When the store cannot be read or written.
+    pub fn seqs_of(&self, chain: &mut ChainState, number: &str) -> Result<Vec<u64>> {
+        if !chain.indexed {
+            self.complete_index()?;
+            chain.indexed = true;
+        }
+        let mut prefix = Vec::new();
+        super::keys::push_str(&mut prefix, number);
+        self.by_number
+            .scan_prefix(&prefix)
+            .map(|row| row.map(|(NumberSeq(_, seq), ())| seq))
+            .collect()
+    }
+
+    /// Rebuilds the by-number index unless it holds the last record.
+    fn complete_index(&self) -> Result<()> {
+        let Some(last) = self.last()? else {
+            return Ok(());
+        };
+        if self
+            .by_number
+            .contains(&NumberSeq(last.number.clone(), last.seq))?
+        {
+            return Ok(());
+        }
+        tracing::info!("indexing the consent ledger by number (a store from before the index)");
+        let mut batch = Batch::new();
+        for (_, record) in self.table.all().flatten() {
+            self.by_number
+                .put_in(&mut batch, &NumberSeq(record.number, record.seq), &())?;
+        }
+        self.by_number.apply(batch)
     }
 
     /// Applies a batch of records chained by [`crate::compliance::ledger::Ledger`] on their own
@@ -299,5 +343,42 @@ mod tests {
         ledger.overwrite_raw_for_tests(2, b"\x01not json").unwrap();
         let damaged: Vec<bool> = ledger.walk().map(|(_, record)| record.is_err()).collect();
         assert_eq!(damaged, [false, true, false, false, false]);
+    }
+
+    #[test]
+    fn each_numbers_seqs_come_from_the_index_and_a_store_without_one_is_indexed() {
+        let store = Store::temporary().unwrap();
+        let ledger = ConsentLedger::new(&store);
+        let other = |seq| ConsentRecord {
+            number: "+12125550199".into(),
+            ..record(seq)
+        };
+        let mut batch = Batch::new();
+        for record in [record(1), other(2), record(3), other(4), record(300)] {
+            ledger.put_in(&mut batch, &record).unwrap();
+        }
+        ledger.apply_chained(batch).unwrap();
+        let mut chain = ChainState::default();
+        assert_eq!(
+            ledger.seqs_of(&mut chain, "+12125550100").unwrap(),
+            [1, 3, 300]
+        );
+        assert_eq!(ledger.seqs_of(&mut chain, "+12125550199").unwrap(), [2, 4]);
+        assert!(
+            ledger
+                .seqs_of(&mut chain, "+1212555010")
+                .unwrap()
+                .is_empty()
+        );
+
+        // Records written before the index existed: the first lookup rebuilds it.
+        let legacy = Store::temporary().unwrap();
+        let ledger = ConsentLedger::new(&legacy);
+        for record in [record(1), other(2), record(3)] {
+            ledger.overwrite_for_tests(record.seq, &record).unwrap();
+        }
+        let mut chain = ChainState::default();
+        assert_eq!(ledger.seqs_of(&mut chain, "+12125550100").unwrap(), [1, 3]);
+        assert!(chain.indexed);
     }
 }

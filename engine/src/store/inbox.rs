@@ -267,7 +267,7 @@ impl InboxSeen {
         before_ms: i64,
     ) -> Result<Swept> {
         self.table
-            .sweep_in(batch, from, limit, |_, at| at.0 < before_ms)
+            .expire_indexed_in(batch, from, limit, before_ms, |_, at| Ok(at.0 < before_ms))
     }
 
     /// Adds recording `provider`'s `message_id` as accepted at `at_ms` to `batch`.
@@ -282,10 +282,11 @@ impl InboxSeen {
         message_id: &str,
         at_ms: i64,
     ) -> Result<()> {
-        self.table.put_in(
+        self.table.put_expiring_in(
             batch,
             &Pair(provider.to_owned(), message_id.to_owned()),
             &TimeMs(at_ms),
+            at_ms,
         )
     }
 }

@@ -111,6 +111,24 @@ impl super::table::Key for Pair {
     }
 }
 
+/// A key of a number's rows in seq order: `<number> 0x00 <seq>` (the consent ledger's index).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct NumberSeq(pub(super) String, pub(super) u64);
+
+impl super::table::Key for NumberSeq {
+    fn write(&self, out: &mut Vec<u8>) {
+        push_str(out, &self.0);
+        push_u64(out, self.1);
+    }
+
+    fn read(bytes: &[u8]) -> Option<Self> {
+        let mut reader = Reader::new(bytes);
+        let number = reader.str()?;
+        let seq = reader.u64()?;
+        reader.end(Self(number, seq))
+    }
+}
+
 /// A key of a contact's rows in time order: the number, the time, a seq that makes it unique
 /// (the send log, the funnel's touches).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

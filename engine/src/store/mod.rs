@@ -45,6 +45,8 @@
 //! | 0x20 | [`funnel::Conversions`] | idempotency key | a conversion and its answer |
 //! | 0x21 | [`funnel::Links`] | short code | a tracked link |
 //! | 0x22 | [`funnel::FunnelDaily`] | day, flow, campaign, variant, kind | a day's counts |
+//! | 0x23 | the expiry index (`put_expiring_in`) | table, time, the row's key | (none) |
+//! | 0x24 | [`consent::ConsentLedger`]'s index | number, seq | (none) |
 //! | 0x7f | format marker | `format` | the layout version |
 //!
 //! Strings in keys end at a 0x00 byte, which is why identifiers that reach a key (numbers,

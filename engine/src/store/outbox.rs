@@ -234,15 +234,16 @@ impl Outbox {
         limit: usize,
         before_ms: i64,
     ) -> Result<Swept> {
-        self.table.sweep_in(batch, from, limit, |_, message| {
-            let settled = matches!(
-                message.status,
-                DeliveryStatus::Sent
-                    | DeliveryStatus::Failed { .. }
-                    | DeliveryStatus::Blocked { .. }
-            );
-            settled && message.sent_at_ms.unwrap_or(message.queued_at_ms) < before_ms
-        })
+        self.table
+            .expire_indexed_in(batch, from, limit, before_ms, |_, message| {
+                let settled = matches!(
+                    message.status,
+                    DeliveryStatus::Sent
+                        | DeliveryStatus::Failed { .. }
+                        | DeliveryStatus::Blocked { .. }
+                );
+                Ok(settled && message.sent_at_ms.unwrap_or(message.queued_at_ms) < before_ms)
+            })
     }
 
     pub(super) fn new(store: &Store) -> Self {
@@ -266,7 +267,8 @@ impl Outbox {
     ///
     /// When it cannot be encoded.
     pub fn put_in(&self, batch: &mut Batch, seq: u64, message: &OutboundMessage) -> Result<()> {
-        self.table.put_in(batch, &Seq(seq), message)
+        self.table
+            .put_expiring_in(batch, &Seq(seq), message, message.queued_at_ms)
     }
 
     /// Up to `limit` failed texts (the outbound dead letters) after `after` in queue order, and
@@ -406,8 +408,8 @@ pub struct ProviderIds {
 }
 
 impl ProviderIds {
-    /// One step of removing the ids whose text `outbox` no longer holds (it expired): a late
-    /// report about it finds nothing, as for a text we never sent.
+    /// One step of removing the ids given before `before_ms` whose text `outbox` no longer
+    /// holds (it expired): a late report about it finds nothing, as for a text we never sent.
     ///
     /// # Errors
     ///
@@ -417,21 +419,13 @@ impl ProviderIds {
         batch: &mut Batch,
         from: &Cursor,
         limit: usize,
+        before_ms: i64,
         outbox: &Outbox,
     ) -> Result<Swept> {
-        let (rows, next) = self.table.rows_from(from, limit)?;
-        let mut swept = Swept {
-            next,
-            scanned: rows.len() as u64,
-            removed: 0,
-        };
-        for (key, seq) in rows {
-            if outbox.get(seq)?.is_none() {
-                self.table.remove_in(batch, &key);
-                swept.removed += 1;
-            }
-        }
-        Ok(swept)
+        self.table
+            .expire_indexed_in(batch, from, limit, before_ms, |_, seq| {
+                Ok(outbox.get(*seq)?.is_none())
+            })
     }
 
     pub(super) fn new(store: &Store) -> Self {
@@ -450,7 +444,7 @@ impl ProviderIds {
             .get(&Pair(provider.to_owned(), provider_id.to_owned()))
     }
 
-    /// Adds indexing `provider_id` to `batch`.
+    /// Adds indexing `provider_id`, given at `at_ms`, to `batch`.
     ///
     /// # Errors
     ///
@@ -461,11 +455,13 @@ impl ProviderIds {
         provider: &str,
         provider_id: &str,
         seq: u64,
+        at_ms: i64,
     ) -> Result<()> {
-        self.table.put_in(
+        self.table.put_expiring_in(
             batch,
             &Pair(provider.to_owned(), provider_id.to_owned()),
             &seq,
+            at_ms,
         )
     }
 }
@@ -510,7 +506,7 @@ mod tests {
         tables.outbox.put_in(&mut batch, 1, &message).unwrap();
         tables
             .provider_ids
-            .put_in(&mut batch, "twilio", "SM1", 1)
+            .put_in(&mut batch, "twilio", "SM1", 1, 5)
             .unwrap();
         store.apply(batch).unwrap();
         assert_eq!(tables.outbox.get(1).unwrap(), Some(message));

@@ -43,7 +43,7 @@ impl Processed {
         before_ms: i64,
     ) -> Result<Swept> {
         self.table
-            .sweep_in(batch, from, limit, |_, at| at.0 < before_ms)
+            .expire_indexed_in(batch, from, limit, before_ms, |_, at| Ok(at.0 < before_ms))
     }
 
     /// Adds marking `event_id` processed at `at_ms` to `batch`.
@@ -53,7 +53,7 @@ impl Processed {
     /// Never in practice (the value is 8 bytes).
     pub fn put_in(&self, batch: &mut Batch, event_id: &str, at_ms: i64) -> Result<()> {
         self.table
-            .put_in(batch, &event_id.to_owned(), &TimeMs(at_ms))
+            .put_expiring_in(batch, &event_id.to_owned(), &TimeMs(at_ms), at_ms)
     }
 }
 

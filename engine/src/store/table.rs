@@ -4,6 +4,7 @@
 use std::marker::PhantomData;
 use std::ops::Bound;
 
+use super::codec::time_key;
 use super::{Batch, Result, StoreError};
 
 /// A table: the first byte of each of its keys. The numbers are part of the on-disk format:
@@ -79,6 +80,11 @@ pub enum TableId {
     Links = 0x21,
     /// [`super::funnel::FunnelDaily`].
     FunnelDaily = 0x22,
+    /// When rows of the tables with a retention window were written, in time order per
+    /// table (see [`Table::put_expiring_in`]).
+    Expiry = 0x23,
+    /// The record seqs of each number in [`super::consent::ConsentLedger`].
+    ConsentByNumber = 0x24,
 }
 
 impl TableId {
@@ -119,11 +125,13 @@ impl TableId {
             Self::Conversions => "conversions",
             Self::Links => "links",
             Self::FunnelDaily => "funnel_daily",
+            Self::Expiry => "expiry",
+            Self::ConsentByNumber => "consent_by_number",
         }
     }
 
     /// Every table.
-    pub const ALL: [TableId; 34] = [
+    pub const ALL: [TableId; 36] = [
         Self::Conversations,
         Self::Transcript,
         Self::Timers,
@@ -158,6 +166,8 @@ impl TableId {
         Self::Conversions,
         Self::Links,
         Self::FunnelDaily,
+        Self::Expiry,
+        Self::ConsentByNumber,
     ];
 
     fn byte(self) -> u8 {
@@ -209,6 +219,16 @@ pub struct Swept {
     pub scanned: u64,
     /// Rows whose removal was added to the batch.
     pub removed: u64,
+}
+
+impl Swept {
+    /// Nothing read, and nothing more to read.
+    fn default_done() -> Self {
+        Self {
+            next: Cursor::Done,
+            ..Self::default()
+        }
+    }
 }
 
 /// A table of `K` to `V` in the store's tree.
@@ -339,6 +359,82 @@ impl<K: Key, V: Value> Table<K, V> {
     /// Adds removing `key` to `batch`.
     pub(super) fn remove_in(&self, batch: &mut Batch, key: &K) {
         batch.remove(self.id, self.full_key(key));
+    }
+
+    /// [`Table::put_in`], and the row's place in the expiry index at `at_ms` (when it was
+    /// written, or what its retention counts from): [`Table::expire_indexed_in`] then reads
+    /// only the rows past a window, not the whole table. Writing the same row again at the
+    /// same time writes the same index entry.
+    pub(super) fn put_expiring_in(
+        &self,
+        batch: &mut Batch,
+        key: &K,
+        value: &V,
+        at_ms: i64,
+    ) -> Result<()> {
+        self.put_in(batch, key, value)?;
+        let mut index = self.expiry_prefix();
+        index.extend_from_slice(&time_key(at_ms));
+        key.write(&mut index);
+        batch.insert(TableId::Expiry, index, Vec::new());
+        Ok(())
+    }
+
+    /// The expiry index's keys of this table start so: its own byte, then this table's.
+    fn expiry_prefix(&self) -> Vec<u8> {
+        vec![TableId::Expiry.byte(), self.id.byte()]
+    }
+
+    /// One step of an indexed expiry: up to `limit` of this table's index entries older than
+    /// `before_ms`, from `from` on, oldest first. A row `expired` picks goes with its entry; an
+    /// entry whose row is gone (erased, or written again at another time) goes alone; a row
+    /// not yet expired (a text still queued) stays for a later pass. The sweep is over at the
+    /// first entry at or after `before_ms`, so its cost follows what expires, not the table.
+    pub(super) fn expire_indexed_in(
+        &self,
+        batch: &mut Batch,
+        from: &Cursor,
+        limit: usize,
+        before_ms: i64,
+        mut expired: impl FnMut(&K, &V) -> Result<bool>,
+    ) -> Result<Swept> {
+        let prefix = self.expiry_prefix();
+        let start = match from {
+            Cursor::Start => Bound::Included(prefix.clone()),
+            Cursor::After(layout) => Bound::Excluded(layout.clone()),
+            Cursor::Done => return Ok(Swept::default_done()),
+        };
+        let mut end = prefix.clone();
+        end.extend_from_slice(&time_key(before_ms));
+        let mut swept = Swept::default_done();
+        let mut last = None;
+        for entry in self.tree.range((start, Bound::Excluded(end))).take(limit) {
+            let (index, _) = entry.map_err(self.io())?;
+            swept.scanned += 1;
+            let layout = index.get(prefix.len() + 8..).unwrap_or_default();
+            let key = K::read(layout).ok_or_else(|| {
+                self.corrupt(format!("malformed expiry entry {}", hex::encode(&index)))
+            })?;
+            let gone = match self.get(&key)? {
+                None => true,
+                Some(value) if expired(&key, &value)? => {
+                    self.remove_in(batch, &key);
+                    swept.removed += 1;
+                    true
+                }
+                Some(_) => false,
+            };
+            if gone {
+                batch.remove(TableId::Expiry, index.to_vec());
+            }
+            last = Some(index);
+        }
+        if let Some(index) = last
+            && swept.scanned == limit as u64
+        {
+            swept.next = Cursor::After(index.to_vec());
+        }
+        Ok(swept)
     }
 
     /// Applies `batch` to the store's tree (every table shares it): see [`super::Store::apply`].

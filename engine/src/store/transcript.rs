@@ -204,7 +204,9 @@ impl Transcript {
         before_ms: i64,
     ) -> Result<Swept> {
         self.table
-            .sweep_in(batch, from, limit, |_, entry| entry.at_ms < before_ms)
+            .expire_indexed_in(batch, from, limit, before_ms, |_, entry| {
+                Ok(entry.at_ms < before_ms)
+            })
     }
 
     /// Adds writing `entry` of `conversation` to `batch`.
@@ -222,7 +224,7 @@ impl Transcript {
             conversation: conversation.clone(),
             seq: entry.seq,
         };
-        self.table.put_in(batch, &key, entry)
+        self.table.put_expiring_in(batch, &key, entry, entry.at_ms)
     }
 
     /// Adds removing every entry of `conversation` to `batch` (an erasure).
