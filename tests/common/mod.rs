@@ -81,8 +81,29 @@ impl Server {
         Self::spawn(config, port, env, Stdio::from(file))
     }
 
+    /// As [`Server::start`], with SIGXFSZ ignored (set by a shell that then becomes the
+    /// server): a file size limit put on it later (`prlimit --fsize`) makes writes past it fail
+    /// as on a full disk, instead of killing the process.
+    pub fn start_ignoring_file_size_signal(config: &Path, port: u16) -> Self {
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", r#"trap "" XFSZ; exec "$0" "$@""#])
+            .arg(env!("CARGO_BIN_EXE_smsflow"));
+        Self::spawn_command(command, config, port, &[], Stdio::inherit())
+    }
+
     fn spawn(config: &Path, port: u16, env: &[(&str, &str)], stderr: Stdio) -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_smsflow"));
+        let command = Command::new(env!("CARGO_BIN_EXE_smsflow"));
+        Self::spawn_command(command, config, port, env, stderr)
+    }
+
+    fn spawn_command(
+        mut command: Command,
+        config: &Path,
+        port: u16,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Self {
         command.env("SMSFLOW_CLOCK", DAYTIME);
         for (name, value) in env {
             if *name == "SMSFLOW_CLOCK" && value.is_empty() {

@@ -570,12 +570,21 @@ impl Outbox {
 
     /// Runs the delivery worker until the task is dropped.
     pub async fn run(self: Arc<Self>) {
+        let mut failures = 0;
         loop {
             let sent = match self.deliver_due().await {
-                Ok(sent) => sent,
+                Ok(sent) => {
+                    failures = 0;
+                    sent
+                }
                 Err(error) => {
-                    tracing::error!("outbox: {error:#}");
-                    0
+                    // A store that cannot write (a full disk) fails every pass the same way:
+                    // back off instead of spinning on it.
+                    failures += 1;
+                    let pause = crate::clock::backoff_ms(FIRST_BACKOFF_MS, failures, 30_000);
+                    tracing::error!("outbox: {error:#}; the next pass in {pause} ms");
+                    tokio::time::sleep(Duration::from_millis(pause.cast_unsigned())).await;
+                    continue;
                 }
             };
             if sent > 0 {
