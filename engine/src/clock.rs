@@ -109,6 +109,20 @@ pub fn from_env() -> anyhow::Result<SharedClock> {
     Ok(Arc::new(ShiftedClock::starting_at(start_ms)))
 }
 
+/// Logs a worker pass's failure and says how long to wait before the next: 1 s after the
+/// first failure in a row, doubling to 30 s. A store that cannot write (a full disk) fails
+/// every pass the same way, and a loop going again at once would spin on it and flood the log.
+pub fn pause_after_failure(
+    worker: &str,
+    error: &dyn std::fmt::Display,
+    failures: &mut u32,
+) -> std::time::Duration {
+    *failures += 1;
+    let pause = backoff_ms(1_000, *failures, 30_000);
+    tracing::error!("{worker}: {error:#}; the next pass in {pause} ms");
+    std::time::Duration::from_millis(pause.cast_unsigned())
+}
+
 /// The delay before retry number `attempt` (from 1): `first_ms`, doubling with each attempt,
 /// never more than `max_ms`.
 pub fn backoff_ms(first_ms: i64, attempt: u32, max_ms: i64) -> i64 {

@@ -413,10 +413,14 @@ impl Events {
     /// Delivers events until the task is dropped: a pass of [`Events::deliver_due`], then a
     /// sleep until the next delivery is due (at most a second) or [`Events::emit`] wakes it.
     pub async fn run(self: Arc<Self>) {
+        let mut failures = 0;
         loop {
             if let Err(error) = self.deliver_due().await {
-                tracing::error!("events: {error:#}");
+                let pause = crate::clock::pause_after_failure("events", &error, &mut failures);
+                tokio::time::sleep(pause).await;
+                continue;
             }
+            failures = 0;
             let wait = match self.next_due() {
                 Ok(Some(due)) => Duration::from_millis(
                     due.saturating_sub(self.clock.now_ms())

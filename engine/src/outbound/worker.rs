@@ -578,12 +578,8 @@ impl Outbox {
                     sent
                 }
                 Err(error) => {
-                    // A store that cannot write (a full disk) fails every pass the same way:
-                    // back off instead of spinning on it.
-                    failures += 1;
-                    let pause = crate::clock::backoff_ms(FIRST_BACKOFF_MS, failures, 30_000);
-                    tracing::error!("outbox: {error:#}; the next pass in {pause} ms");
-                    tokio::time::sleep(Duration::from_millis(pause.cast_unsigned())).await;
+                    let pause = crate::clock::pause_after_failure("outbox", &error, &mut failures);
+                    tokio::time::sleep(pause).await;
                     continue;
                 }
             };

@@ -463,10 +463,14 @@ impl Runtime {
 
     /// Fires timers as they come due, until the task is dropped.
     pub async fn run_timers(self: Arc<Self>) {
+        let mut failures = 0;
         loop {
             if let Err(error) = self.fire_due_timers().await {
-                tracing::error!("timers: {error:#}");
+                let pause = crate::clock::pause_after_failure("timers", &error, &mut failures);
+                tokio::time::sleep(pause).await;
+                continue;
             }
+            failures = 0;
             let wait = match self.next_timer_due() {
                 Ok(Some(due)) => {
                     let ms = due.saturating_sub(self.clock.now_ms()).clamp(0, 1000);
