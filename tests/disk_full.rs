@@ -27,20 +27,6 @@ type = "end"
 text = "Acme Clinic: got {{reply}}. Reply STOP to opt out."
 "#;
 
-/// The bytes of every file under `dir`.
-fn bytes_under(dir: &std::path::Path) -> u64 {
-    let mut total = 0;
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let meta = entry.metadata().unwrap();
-        total += if meta.is_dir() {
-            bytes_under(&entry.path())
-        } else {
-            meta.len()
-        };
-    }
-    total
-}
-
 /// `prlimit --pid <pid> --fsize=<limit>`.
 fn limit_file_size(pid: u32, limit: &str) {
     let status = Command::new("prlimit")
@@ -84,8 +70,8 @@ async fn a_full_disk_refuses_with_503_before_the_acknowledgement_and_loses_nothi
     }
     assert!(
         refused.len() >= 20,
-        "the limit never bit: {} bytes under data/",
-        bytes_under(&data)
+        "the limit never bit: the largest file under data/ is {} bytes",
+        largest_file(&data)
     );
     assert!(common::healthy(setup.port), "the server still answers");
     server.kill();

@@ -113,7 +113,10 @@ fn store_writes(criterion: &mut Criterion) {
             for entry in &turn.entries {
                 tables.transcript.put_in(&mut batch, &key, entry).unwrap();
             }
-            tables.outbox.put_in(&mut batch, n, &turn.message).unwrap();
+            tables
+                .outbox
+                .queue_in(&mut batch, n, &turn.message)
+                .unwrap();
             tables
                 .outbox_due
                 .put_in(&mut batch, Due { due_ms: 1, seq: n })

@@ -356,16 +356,7 @@ async fn a_component_importing_wasi_is_refused_at_load_naming_the_import() {
         (import "wasi:cli/environment@0.2.0" (instance
             (export "get-arguments" (func (result (list string)))))))"#;
     let bytes = wat::parse_str(wat).unwrap();
-    let error = harness
-        .load(
-            "sneaky",
-            World::Classifier,
-            vec![],
-            &bytes,
-            Grant::default(),
-        )
-        .await
-        .unwrap_err();
+    let error = harness.load_ungranted("sneaky", &bytes).await.unwrap_err();
     assert!(
         matches!(&error, LoadError::ForbiddenImport { import, .. } if import == "wasi:cli/environment@0.2.0"),
         "{error}"
@@ -380,13 +371,7 @@ async fn a_component_importing_an_unknown_interface_is_refused() {
     let mut harness = Harness::new();
     let bytes = wat::parse_str(r#"(component (import "acme:net/sockets" (instance)))"#).unwrap();
     let error = harness
-        .load(
-            "stranger",
-            World::Classifier,
-            vec![],
-            &bytes,
-            Grant::default(),
-        )
+        .load_ungranted("stranger", &bytes)
         .await
         .unwrap_err();
     assert!(
@@ -448,16 +433,7 @@ async fn a_corrupt_file_is_refused() {
     let mut bytes = component("classifier", &classifier_module("(i32.const 200)"));
     let middle = bytes.len() / 2;
     bytes.truncate(middle);
-    let error = harness
-        .load(
-            "broken",
-            World::Classifier,
-            vec![],
-            &bytes,
-            Grant::default(),
-        )
-        .await
-        .unwrap_err();
+    let error = harness.load_ungranted("broken", &bytes).await.unwrap_err();
     assert!(matches!(error, LoadError::Invalid { .. }), "{error}");
     assert!(error.to_string().contains("broken"));
     let error = harness
@@ -820,6 +796,12 @@ impl Harness {
         self.load_with_kv(name, &bytes, limits).await;
     }
 
+    /// Loads the classifier `bytes` as `name`, asking for nothing and granted nothing.
+    async fn load_ungranted(&mut self, name: &str, bytes: &[u8]) -> Result<(), LoadError> {
+        self.load(name, World::Classifier, vec![], bytes, Grant::default())
+            .await
+    }
+
     /// Loads the classifier `bytes` as `name`, asking for and granted `kv` with `limits`.
     async fn load_with_kv(&mut self, name: &str, bytes: &[u8], limits: LimitsOverride) {
         let grant = Grant {
@@ -939,16 +921,7 @@ async fn a_component_importing_a_way_to_send_texts_or_another_worlds_interface_i
                     (export "send" (func (param "to" string) (param "body" string))))))"#
         );
         let bytes = wat::parse_str(&wat).unwrap();
-        let error = harness
-            .load(
-                "texter",
-                World::Classifier,
-                vec![],
-                &bytes,
-                Grant::default(),
-            )
-            .await
-            .unwrap_err();
+        let error = harness.load_ungranted("texter", &bytes).await.unwrap_err();
         assert!(
             matches!(&error, LoadError::ForbiddenImport { import: named, reason: why, .. }
                 if named == import && why.contains(reason)),

@@ -364,7 +364,11 @@ const WHOLE_MESSAGE_REVOCATIONS: &[&str] = &["remove me", "take me off", "sacame
 /// turned into single spaces inside. The one inner punctuation mark kept is an apostrophe
 /// between two letters (`don't`), written as `'`.
 pub fn normalize(text: &str) -> String {
-    let lowered = text.nfkc().collect::<String>().to_lowercase();
+    // Invisible characters go first: left in, one between a letter and its accent keeps NFKC
+    // from composing them, and deleting it later leaves a text a second pass would change
+    // (found by the `keywords` fuzz target).
+    let visible: String = text.chars().filter(|c| !is_invisible(*c)).collect();
+    let lowered = visible.nfkc().collect::<String>().to_lowercase();
     let chars: Vec<char> = lowered.nfkc().filter(|c| !is_invisible(*c)).collect();
     let mut out = String::with_capacity(lowered.len());
     let mut in_word = false;

@@ -292,6 +292,11 @@ fn other_port_form(url: &str) -> Option<String> {
     let authority_len = rest.find(['/', '?', '#', '\\']).unwrap_or(rest.len());
     let authority_end = authority_start + authority_len;
     let authority = rest.get(..authority_len)?;
+    // `https:///host` has no authority where we look for one, though the url crate finds the
+    // host past the extra slash: refuse to guess (found by the `twilio` fuzz target).
+    if authority.is_empty() {
+        return None;
+    }
     let host_start = authority.rfind('@').map_or(0, |at| at + 1);
     let host_port = authority.get(host_start..)?;
     let colon = if host_port.starts_with('[') {
@@ -790,6 +795,7 @@ mod tests {
             "ftp://example.com/sms",
             "not a url",
             "https://example.com/sms?q=a b",
+            "https:///example.com/sms",
             "/sms",
             "",
         ] {

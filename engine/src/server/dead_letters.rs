@@ -17,11 +17,20 @@ use super::router::AppState;
 use crate::outbound::{message_id, seq_of};
 
 /// `POST /v1/dlq/replay`'s body: one dead letter, or all when `seq` is absent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DlqReplay {
     #[serde(default)]
     seq: Option<u64>,
+}
+
+/// The dead letter a replay request names, or `None` for all (an empty body or `{}`).
+fn replay_seq(body: &[u8]) -> Result<Option<u64>, ApiError> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    let request: DlqReplay = json_body(body, "a replay request ({\"seq\": 12} or {})")?;
+    Ok(request.seq)
 }
 
 /// `POST /v1/dlq/replay`: moves inbound dead letters back into the inbox, where the running
@@ -30,13 +39,9 @@ pub(super) async fn replay_inbound(
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let request: DlqReplay = if body.is_empty() {
-        DlqReplay::default()
-    } else {
-        json_body(&body, "a replay request ({\"seq\": 12} or {})")?
-    };
+    let seq = replay_seq(&body)?;
     let inbox = Arc::clone(&state.inbox);
-    let replayed = tokio::task::spawn_blocking(move || inbox.replay(request.seq))
+    let replayed = tokio::task::spawn_blocking(move || inbox.replay(seq))
         .await
         .map_err(|error| ApiError::store("dead letter replay failed", &error))?
         .map_err(|error| ApiError::store("dead letter replay failed", &error))?;
@@ -67,13 +72,9 @@ pub(super) async fn replay_events(
     State(state): State<Arc<AppState>>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let request: DlqReplay = if body.is_empty() {
-        DlqReplay::default()
-    } else {
-        json_body(&body, "a replay request ({\"seq\": 12} or {})")?
-    };
+    let seq = replay_seq(&body)?;
     let replayed = events(&state)?
-        .replay(request.seq)
+        .replay(seq)
         .map_err(|error| ApiError::store("event replay failed", &error))?;
     Ok(Json(json!({ "replayed": replayed })))
 }

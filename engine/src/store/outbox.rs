@@ -261,12 +261,22 @@ impl Outbox {
         self.table.get(&Seq(seq))
     }
 
-    /// Adds writing text `seq` to `batch`.
+    /// Adds writing text `seq` again (its new state) to `batch`.
     ///
     /// # Errors
     ///
     /// When it cannot be encoded.
     pub fn put_in(&self, batch: &mut Batch, seq: u64, message: &OutboundMessage) -> Result<()> {
+        self.table.put_in(batch, &Seq(seq), message)
+    }
+
+    /// Adds queueing the new text `message` as `seq` to `batch`, with its place in the expiry
+    /// index at its queue time (later writes of the same text, [`Outbox::put_in`], keep it).
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be encoded.
+    pub fn queue_in(&self, batch: &mut Batch, seq: u64, message: &OutboundMessage) -> Result<()> {
         self.table
             .put_expiring_in(batch, &Seq(seq), message, message.queued_at_ms)
     }

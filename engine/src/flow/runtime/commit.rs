@@ -75,7 +75,7 @@ pub(super) fn commit(runtime: &Runtime, mut turn: Turn<'_>) -> anyhow::Result<Ou
 /// The turn's texts into the outbox, due now.
 fn queue_texts(runtime: &Runtime, batch: &mut Batch, turn: &Turn<'_>) -> anyhow::Result<()> {
     for (seq, message) in &turn.effects.outgoing {
-        runtime.tables.outbox.put_in(batch, *seq, message)?;
+        runtime.tables.outbox.queue_in(batch, *seq, message)?;
         let due = Due {
             due_ms: turn.now,
             seq: *seq,
