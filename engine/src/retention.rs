@@ -23,6 +23,7 @@
 //! ever picked.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -176,10 +177,18 @@ impl Compactor {
             before(self.config.dead_letters),
         );
         let t = &self.tables;
+        // Rows that go along with others (an inbound text's processed mark with its dedup key,
+        // a text's provider id with the text), counted here for the report.
+        let alongside = [AtomicU64::new(0), AtomicU64::new(0)];
+        let alongside = &alongside;
         let sweeps: Vec<(&'static str, Step<'_>)> = vec![
             (
                 "inbox_seen",
-                Box::new(move |b, c, n| t.inbox_seen.expire_in(b, c, n, dedup)),
+                Box::new(move |b, c, n| {
+                    let (swept, marks) = t.inbox_seen.expire_in(b, c, n, dedup, &t.processed)?;
+                    alongside[0].fetch_add(marks, Ordering::Relaxed);
+                    Ok(swept)
+                }),
             ),
             (
                 "processed_events",
@@ -187,12 +196,11 @@ impl Compactor {
             ),
             (
                 "outbox",
-                Box::new(move |b, c, n| t.outbox.expire_in(b, c, n, outbox)),
-            ),
-            // After the outbox: the ids of the texts it just removed go too.
-            (
-                "outbox_provider_ids",
-                Box::new(move |b, c, n| t.provider_ids.expire_in(b, c, n, outbox, &t.outbox)),
+                Box::new(move |b, c, n| {
+                    let (swept, ids) = t.outbox.expire_in(b, c, n, outbox, &t.provider_ids)?;
+                    alongside[1].fetch_add(ids, Ordering::Relaxed);
+                    Ok(swept)
+                }),
             ),
             (
                 "transcript",
@@ -213,6 +221,12 @@ impl Compactor {
         };
         for (table, step) in sweeps {
             self.sweep(table, step, &mut done).await?;
+        }
+        for (table, removed) in ["processed_events", "outbox_provider_ids"]
+            .into_iter()
+            .zip(alongside)
+        {
+            count_removed(table, removed.load(Ordering::Relaxed), &mut done);
         }
         done.bytes_after = self.store.size_on_disk()?;
         Ok(done)
@@ -240,13 +254,7 @@ impl Compactor {
             cursor = swept.next;
             tokio::task::yield_now().await;
         }
-        if removed > 0 {
-            crate::metrics::instruments()
-                .retention_removed
-                .get_or_create(&crate::metrics::labels(&[("table", table)]))
-                .inc_by(removed);
-        }
-        done.removed.insert(table, removed);
+        count_removed(table, removed, done);
         Ok(())
     }
 
@@ -272,4 +280,15 @@ impl Compactor {
             tokio::time::sleep(self.config.every).await;
         }
     }
+}
+
+/// Records `removed` rows of `table` in the pass's report and the metric.
+fn count_removed(table: &'static str, removed: u64, done: &mut Compacted) {
+    if removed > 0 {
+        crate::metrics::instruments()
+            .retention_removed
+            .get_or_create(&crate::metrics::labels(&[("table", table)]))
+            .inc_by(removed);
+    }
+    *done.removed.entry(table).or_default() += removed;
 }

@@ -383,14 +383,10 @@ impl Outbox {
         let now = self.clock.now_ms();
         message.status = DeliveryStatus::Sent;
         message.sent_at_ms = Some(now);
-        self.provider_ids.put_in(
-            batch,
-            self.provider.name(),
-            &receipt.provider_id,
-            due.seq,
-            now,
-        )?;
+        self.provider_ids
+            .put_in(batch, self.provider.name(), &receipt.provider_id, due.seq)?;
         message.provider_id = Some(receipt.provider_id);
+        message.provider = Some(self.provider.name().to_owned());
         self.gate.record_sent_in(
             batch,
             ledger,

@@ -254,7 +254,9 @@ impl InboxSeen {
             .contains(&Pair(provider.to_owned(), message_id.to_owned()))
     }
 
-    /// One step of expiring the ids accepted before `before_ms` (see [`crate::retention`]).
+    /// One step of expiring the ids accepted before `before_ms` (see [`crate::retention`]),
+    /// with the texts' marks in `processed` (`<provider>:<id>`), which have no index entries
+    /// of their own ([`super::processed::Processed::put_inbound_in`]); how many marks went.
     ///
     /// # Errors
     ///
@@ -265,9 +267,26 @@ impl InboxSeen {
         from: &Cursor,
         limit: usize,
         before_ms: i64,
-    ) -> Result<Swept> {
-        self.table
-            .expire_indexed_in(batch, from, limit, before_ms, |_, at| Ok(at.0 < before_ms))
+        processed: &super::processed::Processed,
+    ) -> Result<(Swept, u64)> {
+        let mut marks = Vec::new();
+        let swept = self.table.expire_indexed_in(
+            batch,
+            from,
+            limit,
+            before_ms,
+            |Pair(provider, id), at| {
+                let expired = at.0 < before_ms;
+                if expired {
+                    marks.push(format!("{provider}:{id}"));
+                }
+                Ok(expired)
+            },
+        )?;
+        for mark in &marks {
+            processed.remove_in(batch, mark);
+        }
+        Ok((swept, marks.len() as u64))
     }
 
     /// Adds recording `provider`'s `message_id` as accepted at `at_ms` to `batch`.

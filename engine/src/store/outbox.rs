@@ -37,6 +37,9 @@ pub struct OutboundMessage {
     pub status: DeliveryStatus,
     /// The provider's id for it, once sent.
     pub provider_id: Option<String>,
+    /// The provider that took it: with `provider_id`, its key in [`ProviderIds`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     /// What the provider last reported about it.
     #[serde(default)]
     pub delivery: Option<DeliveryState>,
@@ -104,6 +107,7 @@ impl OutboundMessage {
             queued_at_ms,
             status: DeliveryStatus::Queued,
             provider_id: None,
+            provider: None,
             delivery: None,
             attempts: 0,
             sent_at_ms: None,
@@ -222,7 +226,8 @@ pub struct Outbox {
 
 impl Outbox {
     /// One step of expiring the texts that reached their end (sent, failed, blocked) before
-    /// `before_ms`: a text still queued or being sent is never removed.
+    /// `before_ms`, with their entries in `provider_ids`; how many of those went too. A text
+    /// still queued or being sent is never removed.
     ///
     /// # Errors
     ///
@@ -233,8 +238,11 @@ impl Outbox {
         from: &Cursor,
         limit: usize,
         before_ms: i64,
-    ) -> Result<Swept> {
-        self.table
+        provider_ids: &ProviderIds,
+    ) -> Result<(Swept, u64)> {
+        let mut ids = Vec::new();
+        let swept = self
+            .table
             .expire_indexed_in(batch, from, limit, before_ms, |_, message| {
                 let settled = matches!(
                     message.status,
@@ -242,8 +250,19 @@ impl Outbox {
                         | DeliveryStatus::Failed { .. }
                         | DeliveryStatus::Blocked { .. }
                 );
-                Ok(settled && message.sent_at_ms.unwrap_or(message.queued_at_ms) < before_ms)
-            })
+                let expired =
+                    settled && message.sent_at_ms.unwrap_or(message.queued_at_ms) < before_ms;
+                if expired
+                    && let (Some(provider), Some(id)) = (&message.provider, &message.provider_id)
+                {
+                    ids.push(Pair(provider.clone(), id.clone()));
+                }
+                Ok(expired)
+            })?;
+        for key in &ids {
+            provider_ids.table.remove_in(batch, key);
+        }
+        Ok((swept, ids.len() as u64))
     }
 
     pub(super) fn new(store: &Store) -> Self {
@@ -418,26 +437,6 @@ pub struct ProviderIds {
 }
 
 impl ProviderIds {
-    /// One step of removing the ids given before `before_ms` whose text `outbox` no longer
-    /// holds (it expired): a late report about it finds nothing, as for a text we never sent.
-    ///
-    /// # Errors
-    ///
-    /// When the store cannot be read or a row does not decode.
-    pub fn expire_in(
-        &self,
-        batch: &mut Batch,
-        from: &Cursor,
-        limit: usize,
-        before_ms: i64,
-        outbox: &Outbox,
-    ) -> Result<Swept> {
-        self.table
-            .expire_indexed_in(batch, from, limit, before_ms, |_, seq| {
-                Ok(outbox.get(*seq)?.is_none())
-            })
-    }
-
     pub(super) fn new(store: &Store) -> Self {
         Self {
             table: store.table(TableId::ProviderIds),
@@ -454,7 +453,9 @@ impl ProviderIds {
             .get(&Pair(provider.to_owned(), provider_id.to_owned()))
     }
 
-    /// Adds indexing `provider_id`, given at `at_ms`, to `batch`.
+    /// Adds indexing `provider_id` to `batch`. It goes when its text expires
+    /// ([`Outbox::expire_in`]): a late report about it then finds nothing, as for a text we
+    /// never sent.
     ///
     /// # Errors
     ///
@@ -465,13 +466,11 @@ impl ProviderIds {
         provider: &str,
         provider_id: &str,
         seq: u64,
-        at_ms: i64,
     ) -> Result<()> {
-        self.table.put_expiring_in(
+        self.table.put_in(
             batch,
             &Pair(provider.to_owned(), provider_id.to_owned()),
             &seq,
-            at_ms,
         )
     }
 }
@@ -516,7 +515,7 @@ mod tests {
         tables.outbox.put_in(&mut batch, 1, &message).unwrap();
         tables
             .provider_ids
-            .put_in(&mut batch, "twilio", "SM1", 1, 5)
+            .put_in(&mut batch, "twilio", "SM1", 1)
             .unwrap();
         store.apply(batch).unwrap();
         assert_eq!(tables.outbox.get(1).unwrap(), Some(message));

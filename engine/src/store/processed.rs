@@ -46,6 +46,23 @@ impl Processed {
             .expire_indexed_in(batch, from, limit, before_ms, |_, at| Ok(at.0 < before_ms))
     }
 
+    /// Adds marking the inbound text `event_id` (`<provider>:<id>`) processed to `batch`,
+    /// without an expiry entry of its own: it goes with the text's dedup key
+    /// ([`super::inbox::InboxSeen::expire_in`]), which has one.
+    ///
+    /// # Errors
+    ///
+    /// Never in practice (the value is 8 bytes).
+    pub fn put_inbound_in(&self, batch: &mut Batch, event_id: &str, at_ms: i64) -> Result<()> {
+        self.table
+            .put_in(batch, &event_id.to_owned(), &TimeMs(at_ms))
+    }
+
+    /// Adds removing the mark of `event_id` to `batch`.
+    pub(super) fn remove_in(&self, batch: &mut Batch, event_id: &str) {
+        self.table.remove_in(batch, &event_id.to_owned());
+    }
+
     /// Adds marking `event_id` processed at `at_ms` to `batch`.
     ///
     /// # Errors

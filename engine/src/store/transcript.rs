@@ -191,7 +191,9 @@ impl Transcript {
         Ok(page)
     }
 
-    /// One step of expiring the entries written before `before_ms`.
+    /// One step of expiring the entries written before `before_ms`: each indexed entry past
+    /// it, then the entries after it in its conversation that are past it too (the rest of
+    /// its turn, written without index entries by [`Transcript::put_turn_in`]).
     ///
     /// # Errors
     ///
@@ -203,10 +205,66 @@ impl Transcript {
         limit: usize,
         before_ms: i64,
     ) -> Result<Swept> {
-        self.table
-            .expire_indexed_in(batch, from, limit, before_ms, |_, entry| {
-                Ok(entry.at_ms < before_ms)
-            })
+        let mut heads = Vec::new();
+        let mut swept =
+            self.table
+                .expire_indexed_in(batch, from, limit, before_ms, |key, entry| {
+                    let expired = entry.at_ms < before_ms;
+                    if expired {
+                        heads.push(key.clone());
+                    }
+                    Ok(expired)
+                })?;
+        for head in heads {
+            let mut start = Vec::new();
+            EntryKey {
+                seq: head.seq.saturating_add(1),
+                ..head.clone()
+            }
+            .write(&mut start);
+            // Past the conversation's entries: its prefix ends in 0x00, every entry follows it.
+            let mut end = prefix(&head.conversation);
+            end.pop();
+            end.push(1);
+            for row in self.table.range(&start, Some(&end)) {
+                let (key, entry) = row?;
+                swept.scanned += 1;
+                if entry.at_ms >= before_ms {
+                    break;
+                }
+                self.table.remove_in(batch, &key);
+                swept.removed += 1;
+            }
+        }
+        Ok(swept)
+    }
+
+    /// Adds a turn's `entries` of `conversation` to `batch`, in the expiry index by the first
+    /// alone: its expiry takes the others along ([`Transcript::expire_in`]), and one index
+    /// entry per turn rather than per entry keeps the index small.
+    ///
+    /// # Errors
+    ///
+    /// When an entry cannot be encoded.
+    pub fn put_turn_in(
+        &self,
+        batch: &mut Batch,
+        conversation: &ConversationKey,
+        entries: &[Entry],
+    ) -> Result<()> {
+        for (index, entry) in entries.iter().enumerate() {
+            let key = EntryKey {
+                conversation: conversation.clone(),
+                seq: entry.seq,
+            };
+            if index == 0 {
+                self.table
+                    .put_expiring_in(batch, &key, entry, entry.at_ms)?;
+            } else {
+                self.table.put_in(batch, &key, entry)?;
+            }
+        }
+        Ok(())
     }
 
     /// Adds writing `entry` of `conversation` to `batch`.

@@ -25,9 +25,9 @@ pub(super) fn commit(runtime: &Runtime, mut turn: Turn<'_>) -> anyhow::Result<Ou
     tables
         .conversations
         .put_in(&mut batch, &turn.conversation)?;
-    for entry in &effects.entries {
-        tables.transcript.put_in(&mut batch, &key, entry)?;
-    }
+    tables
+        .transcript
+        .put_turn_in(&mut batch, &key, &effects.entries)?;
     for op in &effects.timer_ops {
         match op {
             TimerOp::Add(key, record) => tables.timers.put_in(&mut batch, key, record)?,
@@ -41,7 +41,12 @@ pub(super) fn commit(runtime: &Runtime, mut turn: Turn<'_>) -> anyhow::Result<Ou
         tables.handoffs.put_in(&mut batch, case)?;
     }
     if let Some(id) = &effects.processed {
-        tables.processed.put_in(&mut batch, id, turn.now)?;
+        // A text from the inbox has a dedup key, whose expiry takes its mark along.
+        if effects.inbox_seq.is_some() {
+            tables.processed.put_inbound_in(&mut batch, id, turn.now)?;
+        } else {
+            tables.processed.put_in(&mut batch, id, turn.now)?;
+        }
     }
     if let Some(seq) = effects.inbox_seq {
         tables.inbox.remove_in(&mut batch, seq);
