@@ -110,9 +110,10 @@ fn store_writes(criterion: &mut Criterion) {
                 .put_in(&mut batch, &turn.conversation)
                 .unwrap();
             let key = turn.conversation.key();
-            for entry in &turn.entries {
-                tables.transcript.put_in(&mut batch, &key, entry).unwrap();
-            }
+            tables
+                .transcript
+                .put_turn_in(&mut batch, &key, &turn.entries)
+                .unwrap();
             tables
                 .outbox
                 .queue_in(&mut batch, n, &turn.message)

@@ -119,7 +119,7 @@ pub(super) async fn check_secret(
     if let Some(peer) = peer {
         match &checked {
             Ok(_) => state.sign_ins.succeeded(peer),
-            Err(AuthError::Refused) => state.sign_ins.failed(peer, state.clock.now_ms()),
+            Err(AuthError::Refused) => state.sign_ins.failed(peer, now),
             Err(_) => {}
         }
     }

@@ -256,7 +256,10 @@ impl ConsentLedger {
         }
         tracing::info!("indexing the consent ledger by number (a store from before the index)");
         let mut batch = Batch::new();
-        for (_, record) in self.table.all().flatten() {
+        // A record that does not decode stops the rebuild: an index without it could miss a
+        // STOP, and the gate must fail closed (`smsflow consent verify` says which one).
+        for row in self.table.all() {
+            let (_, record) = row?;
             self.by_number
                 .put_in(&mut batch, &NumberSeq(record.number, record.seq), &())?;
         }

@@ -267,24 +267,6 @@ impl Transcript {
         Ok(())
     }
 
-    /// Adds writing `entry` of `conversation` to `batch`.
-    ///
-    /// # Errors
-    ///
-    /// When it cannot be encoded.
-    pub fn put_in(
-        &self,
-        batch: &mut Batch,
-        conversation: &ConversationKey,
-        entry: &Entry,
-    ) -> Result<()> {
-        let key = EntryKey {
-            conversation: conversation.clone(),
-            seq: entry.seq,
-        };
-        self.table.put_expiring_in(batch, &key, entry, entry.at_ms)
-    }
-
     /// Adds removing every entry of `conversation` to `batch` (an erasure).
     ///
     /// # Errors
@@ -321,8 +303,12 @@ mod tests {
         let other = ConversationKey::new("+15550001000", "+12125550101");
         let mut batch = Batch::new();
         for seq in 1..=10 {
-            transcript.put_in(&mut batch, &ours, &entry(seq)).unwrap();
-            transcript.put_in(&mut batch, &other, &entry(seq)).unwrap();
+            transcript
+                .put_turn_in(&mut batch, &ours, &[entry(seq)])
+                .unwrap();
+            transcript
+                .put_turn_in(&mut batch, &other, &[entry(seq)])
+                .unwrap();
         }
         store.apply(batch).unwrap();
         let seqs = |page: Vec<Entry>| page.iter().map(|e| e.seq).collect::<Vec<_>>();
@@ -341,9 +327,9 @@ mod tests {
         let longer = ConversationKey::new("+15550001000", "+121255501001");
         let mut batch = Batch::new();
         for seq in [2, 0, 256, 1] {
-            table.put_in(&mut batch, &ana, &entry(seq)).unwrap();
+            table.put_turn_in(&mut batch, &ana, &[entry(seq)]).unwrap();
         }
-        table.put_in(&mut batch, &longer, &entry(0)).unwrap();
+        table.put_turn_in(&mut batch, &longer, &[entry(0)]).unwrap();
         store.apply(batch).unwrap();
         let seqs: Vec<u64> = table.of(&ana).unwrap().iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [0, 1, 2, 256]);
