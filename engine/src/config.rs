@@ -62,6 +62,9 @@ pub struct Config {
     /// How long each table's rows are kept ([`crate::retention`]).
     #[serde(default)]
     pub retention: crate::retention::RetentionConfig,
+    /// Cluster mode on NATS JetStream; absent, `smsflow serve` runs as one node.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// The `[links]` section.
@@ -420,5 +423,109 @@ mod tests {
         assert_eq!(config.server.max_connections, 64);
         assert_eq!(config.server.listen, "127.0.0.1:8080");
         assert!(toml::from_str::<Config>("[server]\nidle_timeout = 75\n").is_err());
+    }
+}
+
+/// `[cluster]`: turns cluster mode on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The NATS servers, any of which the node may connect to.
+    pub nats: Vec<String>,
+    /// This node's name, unique in the cluster (letters, digits, `-` and `_`).
+    pub node_id: String,
+    /// How many partitions contacts are spread over: fixed when the cluster is created.
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+    /// Copies JetStream keeps of every stream and bucket (3 for a 3-server cluster).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// How long a lease lasts unrenewed: a dead owner's partitions move after this.
+    #[serde(default = "default_lease_ttl_ms")]
+    pub lease_ttl_ms: u64,
+    /// A partition is snapshotted after this many inputs...
+    #[serde(default = "default_snapshot_every")]
+    pub snapshot_every: u64,
+    /// ...or this long after its last snapshot, when it applied anything since.
+    #[serde(default = "default_snapshot_interval_ms")]
+    pub snapshot_interval_ms: u64,
+    /// Where the node keeps the working copies of the partitions it owns (default: the
+    /// store's path with `-partitions` appended). They are rebuilt from snapshots.
+    #[serde(default)]
+    pub partitions_dir: Option<std::path::PathBuf>,
+}
+
+fn default_partitions() -> u32 {
+    64
+}
+
+fn default_replicas() -> usize {
+    3
+}
+
+fn default_lease_ttl_ms() -> u64 {
+    10_000
+}
+
+fn default_snapshot_every() -> u64 {
+    1_000
+}
+
+fn default_snapshot_interval_ms() -> u64 {
+    60_000
+}
+
+impl ClusterConfig {
+    /// The lease lifetime.
+    pub fn lease_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.lease_ttl_ms)
+    }
+
+    /// How often leases are renewed and membership refreshed: a fifth of the lease, so four
+    /// renewals can fail before it lapses.
+    pub fn tick(&self) -> std::time::Duration {
+        std::time::Duration::from_millis((self.lease_ttl_ms / 5).max(50))
+    }
+
+    /// Refuses settings the cluster cannot run with.
+    ///
+    /// # Errors
+    ///
+    /// Which setting is wrong and how to fix it.
+    pub fn check(&self) -> Result<(), String> {
+        let fail = |message: String| Err(message);
+        if self.nats.is_empty() {
+            return fail(
+                "`nats` lists no server: add at least one, e.g. [\"nats://127.0.0.1:4222\"]".into(),
+            );
+        }
+        let valid_id = !self.node_id.is_empty()
+            && self.node_id.len() <= 64
+            && self
+                .node_id
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_');
+        if !valid_id {
+            return fail(format!(
+                "`node_id = {:?}` must be 1-64 letters, digits, `-` or `_`",
+                self.node_id
+            ));
+        }
+        if !(1..=4096).contains(&self.partitions) {
+            return fail(format!(
+                "`partitions = {}` must be 1 to 4096",
+                self.partitions
+            ));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return fail(format!("`replicas = {}` must be 1 to 5", self.replicas));
+        }
+        if self.lease_ttl_ms < 500 {
+            return fail(format!(
+                "`lease_ttl_ms = {}` must be at least 500",
+                self.lease_ttl_ms
+            ));
+        }
+        Ok(())
     }
 }

@@ -30,6 +30,7 @@ pub mod agents;
 pub mod campaigns;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod compliance;
 pub mod config;
 pub mod contacts;

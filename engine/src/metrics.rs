@@ -37,6 +37,9 @@ pub struct Instruments {
     pub provider_errors: Family<Labels, Counter>,
     /// Rows the retention compactor removed, by table.
     pub retention_removed: Family<Labels, Counter>,
+    /// Cluster mode's events by kind: inputs applied and replayed, texts sent, fenced and
+    /// skipped as already sent, snapshots, leases taken and lost.
+    pub cluster: Family<Labels, Counter>,
     /// Agents' event streams open now.
     pub sse_clients: Gauge<i64, std::sync::atomic::AtomicI64>,
 }
@@ -52,6 +55,7 @@ pub fn instruments() -> &'static Instruments {
         plugin_errors: Family::default(),
         provider_errors: Family::default(),
         retention_removed: Family::default(),
+        cluster: Family::default(),
         sse_clients: Gauge::default(),
     })
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fake_provider;
+pub mod nats;
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};

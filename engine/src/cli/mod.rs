@@ -30,6 +30,30 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// The nodes, who owns each partition at which epoch, how far each has applied.
+    Status {
+        /// As JSON (each node's report).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `smsflow cluster status`.
+async fn cluster_status(config: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::from_file(config)?;
+    let cluster = config
+        .cluster
+        .context("`smsflow cluster status` needs a [cluster] section in the config")?;
+    let status = crate::cluster::status::ClusterStatus::read(&cluster).await?;
+    match json {
+        true => println!("{}", serde_json::to_string_pretty(&status.nodes)?),
+        false => print!("{}", status.render()),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Subcommand)]
 enum Command {
     /// Run the engine: the operator API, flows, timers and the outbox.
     Serve {
@@ -40,6 +64,14 @@ enum Command {
     /// Write, build, inspect and try plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Cluster mode: `status` shows the nodes, partitions, owners, epochs and lag.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+        /// The configuration file with `[cluster]`.
+        #[arg(long, default_value = "smsflow.toml", global = true)]
+        config: PathBuf,
+    },
     /// Inbound texts that failed every processing attempt. `list` works with the server
     /// stopped (from the store) or running (through its operator API); `replay` needs it stopped.
     Dlq {
@@ -264,6 +296,10 @@ impl Cli {
                 plugins,
             } => flows::test(&path, config.as_deref(), plugins).await,
             Command::Chat(args) => chat::run(args).await,
+            Command::Cluster {
+                command: ClusterCommand::Status { json },
+                config,
+            } => cluster_status(&config, json).await,
         }
     }
 }

@@ -304,7 +304,7 @@ fn state_name(status: &Status) -> &'static str {
 }
 
 /// The limits every provider's texts keep, whatever the provider's own parser allowed.
-fn check_limits(text: &InboundText) -> Result<(), AcceptError> {
+pub(crate) fn check_limits(text: &InboundText) -> Result<(), AcceptError> {
     let id = &text.message_id;
     if id.is_empty() || id.len() > MAX_MESSAGE_ID_BYTES {
         return Err(AcceptError::Refused(format!(

@@ -86,6 +86,11 @@ impl Metrics {
             ours.retention_removed,
         );
         registry.register(
+            "cluster_events",
+            "Cluster mode's events by kind (applied, replayed, sent, fenced, already_sent, ...)",
+            ours.cluster,
+        );
+        registry.register(
             "sse_clients",
             "Agents' event streams open now",
             ours.sse_clients,

@@ -284,6 +284,12 @@ pub fn clear(gate: &Gate, mut message: OutboundMessage, now_ms: i64) -> anyhow::
 }
 
 impl Cleared {
+    /// A text a cluster partition's owner cleared at its gate, carried to the sender of its
+    /// number through the send stream ([`crate::cluster::send`]). Only that sender makes one.
+    pub(crate) fn relayed(message: OutboundMessage) -> Self {
+        Self { message }
+    }
+
     /// The text back, once the provider has answered.
     fn into_message(self) -> OutboundMessage {
         self.message

@@ -50,8 +50,9 @@ pub use crate::ingress::{TELNYX_PATH, TWILIO_INBOUND_PATH, TWILIO_STATUS_PATH};
 /// When the engine cannot be built (store, plugins, flows, provider settings) or the address
 /// cannot be bound.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let limits = config.server.connection_limits(SHUTDOWN_GRACE);
-    limits.check().context("[server]")?;
+    if config.cluster.is_some() {
+        return serve_cluster_node(config).await;
+    }
     if config.compliance.brand.is_none() {
         tracing::warn!(
             "`[compliance] brand` is not set: a HELP from a number no flow has texted is answered \
@@ -60,19 +61,54 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     let engine = EngineBuilder::from_config(&config).build().await?;
     let workers = engine.spawn_workers();
-    let state = Arc::new(AppState::new(&engine, &config)?);
-    let listener = bind(&config.server.listen).await?;
-    println!("smsflow listening on http://{}", listener.local_addr()?);
-    // Requests in flight finish before this returns. Then the texts being processed and the
-    // sends being made finish too; whatever was not started is still in the store for the next
-    // start.
-    crate::listener::serve(listener, router(state), limits, shutdown_signal())
-        .await
-        .context("the server failed")?;
+    serve_front(&engine, &config, None).await?;
+    // Requests in flight finished. Then the texts being processed and the sends being made
+    // finish too; whatever was not started is still in the store for the next start.
     engine.drain(SHUTDOWN_GRACE).await;
     workers.abort();
     engine.store().flush().await?;
     Ok(())
+}
+
+/// `serve` with `[cluster]`: the node's own engine serves the API, its partitions' engines
+/// apply the inputs it publishes; on SIGTERM every partition is handed over.
+async fn serve_cluster_node(config: Config) -> anyhow::Result<()> {
+    let front = EngineBuilder::from_config(&config).build().await?;
+    let node = crate::cluster::node::start(&config, &front).await?;
+    let cluster = (Arc::clone(&node.ingress), Arc::clone(&node.report));
+    serve_front(&front, &config, Some(cluster)).await?;
+    node.leave().await?;
+    front.store().flush().await?;
+    Ok(())
+}
+
+/// The cluster parts the HTTP side uses: the ingress that publishes to partitions, and the
+/// node's report.
+pub type ClusterFront = (
+    Arc<crate::cluster::ingress::ClusterIngress>,
+    crate::cluster::node::SharedReport,
+);
+
+/// Serves `engine`'s API until Ctrl-C or SIGTERM; requests in flight finish before this
+/// returns. With `cluster`, texts and starts go to their partitions instead of `engine`.
+///
+/// # Errors
+///
+/// When `[server]`'s limits are wrong or the address cannot be bound.
+pub(crate) async fn serve_front(
+    engine: &crate::engine::Engine,
+    config: &Config,
+    cluster: Option<ClusterFront>,
+) -> anyhow::Result<()> {
+    let limits = config.server.connection_limits(SHUTDOWN_GRACE);
+    limits.check().context("[server]")?;
+    let mut state = AppState::new(engine, config)?;
+    state.cluster = cluster;
+    let listener = bind(&config.server.listen).await?;
+    println!("smsflow listening on http://{}", listener.local_addr()?);
+    crate::listener::serve(listener, router(Arc::new(state)), limits, shutdown_signal())
+        .await
+        .context("the server failed")
 }
 
 /// Connections the kernel queues while the server is at its connection cap. The standard

@@ -45,6 +45,7 @@ struct StartBody {
 pub(super) async fn start_flow(
     State(state): State<Arc<AppState>>,
     Path(flow_id): Path<String>,
+    headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let body: StartBody = json_body(&body, "a start request")?;
@@ -57,6 +58,9 @@ pub(super) async fn start_flow(
         on_active: body.on_active,
         ..StartRequest::default()
     };
+    if let Some((ingress, _)) = &state.cluster {
+        return start_in_cluster(ingress, request, &headers).await;
+    }
     let outcome = state.runtime.start(request).await?;
     if outcome.skipped {
         return Ok((
@@ -253,6 +257,67 @@ pub(super) async fn record_consent(
         .map_err(|error| ApiError::store("consent not recorded", &error))?;
     state.runtime.store().flush().await?;
     Ok((StatusCode::CREATED, Json(json!({ "recorded": record }))))
+}
+
+/// In cluster mode a start is an input of the contact's partition: answered 202 once the
+/// stream has it; its owner runs it. `Idempotency-Key` makes a retried request start once.
+async fn start_in_cluster(
+    ingress: &crate::cluster::ingress::ClusterIngress,
+    request: StartRequest,
+    headers: &axum::http::HeaderMap,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let event_id = match headers.get("idempotency-key") {
+        Some(key) => {
+            let key = key
+                .to_str()
+                .ok()
+                .filter(|key| {
+                    (1..=128).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+                })
+                .ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "Idempotency-Key must be 1-128 printable ASCII characters".into(),
+                    )
+                })?;
+            key.to_owned()
+        }
+        None => {
+            use rand_core::RngCore as _;
+            let mut bytes = [0u8; 16];
+            rand_core::OsRng.fill_bytes(&mut bytes);
+            hex::encode(bytes)
+        }
+    };
+    let published = ingress
+        .start(request, event_id.clone())
+        .await
+        .map_err(|error| {
+            ApiError::store("the start was not stored", &anyhow::Error::from(error))
+        })?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "queued": true,
+            "event_id": event_id,
+            "partition": published.partition,
+            "seq": published.seq,
+            "duplicate": published.duplicate,
+        })),
+    ))
+}
+
+/// `GET /v1/cluster`: this node's partitions, epochs and progress (404 on one node).
+pub(super) async fn cluster(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let Some((_, report)) = &state.cluster else {
+        return Err(ApiError::NotFound(
+            "not in cluster mode: [cluster] is not set".into(),
+        ));
+    };
+    let report = report
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    Ok(Json(json!(report)))
 }
 
 /// `GET /v1/status`: how much work waits in each queue.

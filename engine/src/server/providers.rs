@@ -46,7 +46,7 @@ pub(super) async fn twilio_inbound(
         .map_err(|problem| ApiError::BadRequest(problem.to_string()))?;
     let span =
         tracing::info_span!("sms.inbound", provider = "twilio", message_id = %text.message_id);
-    state.ingest.accept(text).instrument(span).await?;
+    state.accept(text).instrument(span).await?;
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/xml")],
@@ -94,7 +94,7 @@ pub(super) async fn telnyx_webhook(
     match event {
         telnyx::TelnyxEvent::Inbound(text) => {
             let span = tracing::info_span!("sms.inbound", provider = "twilio", message_id = %text.message_id);
-            state.ingest.accept(text).instrument(span).await?;
+            state.accept(text).instrument(span).await?;
         }
         telnyx::TelnyxEvent::Status(update) => state.ingest.status("telnyx", &update).await?,
         telnyx::TelnyxEvent::Other(_) => {}

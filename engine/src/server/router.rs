@@ -55,6 +55,8 @@ pub struct AppState {
     pub(super) argon2_checks: tokio::sync::Semaphore,
     /// Wrong agent secrets per client address.
     pub(super) sign_ins: super::sign_in_limit::SignInLimit,
+    /// In cluster mode: where texts and starts go instead of this engine, and the node's report.
+    pub(super) cluster: Option<super::ClusterFront>,
 }
 
 impl AppState {
@@ -96,7 +98,22 @@ impl AppState {
             metrics_need_token: config.server.metrics_need_token,
             argon2_checks: tokio::sync::Semaphore::new(super::agent_auth::ARGON2_CHECKS),
             sign_ins: super::sign_in_limit::SignInLimit::default(),
+            cluster: None,
         })
+    }
+
+    /// Accepts a verified inbound text: into this engine, or in cluster mode into its
+    /// contact's partition. Returns once it is durable.
+    pub(super) async fn accept(&self, text: crate::sms::InboundText) -> Result<(), ApiError> {
+        match &self.cluster {
+            Some((ingress, _)) => {
+                ingress.accept(text).await?;
+            }
+            None => {
+                self.ingest.accept(text).await?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -117,6 +134,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/consent", post(operator::record_consent))
         .route("/v1/status", get(operator::status))
+        .route("/v1/cluster", get(operator::cluster))
         .route("/v1/inbox", get(records::inbox))
         .route("/v1/dlq", get(records::dead_letters))
         .route("/v1/dlq/replay", post(dead_letters::replay_inbound))

@@ -102,6 +102,13 @@ const FORMAT: u32 = 3;
 /// The key of the format marker.
 const FORMAT_KEY: &[u8] = b"\x7fformat";
 
+/// Every key and value of a database, in key order: a snapshot's contents.
+pub type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Where a store restored from a snapshot keeps the floor of its ids: sled's id counter
+/// starts again at 0 in a new database, and [`Store::generate_id`] adds this.
+const ID_BASE_KEY: &[u8] = b"\x7fid_base";
+
 /// How much of the database sled caches in memory. sled's default is 1 GiB, which a server
 /// with a million idle conversations would fill with pages it never reads again; the working
 /// set of active conversations is far smaller.
@@ -176,6 +183,8 @@ pub struct Store {
     group_commit: Arc<GroupCommit>,
     /// The consent ledger's chain state, shared by every handle on this store.
     consent_chain: Arc<std::sync::Mutex<consent::ChainState>>,
+    /// Added to sled's ids (see [`ID_BASE_KEY`]).
+    id_base: u64,
     /// False for a temporary store: it is deleted when dropped, so an fsync buys nothing.
     durable: bool,
 }
@@ -260,11 +269,20 @@ impl Store {
             table: TREE,
             source,
         })?;
+        let id_base = tree
+            .get(ID_BASE_KEY)
+            .map_err(|source| StoreError::Io {
+                table: "ids",
+                source,
+            })?
+            .and_then(|bytes| Some(u64::from_be_bytes(bytes.as_ref().try_into().ok()?)))
+            .unwrap_or(0);
         Ok(Self {
             db,
             tree,
             group_commit: Arc::default(),
             consent_chain: Arc::default(),
+            id_base,
             durable,
         })
     }
@@ -314,10 +332,61 @@ impl Store {
     ///
     /// When sled cannot persist the id counter.
     pub fn generate_id(&self) -> Result<u64> {
-        self.db.generate_id().map_err(|source| StoreError::Io {
+        let id = self.db.generate_id().map_err(|source| StoreError::Io {
             table: "ids",
             source,
-        })
+        })?;
+        Ok(id.saturating_add(self.id_base))
+    }
+
+    /// Every key and value of the database, and an id above every id it has handed out: what
+    /// a cluster snapshot of a partition holds. Consistent only while nothing writes (the
+    /// partition's owner pauses its workers around it).
+    ///
+    /// # Errors
+    ///
+    /// When sled cannot read.
+    pub fn export(&self) -> Result<(Pairs, u64)> {
+        let io = |source| StoreError::Io {
+            table: TREE,
+            source,
+        };
+        let pairs = self
+            .tree
+            .iter()
+            .filter(|pair| !matches!(pair, Ok((key, _)) if key.as_ref() == ID_BASE_KEY))
+            .map(|pair| pair.map(|(key, value)| (key.to_vec(), value.to_vec())))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(io)?;
+        Ok((pairs, self.generate_id()?.saturating_add(1)))
+    }
+
+    /// A new database at `path` (which must not hold one) with `pairs` from [`Store::export`],
+    /// whose ids start above `id_floor`.
+    ///
+    /// # Errors
+    ///
+    /// When the path holds a database already, or sled cannot write.
+    pub fn restore(
+        path: &Path,
+        settings: StoreSettings,
+        pairs: Pairs,
+        id_floor: u64,
+    ) -> Result<Self> {
+        let io = |source| StoreError::Io {
+            table: TREE,
+            source,
+        };
+        let mut fresh = Self::open_with(path, settings)?;
+        let mut batch = sled::Batch::default();
+        for (key, value) in pairs {
+            batch.insert(key, value);
+        }
+        batch.insert(ID_BASE_KEY, &id_floor.to_be_bytes());
+        fresh.tree.apply_batch(batch).map_err(io)?;
+        fresh.flush_sync()?;
+        fresh.id_base = id_floor;
+        Ok(fresh)
     }
 
     /// Applies `batch` atomically: after a crash, either all of it is there or none.

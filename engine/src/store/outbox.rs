@@ -82,6 +82,10 @@ pub struct OutboundMessage {
     /// this. Unset, queued time plus `[compliance] deferred_expiry`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_until_ms: Option<i64>,
+    /// What made it, the same on every node that replays it: the input's id and the text's
+    /// place among that input's texts (`twilio:SM123/0`). A cluster sends each cause once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
     /// The gate's latest decision.
     #[serde(default)]
     pub gate: Option<GateRecord>,
@@ -122,6 +126,7 @@ impl OutboundMessage {
             variant: None,
             flow_version: None,
             trace: None,
+            cause: None,
             gate: None,
             gate_log: Vec::new(),
         }

@@ -236,6 +236,10 @@ impl<'r> Turn<'r> {
         message.valid_until_ms = conversation
             .text_valid_for_ms
             .map(|valid_for| self.now.saturating_add(valid_for));
+        message.cause = self.effects.processed.as_ref().map(|input| {
+            let place = self.effects.outgoing.len();
+            format!("{input}/{place}")
+        });
         self.record_links(&message);
         self.effects.outgoing.push((seq, message));
         self.effects.outgoing.last_mut().map(|(_, message)| message)
