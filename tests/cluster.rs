@@ -247,6 +247,24 @@ snapshot_interval_ms = 2000
         }
     }
 
+    /// `GET path` on node `node` as the operator: the JSON answer, which must be 200.
+    async fn read(&self, node: usize, path: &str) -> Value {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.nodes[node].base()))
+            .bearer_auth(API_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert!(
+            status.is_success(),
+            "GET {path} on node {node}: {status} {text}"
+        );
+        serde_json::from_str(&text).unwrap()
+    }
+
     /// Waits until `nodes` own every partition and `node`, among them, owns some.
     async fn wait_until_sharing(&self, nodes: &[usize], node: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -507,6 +525,33 @@ async fn a_killed_owner_loses_nothing_and_doubles_nothing() {
     );
     for node in &live {
         assert_eq!(cluster.counter(*node, "send_failed").await, 0);
+    }
+
+    // Reads go to the contact's partition owner from any node, also for partitions that moved.
+    for (n, contact) in pinging.iter().take(40).enumerate() {
+        let node = live[n % live.len()];
+        let page = cluster
+            .read(node, &format!("/v1/conversations/{contact}"))
+            .await;
+        let texts: Vec<&str> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["body"].as_str().unwrap())
+            .collect();
+        assert!(
+            texts.len() == 1 && is_pong(texts[0]),
+            "{contact} through node {node}: {page:#}"
+        );
+    }
+    for contact in stopping.iter().take(20) {
+        let records = cluster
+            .read(live[0], &format!("/v1/consent/{contact}"))
+            .await;
+        assert!(
+            records.to_string().contains("opt_out"),
+            "{contact}: {records:#}"
+        );
     }
 }
 

@@ -499,6 +499,40 @@ impl InboxHandler for Processing {
     }
 }
 
+/// A page of the conversation of (our number, contact) as the API shows it: the conversation,
+/// up to `limit` transcript entries before `before` (newest last), their outbound texts as the
+/// outbox keeps them, and where the next older page starts. `None` when there is none. Served
+/// by `GET /v1/conversations/{phone}` on one node, and by the partition's owner in a cluster.
+///
+/// # Errors
+///
+/// When the store cannot be read.
+pub fn conversation_page(
+    runtime: &Runtime,
+    outbox: &Outbox,
+    (our_number, contact): (&str, &str),
+    before: Option<u64>,
+    limit: usize,
+) -> anyhow::Result<Option<serde_json::Value>> {
+    let Some(conversation) = runtime.conversation(our_number, contact)? else {
+        return Ok(None);
+    };
+    let transcript = runtime.transcript_page(our_number, contact, before, limit + 1)?;
+    // One entry more than asked tells whether an older page exists.
+    let older = transcript.len() > limit;
+    let transcript = &transcript[usize::from(older)..];
+    let messages = outbox.messages_in(transcript)?;
+    let next_before = older
+        .then(|| transcript.first().map(|entry| entry.seq))
+        .flatten();
+    Ok(Some(serde_json::json!({
+        "conversation": conversation,
+        "transcript": transcript,
+        "messages": messages,
+        "page": { "limit": limit, "next_before": next_before },
+    })))
+}
+
 /// Loads and installs the flows at `dir`.
 fn load_flows(
     registry: &Registry,

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::ClusterError;
 use super::bus::Bus;
 use super::partition::{input_subject, partition_of, token};
+use super::rpc::{self, Answer, Read};
 use crate::compliance::keywords::{self, KeywordAction};
 use crate::flow::runtime::{OnActive, StartRequest};
 use crate::ingress::accept::{AcceptError, check_limits};
@@ -202,6 +203,30 @@ impl ClusterIngress {
             event_id: event_id.clone(),
         };
         self.publish(&format!("start:{event_id}"), &input).await
+    }
+
+    /// Asks the owner of the contact's partition (see [`super::rpc`]).
+    ///
+    /// # Errors
+    ///
+    /// When no owner answers within [`rpc::READ_TIMEOUT`] (none holds the partition: a
+    /// failover is in progress), or its answer does not decode.
+    pub async fn read(&self, read: &Read) -> Result<Answer, ClusterError> {
+        let partition = partition_of(read.contact(), self.partitions);
+        let what = || format!("reading partition {partition}");
+        let payload = serde_json::to_vec(read).map_err(|error| ClusterError::js(what(), error))?;
+        let client = self.bus.js.client();
+        let asked = client.request(rpc::subject(partition), Bytes::from(payload));
+        let reply = tokio::time::timeout(rpc::READ_TIMEOUT, asked)
+            .await
+            .map_err(|_| {
+                ClusterError::js(
+                    what(),
+                    "its owner did not answer in time (a failover in progress?); retry",
+                )
+            })?
+            .map_err(|error| ClusterError::js(what(), error))?;
+        serde_json::from_slice(&reply.payload).map_err(|error| ClusterError::js(what(), error))
     }
 
     async fn publish(&self, id: &str, input: &Input) -> Result<Published, ClusterError> {

@@ -7,6 +7,7 @@
 //! - [`ingress`]: any node's webhooks and starts, published to the contact's partition.
 //! - [`lease`]: a partition's (or a sender's) lease, its epoch and its local deadline.
 //! - [`owner`]: a partition's owner: restore, apply in stream order, snapshot, hand over.
+//! - [`rpc`]: reads of a contact, answered by its partition's owner.
 //! - [`send`]: the owner's texts to the send stream, and the one sender per number.
 //! - [`node`]: the node's loop: heartbeat, assignment, leases; and `serve` in cluster mode.
 //! - [`status`]: `smsflow cluster status`.
@@ -17,6 +18,7 @@ pub mod lease;
 pub mod node;
 pub mod owner;
 pub mod partition;
+pub mod rpc;
 pub mod send;
 pub mod status;
 

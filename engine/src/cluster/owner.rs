@@ -26,6 +26,7 @@ use super::bus::Bus;
 use super::ingress::Input;
 use super::lease::Fence;
 use super::partition::{partition_filter, partition_key};
+use super::rpc;
 use super::send::{StreamProvider, note, publish_fences};
 use crate::compliance::ledger::Ledger;
 use crate::config::Config;
@@ -88,7 +89,7 @@ pub async fn run(
     parts: Arc<OwnerParts>,
     (partition, epoch, fence): (u32, u64, Fence),
     progress: Arc<Progress>,
-    mut control: watch::Receiver<Control>,
+    control: watch::Receiver<Control>,
 ) -> anyhow::Result<()> {
     let dir = parts.dir.join(partition_key(partition));
     let (store, checkpoint) = restore(&parts.bus, partition, &dir).await?;
@@ -107,7 +108,7 @@ pub async fn run(
     };
     owner.start().await?;
     tracing::info!(partition, epoch, checkpoint, "partition owned");
-    let consumer = parts
+    let inputs = parts
         .bus
         .inputs
         .create_consumer(pull::OrderedConfig {
@@ -118,40 +119,22 @@ pub async fn run(
             ..pull::OrderedConfig::default()
         })
         .await
-        .context("the partition's input consumer")?;
-    let mut inputs = consumer
+        .context("the partition's input consumer")?
         .messages()
         .await
         .context("the partition's inputs")?;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            changed = control.changed() => {
-                if changed.is_err() || *control.borrow() == Control::Release {
-                    return owner.hand_over().await;
-                }
-            }
-            next = inputs.next() => {
-                let message = next.context("the input stream ended")?.context("reading an input")?;
-                if !fence.valid() {
-                    // A late input of an owner that lost its lease (paused past it): the new
-                    // owner applies it.
-                    note("stale_input");
-                    return Ok(());
-                }
-                owner.apply(&message).await;
-                if owner.since_snapshot >= parts.config.cluster.as_ref().map_or(u64::MAX, |c| c.snapshot_every) {
-                    owner.snapshot().await?;
-                }
-            }
-            _ = tick.tick() => {
-                if owner.snapshot_due() {
-                    owner.snapshot().await?;
-                }
-            }
-        }
-    }
+    let reads = parts
+        .bus
+        .js
+        .client()
+        .subscribe(rpc::subject(partition))
+        .await
+        .context("the partition's read subject")?;
+    owner.serve(inputs, reads, control).await
 }
+
+/// The partition's inputs from its checkpoint on.
+type Inputs = async_nats::jetstream::consumer::pull::Ordered;
 
 struct Running {
     engine: Engine,
@@ -180,6 +163,72 @@ impl Drop for Owner {
 }
 
 impl Owner {
+    /// Applies inputs in stream order, answers reads, snapshots when due, until told to hand
+    /// over or the lease is lost.
+    async fn serve(
+        mut self,
+        mut inputs: Inputs,
+        mut reads: async_nats::Subscriber,
+        mut control: watch::Receiver<Control>,
+    ) -> anyhow::Result<()> {
+        let snapshot_every = self
+            .parts
+            .config
+            .cluster
+            .as_ref()
+            .map_or(u64::MAX, |c| c.snapshot_every);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                changed = control.changed() => {
+                    if changed.is_err() || *control.borrow() == Control::Release {
+                        return self.hand_over().await;
+                    }
+                }
+                next = inputs.next() => {
+                    let message = next.context("the input stream ended")?.context("reading an input")?;
+                    if !self.fence.valid() {
+                        // A late input of an owner that lost its lease (paused past it): the
+                        // new owner applies it.
+                        note("stale_input");
+                        return Ok(());
+                    }
+                    self.apply(&message).await;
+                    if self.since_snapshot >= snapshot_every {
+                        self.snapshot().await?;
+                    }
+                }
+                Some(request) = reads.next() => self.answer(request).await,
+                _ = tick.tick() => {
+                    if self.snapshot_due() {
+                        self.snapshot().await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Answers a read, while the lease holds (a stale owner stays silent).
+    async fn answer(&self, request: async_nats::Message) {
+        let (Some(reply), true) = (request.reply, self.fence.valid()) else {
+            return;
+        };
+        let answer = self.read(&request.payload);
+        if let Err(error) = self
+            .parts
+            .bus
+            .js
+            .client()
+            .publish(reply, rpc::encode(&answer))
+            .await
+        {
+            tracing::warn!(
+                partition = self.partition,
+                "a read's answer was not sent: {error}"
+            );
+        }
+    }
+
     /// Builds the partition's engine over its store and starts its workers.
     async fn start(&mut self) -> anyhow::Result<()> {
         let provider = StreamProvider::new(
@@ -275,6 +324,18 @@ impl Owner {
             }
         }
         Ok(())
+    }
+
+    /// Answers a read of one of the partition's contacts.
+    fn read(&self, payload: &[u8]) -> rpc::Answer {
+        let failed = |error: String| rpc::Answer::Failed { error };
+        let Some(running) = &self.running else {
+            return failed("the partition's engine is not running".into());
+        };
+        match serde_json::from_slice::<rpc::Read>(payload) {
+            Ok(read) => rpc::answer(&running.engine, &read),
+            Err(error) => failed(format!("a read that does not decode: {error}")),
+        }
     }
 
     fn snapshot_due(&self) -> bool {

@@ -89,6 +89,35 @@ pub type ClusterFront = (
     crate::cluster::node::SharedReport,
 );
 
+/// Asks the owner of the contact's partition.
+///
+/// # Errors
+///
+/// 503 when no owner answers in time (a failover is in progress): the client should retry.
+pub(crate) async fn cluster_read(
+    ingress: &crate::cluster::ingress::ClusterIngress,
+    read: &crate::cluster::rpc::Read,
+) -> Result<crate::cluster::rpc::Answer, error::ApiError> {
+    ingress
+        .read(read)
+        .await
+        .map_err(|error| error::ApiError::store("the partition's owner did not answer", &error))
+}
+
+/// An owner's answer that is not the one asked for, as the API's error.
+pub(crate) fn cluster_refusal(answer: crate::cluster::rpc::Answer) -> error::ApiError {
+    match answer {
+        crate::cluster::rpc::Answer::NotFound { what } => error::ApiError::NotFound(what),
+        crate::cluster::rpc::Answer::Failed { error } => {
+            error::ApiError::store("the partition's owner failed to read", &error)
+        }
+        other => error::ApiError::store(
+            "the partition's owner answered another read",
+            &format!("{other:?}"),
+        ),
+    }
+}
+
 /// Serves `engine`'s API until Ctrl-C or SIGTERM; requests in flight finish before this
 /// returns. With `cluster`, texts and starts go to their partitions instead of `engine`.
 ///

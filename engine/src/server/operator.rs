@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use super::error::{ApiError, json_body};
 use super::router::AppState;
 use crate::compliance::evidence::ConsentRequest;
-use crate::flow::conversation::Event;
 use crate::flow::runtime::StartRequest;
 use crate::input;
 use crate::phone::parse_e164;
@@ -156,27 +155,30 @@ pub(super) async fn conversation(
             "limit is {limit}: ask for 1 to {MAX_TRANSCRIPT_PAGE} entries"
         )));
     }
-    let runtime = &state.runtime;
-    let Some(conversation) = runtime.conversation(&state.our_number, &contact)? else {
-        return Err(ApiError::NotFound(format!(
-            "no conversation with {contact}"
-        )));
-    };
-    let transcript =
-        runtime.transcript_page(&state.our_number, &contact, page.before, limit + 1)?;
-    // One entry more than asked tells whether an older page exists.
-    let older = transcript.len() > limit;
-    let transcript = &transcript[usize::from(older)..];
-    let messages = outbound_messages(state.as_ref(), transcript)?;
-    let next_before = older
-        .then(|| transcript.first().map(|entry| entry.seq))
-        .flatten();
-    Ok(Json(json!({
-        "conversation": conversation,
-        "transcript": transcript,
-        "messages": messages,
-        "page": { "limit": limit, "next_before": next_before },
-    })))
+    if let Some((ingress, _)) = &state.cluster {
+        // The contact's state is in its partition: its owner answers.
+        let read = crate::cluster::rpc::Read::Conversation {
+            our_number: state.our_number.clone(),
+            contact: contact.clone(),
+            before: page.before,
+            limit,
+        };
+        return match super::cluster_read(ingress, &read).await? {
+            crate::cluster::rpc::Answer::Page { page } => Ok(Json(page)),
+            other => Err(super::cluster_refusal(other)),
+        };
+    }
+    let found = crate::engine::conversation_page(
+        &state.runtime,
+        &state.outbox,
+        (&state.our_number, &contact),
+        page.before,
+        limit,
+    )
+    .map_err(|error| ApiError::store("conversation read failed", &error))?;
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no conversation with {contact}")))
 }
 
 /// Each outbound text of `transcript` as the outbox keeps it: its gate decisions and delivery.
@@ -188,14 +190,9 @@ pub(super) fn outbound_messages(
     state: &AppState,
     transcript: &[crate::flow::conversation::Entry],
 ) -> Result<Vec<crate::outbound::OutboundMessage>, ApiError> {
-    transcript
-        .iter()
-        .filter_map(|entry| match &entry.event {
-            Event::Outbound { message_id, .. } => Some(message_id),
-            _ => None,
-        })
-        .filter_map(|id| state.outbox.message(id).transpose())
-        .collect::<anyhow::Result<Vec<_>>>()
+    state
+        .outbox
+        .messages_in(transcript)
         .map_err(|error| ApiError::store("conversation read failed", &error))
 }
 

@@ -61,6 +61,32 @@ pub(super) async fn consent_export(
 ) -> Result<Response, ApiError> {
     let number =
         parse_e164(&phone).map_err(|problem| ApiError::Unprocessable(problem.to_string()))?;
+    let csv = match query.format.as_deref().unwrap_or("json") {
+        "json" => false,
+        "csv" => true,
+        other => {
+            return Err(ApiError::Unprocessable(format!(
+                "format `{other}` is not known: use `json` or `csv`"
+            )));
+        }
+    };
+    let content_type = match csv {
+        true => "text/csv; charset=utf-8",
+        false => "application/json",
+    };
+    if let Some((ingress, _)) = &state.cluster {
+        // The contact's consent records are in its partition: its owner exports them.
+        let read = crate::cluster::rpc::Read::Consent {
+            contact: number,
+            csv,
+        };
+        return match super::cluster_read(ingress, &read).await? {
+            crate::cluster::rpc::Answer::Export { text } => {
+                Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
+            }
+            other => Err(super::cluster_refusal(other)),
+        };
+    }
     let ledger = state.compliance.ledger();
     let read = |error: anyhow::Error| ApiError::store("consent export failed", &error);
     let (content_type, text) = match query.format.as_deref().unwrap_or("json") {
