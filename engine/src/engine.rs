@@ -521,7 +521,7 @@ pub fn conversation_page(
     // One entry more than asked tells whether an older page exists.
     let older = transcript.len() > limit;
     let transcript = &transcript[usize::from(older)..];
-    let messages = outbox.messages_in(transcript)?;
+    let messages = outbound_texts(outbox, transcript)?;
     let next_before = older
         .then(|| transcript.first().map(|entry| entry.seq))
         .flatten();
@@ -531,6 +531,25 @@ pub fn conversation_page(
         "messages": messages,
         "page": { "limit": limit, "next_before": next_before },
     })))
+}
+
+/// Each outbound text of `transcript` as the outbox keeps it: its gate decisions and delivery.
+///
+/// # Errors
+///
+/// When the store cannot be read.
+pub fn outbound_texts(
+    outbox: &Outbox,
+    transcript: &[crate::flow::conversation::Entry],
+) -> anyhow::Result<Vec<crate::outbound::OutboundMessage>> {
+    transcript
+        .iter()
+        .filter_map(|entry| match &entry.event {
+            crate::flow::conversation::Event::Outbound { message_id, .. } => Some(message_id),
+            _ => None,
+        })
+        .filter_map(|id| outbox.message(id).transpose())
+        .collect()
 }
 
 /// Loads and installs the flows at `dir`.

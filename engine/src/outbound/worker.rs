@@ -650,26 +650,6 @@ impl Outbox {
         }
     }
 
-    /// Each outbound text of `transcript` as the outbox keeps it: its gate decisions and
-    /// delivery.
-    ///
-    /// # Errors
-    ///
-    /// When the store cannot be read.
-    pub fn messages_in(
-        &self,
-        transcript: &[crate::flow::conversation::Entry],
-    ) -> anyhow::Result<Vec<OutboundMessage>> {
-        transcript
-            .iter()
-            .filter_map(|entry| match &entry.event {
-                crate::flow::conversation::Event::Outbound { message_id, .. } => Some(message_id),
-                _ => None,
-            })
-            .filter_map(|id| self.message(id).transpose())
-            .collect()
-    }
-
     /// The gate's decision on the text `message_id`: the one it made, or, for a text not yet
     /// taken from the queue, the one it would make now (not recorded: the send makes its own).
     ///

@@ -190,9 +190,7 @@ pub(super) fn outbound_messages(
     state: &AppState,
     transcript: &[crate::flow::conversation::Entry],
 ) -> Result<Vec<crate::outbound::OutboundMessage>, ApiError> {
-    state
-        .outbox
-        .messages_in(transcript)
+    crate::engine::outbound_texts(&state.outbox, transcript)
         .map_err(|error| ApiError::store("conversation read failed", &error))
 }
 
