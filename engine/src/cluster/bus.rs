@@ -70,6 +70,7 @@ impl Bus {
                 servers: config.nats.join(", "),
                 source,
             })?;
+        check_server(&client.server_info())?;
         let js = jetstream::new(client);
         let replicas = config.replicas;
         let ttl = config.lease_ttl();
@@ -133,6 +134,33 @@ impl Bus {
         nodes.sort();
         Ok(nodes)
     }
+}
+
+/// The oldest nats-server cluster mode runs on: 2.9 (Debian's) has everything used here
+/// (key-value CAS, object store, work queues, ordered consumers); per-message TTLs and
+/// schedules of 2.11+ are not used.
+const OLDEST_SERVER: (u32, u32) = (2, 9);
+
+/// Refuses a server without JetStream, or older than [`OLDEST_SERVER`].
+fn check_server(info: &async_nats::ServerInfo) -> Result<(), ClusterError> {
+    let mut parts = info
+        .version
+        .split('.')
+        .map(|part| part.parse::<u32>().unwrap_or(0));
+    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if version < OLDEST_SERVER {
+        return Err(ClusterError::Config(format!(
+            "nats-server {} at {}:{} is too old: cluster mode needs {}.{} or later",
+            info.version, info.host, info.port, OLDEST_SERVER.0, OLDEST_SERVER.1
+        )));
+    }
+    if !info.jetstream {
+        return Err(ClusterError::Config(format!(
+            "nats-server {} at {}:{} runs without JetStream: start it with -js (and -sd <dir>)",
+            info.version, info.host, info.port
+        )));
+    }
+    Ok(())
 }
 
 fn input_stream(replicas: usize) -> stream::Config {
@@ -206,4 +234,31 @@ async fn ensure_objects(
     })
     .await
     .map_err(|error| ClusterError::js(format!("object store {BUCKET}"), error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(version: &str, jetstream: bool) -> async_nats::ServerInfo {
+        async_nats::ServerInfo {
+            version: version.to_owned(),
+            jetstream,
+            ..async_nats::ServerInfo::default()
+        }
+    }
+
+    #[test]
+    fn old_servers_and_servers_without_jetstream_are_refused_with_the_fix() {
+        assert!(check_server(&server("2.15.1", true)).is_ok());
+        assert!(check_server(&server("2.9.10", true)).is_ok());
+        let old = check_server(&server("2.8.4", true))
+            .unwrap_err()
+            .to_string();
+        assert!(old.contains("2.9 or later"), "{old}");
+        let off = check_server(&server("2.15.1", false))
+            .unwrap_err()
+            .to_string();
+        assert!(off.contains("-js"), "{off}");
+    }
 }

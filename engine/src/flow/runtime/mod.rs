@@ -602,6 +602,7 @@ impl Runtime {
                 inbound::handle(self, turn, &inbound).await?;
             }
             TurnEvent::Timer { key, record } => {
+                turn.cause = Some(format!("timer:{}", key.to_hex()));
                 turn.effects.timer_ops.push(effects::TimerOp::Remove(key));
                 lifecycle::timer(self, turn, record.timer).await?;
             }

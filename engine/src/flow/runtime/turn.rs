@@ -49,6 +49,9 @@ pub(super) struct Turn<'r> {
     /// Tracked links of the text being rendered, as (code, target): recorded with the text
     /// once it is queued.
     pending_links: Vec<(String, String)>,
+    /// What began the turn when it is not an input marked processed (a timer): with the
+    /// processed input's id, the cause its texts carry.
+    pub(super) cause: Option<String>,
 }
 
 impl<'r> Turn<'r> {
@@ -69,6 +72,7 @@ impl<'r> Turn<'r> {
             at_step: None,
             links_base: "",
             pending_links: Vec::new(),
+            cause: None,
         }
     }
 
@@ -236,7 +240,8 @@ impl<'r> Turn<'r> {
         message.valid_until_ms = conversation
             .text_valid_for_ms
             .map(|valid_for| self.now.saturating_add(valid_for));
-        message.cause = self.effects.processed.as_ref().map(|input| {
+        let began = self.effects.processed.as_ref().or(self.cause.as_ref());
+        message.cause = began.map(|input| {
             let place = self.effects.outgoing.len();
             format!("{input}/{place}")
         });
@@ -468,7 +473,7 @@ pub(super) mod testing {
 
     /// Ids 1, 2, 3, …
     #[derive(Default)]
-    pub struct Counter(AtomicU64);
+    pub struct Counter(pub AtomicU64);
 
     impl Ids for Counter {
         fn next_id(&self) -> anyhow::Result<u64> {
@@ -551,5 +556,52 @@ pub(super) mod testing {
             Ok((flow, _)) => flow,
             Err(errors) => panic!("{errors:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod cause_tests {
+    use super::testing::{Counter, Stub, turn};
+    use crate::compliance::gate::Origin;
+
+    /// A replayed input queues texts with the same causes, whatever ids the store hands out:
+    /// what a cluster's sender sends once.
+    #[test]
+    fn texts_carry_their_input_and_place_as_cause() {
+        let (plugins, ids) = (Stub::default(), Counter::default());
+        let mut first = turn(&plugins, &ids, &[]);
+        first.effects.processed = Some("twilio:SM1".to_owned());
+        first.queue(Origin::Flow, "a", "one".into());
+        first.queue(Origin::Flow, "b", "two".into());
+        let causes: Vec<_> = first
+            .effects
+            .outgoing
+            .iter()
+            .map(|(_, m)| m.cause.clone())
+            .collect();
+        assert_eq!(
+            causes,
+            [
+                Some("twilio:SM1/0".to_owned()),
+                Some("twilio:SM1/1".to_owned())
+            ]
+        );
+
+        let later = Counter::default();
+        later.0.store(500, std::sync::atomic::Ordering::SeqCst);
+        let mut replay = turn(&plugins, &later, &[]);
+        replay.effects.processed = Some("twilio:SM1".to_owned());
+        replay.queue(Origin::Flow, "a", "one".into());
+        let (seq, message) = &replay.effects.outgoing[0];
+        assert_eq!(*seq, 501);
+        assert_eq!(message.cause.as_deref(), Some("twilio:SM1/0"));
+
+        let mut timer = turn(&plugins, &ids, &[]);
+        timer.cause = Some("timer:00ff".to_owned());
+        timer.queue(Origin::Flow, "nudge", "three".into());
+        assert_eq!(
+            timer.effects.outgoing[0].1.cause.as_deref(),
+            Some("timer:00ff/0")
+        );
     }
 }
