@@ -53,6 +53,20 @@ type = "end"
 text = "Northwind Outfitters: your order is ready for pickup."
 "#;
 
+/// Marketing: sent only to contacts with a marketing opt-in on record.
+const DEALS_FLOW: &str = r#"
+id = "deals"
+program = "deals"
+kind = "marketing"
+brand = "Northwind Outfitters"
+start = "offer"
+[triggers]
+api = true
+[steps.offer]
+type = "end"
+text = "Northwind Outfitters: 20% off this week. Reply STOP to opt out."
+"#;
+
 /// The lease lifetime the tests run with.
 const LEASE_TTL_MS: u64 = 3000;
 const PARTITIONS: u32 = 24;
@@ -95,7 +109,11 @@ impl Cluster {
     async fn new(servers: usize) -> Self {
         let setup = Setup::with_fake(
             &[],
-            &[("ping.toml", PING_FLOW), ("notice.toml", NOTICE_FLOW)],
+            &[
+                ("ping.toml", PING_FLOW),
+                ("notice.toml", NOTICE_FLOW),
+                ("deals.toml", DEALS_FLOW),
+            ],
         )
         .await;
         std::fs::create_dir(setup.dir.path().join("plugins")).unwrap();
@@ -135,7 +153,7 @@ snapshot_interval_ms = 2000
         let path = self.setup.dir.path().join(format!("{name}.toml"));
         std::fs::write(&path, config).unwrap();
         let log = match std::env::var("SMSFLOW_TEST_LOGS") {
-            Ok(dir) => PathBuf::from(dir).join(format!("{name}.log")),
+            Ok(dir) => PathBuf::from(dir).join(format!("{}-{name}.log", self.setup.port)),
             Err(_) => self.setup.dir.path().join(format!("{name}.log")),
         };
         let server = Server::start_logged(&path, port, &[], &log);
@@ -187,10 +205,15 @@ snapshot_interval_ms = 2000
 
     /// Starts the notice flow for `to` through node `node`.
     async fn start_notice(&self, node: usize, to: &str) -> u16 {
+        self.start(node, "notice", to).await
+    }
+
+    /// Starts `flow` for `to` through node `node`.
+    async fn start(&self, node: usize, flow: &str, to: &str) -> u16 {
         self.client
-            .post(format!("{}/v1/flows/notice/start", self.nodes[node].base()))
+            .post(format!("{}/v1/flows/{flow}/start", self.nodes[node].base()))
             .bearer_auth(API_TOKEN)
-            .header("idempotency-key", format!("notice-{to}"))
+            .header("idempotency-key", format!("{flow}-{to}"))
             .header("content-type", "application/json")
             .body(json!({ "to": to }).to_string())
             .send()
@@ -245,6 +268,20 @@ snapshot_interval_ms = 2000
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// `POST path` with `body` on node `node` as the operator: the status.
+    async fn post_json(&self, node: usize, path: &str, body: &Value) -> u16 {
+        self.client
+            .post(format!("{}{path}", self.nodes[node].base()))
+            .bearer_auth(API_TOKEN)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
     }
 
     /// `GET path` on node `node` as the operator: the JSON answer, which must be 200.
@@ -679,7 +716,35 @@ async fn a_node_joining_and_leaving_gracefully_replays_nothing() {
         .await;
     send(&cluster, &[0, 1], 300).await;
 
+    // A marketing opt-in recorded through one node reaches the contact's owner: a start
+    // through another is sent to those who opted in, and blocked for the others.
+    for n in 0..20 {
+        let contact = new_york(7000 + n);
+        if n < 10 {
+            let opt_in = json!({
+                "phone": contact,
+                "program": "deals",
+                "class": "marketing",
+                "source": "checkout-page",
+                "disclosure": "By checking this box you agree to receive marketing texts from Northwind Outfitters. Reply STOP to opt out.",
+            });
+            let status = cluster.post_json(0, "/v1/consent", &opt_in).await;
+            assert_eq!(status, 202, "the opt-in of {contact}");
+        }
+        assert_eq!(cluster.start(1, "deals", &contact).await, 202);
+    }
+    cluster.wait_for_sent(910).await;
     let received = cluster.received();
+    for n in 0..20 {
+        let contact = new_york(7000 + n);
+        let offers = received.get(&contact).map_or(0, Vec::len);
+        assert_eq!(
+            offers,
+            usize::from(n < 10),
+            "{contact}: {:?}",
+            received.get(&contact)
+        );
+    }
     assert_each_answered_once(&received, &contacts);
     let mut applied = applied_by_leaver;
     let mut replayed = 0;
@@ -691,7 +756,11 @@ async fn a_node_joining_and_leaving_gracefully_replays_nothing() {
         replayed, 0,
         "inputs were applied twice after a graceful hand-over"
     );
-    assert_eq!(applied, 900, "every input applied once");
+    assert_eq!(
+        applied,
+        900 + 10 + 20,
+        "every input applied once: texts, opt-ins, starts"
+    );
     let handed = cluster.counter(0, "handed_over").await + cluster.counter(1, "handed_over").await;
     assert!(handed > 0, "n1 and n2 handed nothing over to n3");
 }

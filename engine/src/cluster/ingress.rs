@@ -59,6 +59,16 @@ pub enum Input {
         /// Makes the start happen once, also when replayed.
         event_id: String,
     },
+    /// A consent record through the API (`POST /v1/consent`), validated by the node that
+    /// received it: the request's body as sent, and when it was received (the record's time).
+    Consent {
+        /// The contact.
+        contact: String,
+        /// The request body (JSON).
+        body: String,
+        /// When it was received.
+        at_ms: i64,
+    },
 }
 
 impl Input {
@@ -67,6 +77,7 @@ impl Input {
         match self {
             Self::Inbound { from, .. } => from,
             Self::Start { to, .. } => to,
+            Self::Consent { contact, .. } => contact,
         }
     }
 
@@ -203,6 +214,27 @@ impl ClusterIngress {
             event_id: event_id.clone(),
         };
         self.publish(&format!("start:{event_id}"), &input).await
+    }
+
+    /// Publishes a consent record to its contact's partition; its owner appends it to the
+    /// ledger. `id` makes a retried request record once.
+    ///
+    /// # Errors
+    ///
+    /// When the stream did not acknowledge it.
+    pub async fn consent(
+        &self,
+        contact: String,
+        body: String,
+        at_ms: i64,
+        id: &str,
+    ) -> Result<Published, ClusterError> {
+        let input = Input::Consent {
+            contact,
+            body,
+            at_ms,
+        };
+        self.publish(&format!("consent:{id}"), &input).await
     }
 
     /// Asks the owner of the contact's partition (see [`super::rpc`]).

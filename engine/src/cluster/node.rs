@@ -73,6 +73,8 @@ struct Node {
     sending: SenderParts,
     held: BTreeMap<u32, Held>,
     senders: BTreeMap<String, HeldSender>,
+    /// Hand-overs in progress.
+    handing: Vec<JoinHandle<()>>,
     report: SharedReport,
 }
 
@@ -150,6 +152,7 @@ pub async fn start(config: &Config, front: &Engine) -> anyhow::Result<RunningNod
         bus: bus.clone(),
         held: BTreeMap::new(),
         senders: BTreeMap::new(),
+        handing: Vec::new(),
         report: Arc::clone(&report),
     };
     let (stop, stopped) = watch::channel(false);
@@ -220,8 +223,12 @@ impl Node {
                 self.acquire(partition).await;
             }
         }
-        futures_util::future::join_all(leaving.into_iter().map(|held| hand_over(&self.bus, held)))
-            .await;
+        // Hand-overs run beside the loop, which keeps renewing the other leases meanwhile.
+        for held in leaving {
+            let handing = tokio::spawn(hand_over(self.bus.clone(), held, self.cluster.tick()));
+            self.handing.push(handing);
+        }
+        self.handing.retain(|handing| !handing.is_finished());
         let wanted = mine(&sender_key(sender));
         match (self.senders.contains_key(sender), wanted) {
             (true, false) => {
@@ -370,7 +377,10 @@ impl Node {
             tracing::warn!("cannot delete this node's membership key, it will lapse: {error}");
         }
         let held = std::mem::take(&mut self.held).into_values();
-        futures_util::future::join_all(held.map(|held| hand_over(&self.bus, held))).await;
+        let tick = self.cluster.tick();
+        futures_util::future::join_all(held.map(|held| hand_over(self.bus.clone(), held, tick)))
+            .await;
+        futures_util::future::join_all(std::mem::take(&mut self.handing)).await;
         for held in std::mem::take(&mut self.senders).into_values() {
             held.task.abort();
             held.lease.release(&self.bus.leases).await;
@@ -384,31 +394,40 @@ const HAND_OVER_GRACE: Duration = Duration::from_secs(15);
 
 /// Tells a partition to finish and snapshot, then deletes its lease so the next owner takes it
 /// at once. A partition that cannot finish in time keeps its lease until it lapses.
-async fn hand_over(bus: &Bus, held: Held) {
+async fn hand_over(bus: Bus, held: Held, tick: Duration) {
     let Held {
-        lease,
+        mut lease,
         control,
-        task,
+        mut task,
         ..
     } = held;
     let _ = control.send(Control::Release);
     let partition = lease.key().to_owned();
-    let mut task = task;
-    let finished = tokio::time::timeout(HAND_OVER_GRACE, &mut task).await;
-    if finished.is_err() {
-        task.abort();
-    }
+    let deadline = tokio::time::Instant::now() + HAND_OVER_GRACE;
+    // The lease is renewed while the partition finishes: its final snapshot is written only
+    // while the lease holds.
+    let finished = loop {
+        tokio::select! {
+            finished = &mut task => break Some(finished),
+            () = tokio::time::sleep(tick) => {
+                if tokio::time::Instant::now() > deadline || !lease.renew(&bus.leases).await {
+                    task.abort();
+                    break None;
+                }
+            }
+        }
+    };
     match finished {
-        Ok(Ok(Ok(()))) => {
+        Some(Ok(Ok(()))) => {
             lease.release(&bus.leases).await;
             note("handed_over");
             tracing::info!(%partition, "partition handed over");
         }
-        Ok(Ok(Err(error))) => {
+        Some(Ok(Err(error))) => {
             tracing::error!(%partition, "the hand-over failed, the lease will lapse: {error:#}");
             lease.fence().revoke();
         }
-        Ok(Err(_)) | Err(_) => {
+        Some(Err(_)) | None => {
             tracing::error!(%partition, "the hand-over did not finish, the lease will lapse");
             lease.fence().revoke();
         }

@@ -314,6 +314,15 @@ impl Owner {
                 }
                 Err(AcceptError::Store(error)) => return Err(error),
             }
+        } else if let Input::Consent { body, at_ms, .. } = input {
+            match append_consent(engine, body, *at_ms) {
+                Ok(true) => note("applied"),
+                Ok(false) => note("replayed"),
+                Err(error) => tracing::warn!(
+                    partition = self.partition,
+                    "a consent record was not appended: {error:#}"
+                ),
+            }
         } else if let Some(request) = input.start_request() {
             match engine.runtime().start(request).await {
                 Ok(outcome) if outcome.duplicate => note("replayed"),
@@ -361,6 +370,11 @@ impl Owner {
         let checkpoint = self.progress.applied.load(Ordering::SeqCst);
         self.store.flush().await?;
         let (pairs, id_floor) = self.store.export()?;
+        // A lapsed owner's snapshot would overwrite the next owner's.
+        anyhow::ensure!(
+            self.fence.valid(),
+            "the lease was lost: the snapshot is not written"
+        );
         let bytes = encode(checkpoint, id_floor, &pairs);
         let mut reader = bytes.as_slice();
         self.parts
@@ -392,6 +406,34 @@ impl Owner {
         self.pause().await;
         self.write_snapshot().await
     }
+}
+
+/// Appends an API consent record, unless the ledger has it already (a replay after a restore):
+/// `false` then.
+fn append_consent(engine: &Engine, body: &str, at_ms: i64) -> anyhow::Result<bool> {
+    let request: crate::compliance::evidence::ConsentRequest = serde_json::from_str(body)?;
+    let runtime = engine.runtime();
+    let flows = runtime.registry().current();
+    let compliance = runtime.compliance();
+    let known = |program: &str| {
+        compliance.program(program).is_some()
+            || flows.by_id.values().any(|flow| flow.program == program)
+    };
+    let new = request.validate(known, at_ms)?;
+    let ledger = compliance.ledger();
+    let recorded = ledger.records_for(&new.number)?.iter().any(|record| {
+        (
+            record.at_ms,
+            &record.program,
+            record.class,
+            &record.event,
+            &record.source,
+        ) == (new.at_ms, &new.program, new.class, &new.event, &new.source)
+    });
+    if !recorded {
+        ledger.append(new)?;
+    }
+    Ok(!recorded)
 }
 
 /// The partition's store from its latest snapshot (or empty), and the snapshot's checkpoint.

@@ -199,20 +199,25 @@ pub async fn run_sender(
     fence: Fence,
 ) -> Result<(), ClusterError> {
     let name = format!("send-{}", token(&number));
+    // A new holder starts a new consumer. The previous holder's consumer may still have a text
+    // delivered to a pull request of a node that died or was paused, which the server would
+    // hold back for the whole ack wait; the stream keeps every unacknowledged text (a work
+    // queue deletes only on ack), and a text a previous holder was sending is marked, so it is
+    // looked up rather than sent twice.
+    if let Err(error) = parts.bus.sends.delete_consumer(&name).await {
+        tracing::debug!(consumer = %name, "no previous consumer to replace: {error}");
+    }
     let consumer = parts
         .bus
         .sends
-        .get_or_create_consumer(
-            &name,
-            pull::Config {
-                durable_name: Some(name.clone()),
-                filter_subject: send_subject(&number),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                max_ack_pending: 1,
-                ..pull::Config::default()
-            },
-        )
+        .create_consumer(pull::Config {
+            durable_name: Some(name.clone()),
+            filter_subject: send_subject(&number),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: Duration::from_secs(30),
+            max_ack_pending: 1,
+            ..pull::Config::default()
+        })
         .await
         .map_err(|error| ClusterError::js(format!("consumer {name}"), error))?;
     let mut messages = consumer
@@ -223,6 +228,7 @@ pub async fn run_sender(
         fences: load_fences(&parts.bus.fences, &number).await?,
         parts,
         number,
+        fence: fence.clone(),
         next_slot: tokio::time::Instant::now(),
     };
     while let Some(message) = messages.next().await {
@@ -292,6 +298,8 @@ async fn nak(message: &Message) -> Result<(), ClusterError> {
 struct Sender {
     parts: SenderParts,
     number: String,
+    /// The sender lease's: checked again right before the provider call.
+    fence: Fence,
     fences: HashMap<u32, u64>,
     next_slot: tokio::time::Instant,
 }
@@ -398,6 +406,12 @@ impl Sender {
             Err(error) => return Err(ClusterError::js("marking a text sent", error)),
         }
         self.pace().await;
+        if !self.fence.valid() {
+            // Paused past the sender's lease (between the mark and here): the next holder
+            // finds the mark and asks the provider; this node must not send now.
+            note("stale_refused");
+            return Ok(());
+        }
         let sent = self.parts.provider.send(&Cleared::relayed(text)).await;
         match sent {
             Ok(_) => {

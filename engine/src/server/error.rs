@@ -60,6 +60,11 @@ pub enum ApiError {
         /// Seconds until the address may try again.
         retry_after_s: i64,
     },
+    /// A single-node feature asked of a cluster node (`docs/cluster.md` lists them).
+    #[error(
+        "{0} is not available in cluster mode yet: its data lives in one store, not in the contacts' partitions (docs/cluster.md, \"Not in cluster mode yet\")"
+    )]
+    NotInCluster(String),
     /// The operator API has no token configured.
     #[error("the API is disabled: set [server] api_token in the config")]
     ApiDisabled,
@@ -86,6 +91,7 @@ impl ApiError {
             }
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::NotInCluster(_) => StatusCode::NOT_IMPLEMENTED,
             Self::ApiDisabled | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -9,6 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sha2::Digest as _;
 
 use super::error::{ApiError, json_body};
 use super::router::AppState;
@@ -242,9 +243,28 @@ pub(super) async fn record_consent(
         state.compliance.program(program).is_some()
             || flows.by_id.values().any(|flow| flow.program == program)
     };
+    let now_ms = state.clock.now_ms();
     let new = request
-        .validate(known_program, state.clock.now_ms())
+        .validate(known_program, now_ms)
         .map_err(|refused| ApiError::Unprocessable(refused.to_string()))?;
+    if let Some((ingress, _)) = &state.cluster {
+        // Validated here, for the 422; appended by the contact's partition owner.
+        let body = String::from_utf8_lossy(&body).into_owned();
+        let id = hex::encode(sha2::Sha256::digest(format!("{now_ms}{body}").as_bytes()));
+        let published = ingress
+            .consent(new.number, body, now_ms, &id)
+            .await
+            .map_err(|error| {
+                ApiError::store(
+                    "the consent record was not stored",
+                    &anyhow::Error::from(error),
+                )
+            })?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "queued": true, "partition": published.partition, "seq": published.seq })),
+        ));
+    }
     let record = state
         .compliance
         .ledger()

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 
@@ -117,6 +117,49 @@ impl AppState {
     }
 }
 
+/// Routes whose data is kept per store and not yet partitioned (the agent inbox and handoffs,
+/// contacts and campaigns, dead letters, reports): a cluster node answers them 501 rather than
+/// from its own store, which holds none of the cluster's conversations.
+const SINGLE_NODE_ONLY: &[&str] = &[
+    "/v1/agent",
+    "/v1/agents",
+    "/v1/campaigns",
+    "/v1/contacts",
+    "/v1/conversions",
+    "/v1/dlq",
+    "/v1/events",
+    "/v1/inbox",
+    "/v1/outbox",
+    "/v1/report",
+    "/v1/segments",
+    "/v1/consent/verify",
+    "/inbox",
+    "/simulator",
+];
+
+/// Whether `path` is one of [`SINGLE_NODE_ONLY`], or an agent's reply to a conversation.
+fn single_node_only(path: &str) -> bool {
+    let under = |prefix: &&str| {
+        path.strip_prefix(*prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '.', '?']))
+    };
+    SINGLE_NODE_ONLY.iter().any(under)
+        || (path.starts_with("/v1/conversations/") && path.ends_with("/reply"))
+}
+
+/// In cluster mode, answers [`SINGLE_NODE_ONLY`] routes 501.
+async fn cluster_guard(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    if state.cluster.is_some() && single_node_only(path) {
+        return ApiError::NotInCluster(format!("`{path}`")).into_response();
+    }
+    next.run(request).await
+}
+
 /// Every route: public ones, the providers' webhooks (each verified by its own signature), the
 /// operator API (behind its bearer token), the agent API (as the calling agent) and the pages.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -164,6 +207,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(operator)
         .merge(agent_routes(&state))
         .merge(pages())
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            cluster_guard,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(refuse_oversized))
         .layer(axum::middleware::from_fn(json_errors))
@@ -343,4 +390,36 @@ async fn refuse_oversized(
         return ApiError::PayloadTooLarge(limit).into_response();
     }
     next.run(request).await
+}
+
+#[cfg(test)]
+mod cluster_guard_tests {
+    use super::single_node_only;
+
+    #[test]
+    fn single_node_routes_are_told_apart_from_the_clusters() {
+        for path in [
+            "/v1/agent/me",
+            "/v1/agents",
+            "/v1/contacts/import",
+            "/inbox",
+            "/inbox/app.js",
+            "/v1/conversations/+12125550100/reply",
+            "/v1/consent/verify",
+        ] {
+            assert!(single_node_only(path), "{path}");
+        }
+        for path in [
+            "/v1/conversations/+12125550100",
+            "/v1/consent/+12125550100",
+            "/v1/flows/ping/start",
+            "/v1/cluster",
+            "/v1/status",
+            "/webhooks/twilio",
+            "/healthz",
+            "/v1/agentsmith",
+        ] {
+            assert!(!single_node_only(path), "{path}");
+        }
+    }
 }
