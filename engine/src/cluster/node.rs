@@ -173,7 +173,9 @@ async fn connect(cluster: &ClusterConfig) -> Result<Bus, ClusterError> {
     loop {
         match Bus::connect(cluster).await {
             Ok(bus) => return Ok(bus),
-            Err(error @ ClusterError::PartitionsChanged { .. }) => return Err(error),
+            Err(error @ (ClusterError::PartitionsChanged { .. } | ClusterError::Config(_))) => {
+                return Err(error);
+            }
             Err(error) if tokio::time::Instant::now() < deadline => {
                 tracing::warn!("JetStream not ready, retrying: {error}");
                 tokio::time::sleep(Duration::from_millis(500)).await;
