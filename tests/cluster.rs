@@ -761,6 +761,24 @@ async fn a_node_joining_and_leaving_gracefully_replays_nothing() {
         900 + 10 + 20,
         "every input applied once: texts, opt-ins, starts"
     );
+    // `smsflow cluster status` sees the two nodes left, owning every partition between them.
+    let status = common::cli(
+        &cluster.setup.dir.path().join("n1.toml"),
+        &["cluster", "status"],
+    );
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert!(
+        table.starts_with(&format!(
+            "2 nodes, {PARTITIONS} of {PARTITIONS} partitions owned"
+        )),
+        "{table}"
+    );
+    assert!(!table.contains("(none)"), "{table}");
     let handed = cluster.counter(0, "handed_over").await + cluster.counter(1, "handed_over").await;
     assert!(handed > 0, "n1 and n2 handed nothing over to n3");
 }
