@@ -160,6 +160,9 @@ pub enum StoreError {
     /// The disk write of a flush failed.
     #[error("cannot flush the store to disk: {0}; check the disk (space, permissions)")]
     Flush(#[source] sled::Error),
+    /// The flush's thread ended without an answer: it panicked, or the runtime is stopping.
+    #[error("the store's flush did not finish ({0}); unless smsflow is stopping, this is a bug")]
+    FlushStopped(String),
     /// The store was written by a newer smsflow.
     #[error(
         "the store at {path} has layout version {found}; this smsflow reads version {FORMAT}: use the smsflow that wrote it"
@@ -433,7 +436,16 @@ impl Store {
             return Ok(());
         }
         let covered = commit.requested.load(Ordering::SeqCst);
-        self.db.flush_async().await.map_err(StoreError::Flush)?;
+        // sled's `flush_async` runs the flush on sled's own small thread pool, where the log
+        // write it waits for is queued too: with many stores in one process (a cluster node
+        // opens one per partition) every pool thread can sit in a flush and none is left to
+        // write (spacejam/sled#1241, seen here as a node hung under load). The blocking flush
+        // on tokio's blocking pool leaves sled's pool free for the writes.
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|error| StoreError::FlushStopped(error.to_string()))?
+            .map_err(StoreError::Flush)?;
         commit.flushed.fetch_max(covered, Ordering::SeqCst);
         Ok(())
     }
@@ -720,5 +732,59 @@ mod tests {
         put(&mut batch, &table, "e", "5");
         table.apply(batch).unwrap();
         assert_eq!(read(&table, "e").as_deref(), Some("5"));
+    }
+}
+
+/// Many stores in one process, as on a cluster node (one per partition).
+#[cfg(test)]
+mod many_stores {
+    use super::*;
+
+    /// Writers on 64 durable stores at once, each committing multi-write batches (sled takes
+    /// its process-wide lock for those) and flushing. With sled's `flush_async` this hung
+    /// within a second or two on two cores: every thread of sled's pool sat in a flush waiting
+    /// for a log write queued behind them.
+    #[test]
+    fn commits_on_many_stores_at_once_all_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores: Vec<Store> = (0..64)
+            .map(|n| Store::open(&dir.path().join(format!("p{n}"))).unwrap())
+            .collect();
+        // The writers run on a runtime of their own: a hang blocks its worker threads inside
+        // sled, where no timer of that runtime could fire; this thread waits for them instead.
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(commit_on_all(stores));
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("64 stores x 4 writers x 40 commits finish within a minute");
+    }
+
+    async fn commit_on_all(stores: Vec<Store>) {
+        let mut writers = tokio::task::JoinSet::new();
+        for (n, store) in stores.into_iter().enumerate() {
+            for writer in 0..4 {
+                let store = store.clone();
+                writers.spawn(async move {
+                    let table: table::Table<String, String> = store.table(TableId::Suppressions);
+                    for i in 0..40 {
+                        let mut batch = Batch::new();
+                        for key in ["a", "b"] {
+                            let key = format!("{n}-{writer}-{i}-{key}");
+                            table.put_in(&mut batch, &key, &key).unwrap();
+                        }
+                        store.commit(batch).await.unwrap();
+                    }
+                });
+            }
+        }
+        while writers.join_next().await.transpose().unwrap().is_some() {}
     }
 }
