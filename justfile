@@ -37,7 +37,7 @@ test: plugins browser-deps nats-deps
 # Benchmarks against the machine's HTTP ceiling, in one run (under 15 minutes on 2 cores after
 # building): bare HTTP, smsflow end to end (HELP, a classified reply, texts no flow matches), the
 # plugin call, seeded stores. Writes bench/results/<date>.json and the table in BENCHMARKS.md.
-bench *args: plugins
+bench *args: plugins nats-deps
     cargo build --release -p smsflow -p smsflow-bench
     cargo bench -p smsflow --bench plugin_call --no-run
     cargo run --release -p smsflow-bench --bin bench -- {{args}}

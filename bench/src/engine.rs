@@ -20,6 +20,8 @@ pub const ACCOUNT_SID: &str = "ACbench";
 pub const AUTH_TOKEN: &str = "bench-auth-token";
 /// `[provider] from`: our number.
 pub const OURS: &str = "+15550001000";
+/// The longest a call of [`Api`] may take: a stalled engine is an error, not a hung run.
+pub const API_TIMEOUT: Duration = Duration::from_secs(30);
 /// A Tuesday, noon in New York: every bench number (212) is inside its quiet-hours window.
 pub const DAYTIME: &str = "2026-03-03T17:00:00Z";
 
@@ -111,6 +113,21 @@ impl Setup {
         Ok(setup)
     }
 
+    /// Adds `text` (a section such as `[cluster]`) to the end of its `smsflow.toml`.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be written.
+    pub fn append(&self, text: &str) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let path = self.config();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        write!(file, "\n{text}").with_context(|| format!("cannot write {}", path.display()))
+    }
+
     /// Its `smsflow.toml`.
     pub fn config(&self) -> PathBuf {
         self.dir.path().join("smsflow.toml")
@@ -194,7 +211,10 @@ impl Engine {
         let server = Server::spawn(command, "smsflow serve", &log, "smsflow listening on ")?;
         let api = Api {
             base: format!("http://{}", server.addr),
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .timeout(API_TIMEOUT)
+                .build()
+                .context("cannot build the API's HTTP client")?,
         };
         let ready = match api.wait_healthy(Duration::from_secs(300)).await {
             Ok(ready) => ready,
@@ -284,6 +304,34 @@ impl Api {
         Ok(Some(
             serde_json::from_slice(&body).context("GET /v1/conversations is not JSON")?,
         ))
+    }
+
+    /// `GET /v1/cluster`: this node's partitions and senders, or `None` when it is not in
+    /// cluster mode.
+    ///
+    /// # Errors
+    ///
+    /// When the node does not answer, or answers something else.
+    pub async fn cluster(&self) -> anyhow::Result<Option<smsflow::cluster::node::NodeReport>> {
+        let Some(response) = self.get("/v1/cluster").await? else {
+            return Ok(None);
+        };
+        let body = response.bytes().await.context("GET /v1/cluster")?;
+        Ok(Some(
+            serde_json::from_slice(&body).context("GET /v1/cluster is not a node's report")?,
+        ))
+    }
+
+    /// `GET /metrics`, the Prometheus text, or `None` when there is no such endpoint.
+    ///
+    /// # Errors
+    ///
+    /// When the engine does not answer.
+    pub async fn metrics(&self) -> anyhow::Result<Option<String>> {
+        let Some(response) = self.get("/metrics").await? else {
+            return Ok(None);
+        };
+        Ok(Some(response.text().await.context("GET /metrics")?))
     }
 
     /// A GET with the API token: `None` for a 404, an error for another non-2xx.

@@ -3,7 +3,9 @@
 //!
 //! Each connection is a task with its own hyper client connection; requests are built (and
 //! signed) on the fly, so the ceiling and the engine are driven with exactly the same work on
-//! the client side. A closed loop may also bound its *backlog*: request `i` is only posted once
+//! the client side. Given several servers ([`run_spread`]), request `i` goes to server
+//! `i mod n`: each connection task keeps one connection to each. A closed loop may also bound
+//! its *backlog*: request `i` is only posted once
 //! all but `backlog` of the requests before it were answered (by whatever [`Live::answered`]
 //! is told: the fake provider's arrivals, or the engine's inbox count). The rate it reaches is
 //! then what the engine sustains, not what its queue swallows.
@@ -23,6 +25,10 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::Notify;
 
 use crate::latency::new_histogram;
+
+/// A request not answered within this long counts as failed (its connection is dropped): a
+/// stalled server ends the run with its requests failed instead of hanging it.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the load generator posts: request `index` for `index` in `0..count()`.
 pub trait Requests: Send + Sync + 'static {
@@ -175,7 +181,7 @@ pub fn per_second(count: u64, elapsed: Duration) -> f64 {
 }
 
 struct Shared {
-    target: SocketAddr,
+    targets: Vec<SocketAddr>,
     requests: Arc<dyn Requests>,
     pace: Pace,
     live: Arc<Live>,
@@ -227,9 +233,30 @@ pub async fn run(
     pace: Pace,
     live: Arc<Live>,
 ) -> anyhow::Result<Report> {
+    run_spread(&[target], connections, requests, pace, live).await
+}
+
+/// Posts `requests` round-robin over `targets` (request `i` to `targets[i % n]`), from
+/// `connections` tasks that each keep a connection to every target, paced by `pace`.
+///
+/// # Errors
+///
+/// When `targets` is empty, a connection cannot be made (a server is not up, or stopped) or
+/// a request cannot be built.
+pub async fn run_spread(
+    targets: &[SocketAddr],
+    connections: usize,
+    requests: Arc<dyn Requests>,
+    pace: Pace,
+    live: Arc<Live>,
+) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        !targets.is_empty(),
+        "the load generator needs a server to post to"
+    );
     let connections = connections.max(1);
     let shared = Arc::new(Shared {
-        target,
+        targets: targets.to_vec(),
         requests,
         pace,
         live,
@@ -270,7 +297,8 @@ impl Report {
 
 async fn run_lane(shared: Arc<Shared>, lane: u64) -> anyhow::Result<Report> {
     let mut report = Report::empty(shared.started)?;
-    let mut connection = None;
+    let mut per_target: Vec<Option<SendRequest<Full<Bytes>>>> =
+        shared.targets.iter().map(|_| None).collect();
     let mut sent = 0;
     while let Some((index, due)) = shared.next(lane, sent).await {
         sent += 1;
@@ -279,8 +307,10 @@ async fn run_lane(shared: Arc<Shared>, lane: u64) -> anyhow::Result<Report> {
             report.max_lateness = report.max_lateness.max(due.elapsed());
         }
         let request = shared.requests.request(index)?;
+        // Lossless: the remainder is below the number of targets.
+        let slot = (index % per_target.len() as u64) as usize;
         let started = Instant::now();
-        let outcome = exchange(&mut connection, shared.target, request).await?;
+        let outcome = exchange(&mut per_target[slot], shared.targets[slot], request).await?;
         let done = Instant::now();
         match outcome {
             Outcome::Acked => {
@@ -310,6 +340,8 @@ pub fn micros(duration: Duration) -> u64 {
 }
 
 /// Posts `request` on `connection`, opening a new one when there is none or it closed.
+/// An answer that takes longer than [`REQUEST_TIMEOUT`] is a failure, and the connection is
+/// dropped.
 async fn exchange(
     connection: &mut Option<SendRequest<Full<Bytes>>>,
     target: SocketAddr,
@@ -319,17 +351,20 @@ async fn exchange(
         Some(sender) if !sender.is_closed() => sender,
         _ => connect(target).await?,
     };
-    if sender.ready().await.is_err() {
-        return Ok(Outcome::Failed);
-    }
-    let Ok(response) = sender.send_request(request).await else {
+    let answered = tokio::time::timeout(REQUEST_TIMEOUT, async {
+        if sender.ready().await.is_err() {
+            return None;
+        }
+        let response = sender.send_request(request).await.ok()?;
+        let status = response.status();
+        // The whole answer is read, so the connection can carry the next request.
+        response.into_body().collect().await.ok()?;
+        Some(status)
+    })
+    .await;
+    let Ok(Some(status)) = answered else {
         return Ok(Outcome::Failed);
     };
-    let status = response.status();
-    // The whole answer is read, so the connection can carry the next request.
-    if response.into_body().collect().await.is_err() {
-        return Ok(Outcome::Failed);
-    }
     *connection = Some(sender);
     Ok(if status.is_success() {
         Outcome::Acked

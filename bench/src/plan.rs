@@ -39,6 +39,25 @@ pub struct Plan {
     pub state: StatePlan,
     /// Contacts imported and sent one campaign, pacing off.
     pub broadcast_contacts: u64,
+    /// Single node against cluster mode.
+    pub cluster: ClusterPlan,
+}
+
+/// The sizes of the cluster part (its phases' lengths are `sustained_time` and
+/// `latency_time`, its backlog `backlog`).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ClusterPlan {
+    /// A sustained phase's text bound.
+    pub sustained_texts: u64,
+    /// The latency phase's rate, as a fraction of the slowest configuration's sustained rate.
+    pub load: f64,
+    /// `[cluster] partitions`.
+    pub partitions: u32,
+    /// `[cluster] lease_ttl_ms`.
+    pub lease_ttl_ms: u64,
+    /// How long a configuration may take from its first process to every partition owned.
+    #[serde(with = "seconds")]
+    pub ready_timeout: Duration,
 }
 
 /// The sizes of the seeded-store part.
@@ -74,6 +93,15 @@ impl Plan {
                 timers: 100_000,
             },
             broadcast_contacts: 100_000,
+            cluster: ClusterPlan {
+                // Far above what 15 s can use; small enough that every part's numbers fit in
+                // the 212 area code.
+                sustained_texts: 150_000,
+                load: 0.5,
+                partitions: 64,
+                lease_ttl_ms: 10_000,
+                ready_timeout: Duration::from_secs(180),
+            },
         }
     }
 
@@ -104,6 +132,10 @@ impl Plan {
                 timers: 1_000,
             },
             broadcast_contacts: 2_000,
+            cluster: ClusterPlan {
+                sustained_texts: 20_000,
+                ..Self::full().cluster
+            },
             ..Self::full()
         }
     }

@@ -1,11 +1,12 @@
 //! Child servers (`ceiling`, `smsflow serve`): started on a free port they announce on stdout,
-//! measured through /proc, stopped with SIGTERM, killed if the harness stops first.
+//! measured through /proc, stopped with SIGTERM, killed if the harness stops first. Any
+//! process's CPU time and memory, and the machine's, are read from /proc too.
 
 use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow};
@@ -90,7 +91,7 @@ impl Server {
     ///
     /// When /proc cannot be read (not Linux, or the process exited).
     pub fn peak_rss_bytes(&self) -> anyhow::Result<u64> {
-        proc_status_kib(self.pid(), "VmHWM").map(|kib| kib * 1024)
+        peak_rss_bytes(self.pid())
     }
 
     /// Its resident memory now (`VmRSS`), in bytes.
@@ -151,6 +152,132 @@ impl Drop for Server {
     }
 }
 
+/// The peak resident memory (`VmHWM`) of process `pid`, in bytes.
+///
+/// # Errors
+///
+/// When /proc cannot be read (not Linux, or the process exited).
+pub fn peak_rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    proc_status_kib(pid, "VmHWM").map(|kib| kib * 1024)
+}
+
+/// CPU time process `pid` used so far, user and system, all its threads (`utime + stime` in
+/// /proc/<pid>/stat), in seconds.
+///
+/// # Errors
+///
+/// When /proc cannot be read (not Linux, or the process exited).
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let ticks = parse_stat_ticks(&stat).with_context(|| format!("{path} has no utime/stime"))?;
+    Ok(ticks as f64 / clock_ticks_per_second() as f64)
+}
+
+/// CPU time this process (the harness: load generator and fake provider) used so far.
+///
+/// # Errors
+///
+/// As [`cpu_seconds`].
+pub fn own_cpu_seconds() -> anyhow::Result<f64> {
+    cpu_seconds(std::process::id())
+}
+
+/// `utime + stime` (clock ticks) from the text of a /proc/<pid>/stat file. The command name
+/// in parentheses may hold spaces and parentheses, so the fields are counted after the last
+/// `)`: the state is field 3, utime 14, stime 15.
+pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
+    let (_, after) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// `getconf CLK_TCK` (the unit of /proc's CPU times), read once; 100 (Linux's value
+/// everywhere in practice) when it cannot be run.
+fn clock_ticks_per_second() -> u64 {
+    static TICKS: OnceLock<u64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|output| String::from_utf8(output.stdout).ok())
+            .and_then(|text| text.trim().parse().ok())
+            .filter(|ticks| *ticks > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// The whole machine's CPU time so far, from the `cpu` line of /proc/stat, in seconds summed
+/// over its cores.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct MachineCpu {
+    /// Running anything: user, nice, system, irq, softirq, steal.
+    pub busy: f64,
+    /// Idle with a disk request outstanding (waiting for writes and fsyncs, among others).
+    pub iowait: f64,
+    /// Idle otherwise.
+    pub idle: f64,
+}
+
+impl MachineCpu {
+    /// Reads /proc/stat.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be read or has no `cpu` line.
+    pub fn read() -> anyhow::Result<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
+        let ticks = parse_machine_ticks(&stat).context("/proc/stat has no `cpu` line")?;
+        let per_second = clock_ticks_per_second() as f64;
+        Ok(Self {
+            busy: ticks.busy as f64 / per_second,
+            iowait: ticks.iowait as f64 / per_second,
+            idle: ticks.idle as f64 / per_second,
+        })
+    }
+
+    /// What was used between `earlier` and `self`.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            busy: self.busy - earlier.busy,
+            iowait: self.iowait - earlier.iowait,
+            idle: self.idle - earlier.idle,
+        }
+    }
+}
+
+/// The machine's CPU time in clock ticks, as /proc/stat's `cpu` line has it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MachineTicks {
+    /// user + nice + system + irq + softirq + steal.
+    pub busy: u64,
+    /// iowait.
+    pub iowait: u64,
+    /// idle.
+    pub idle: u64,
+}
+
+/// The `cpu` line of a /proc/stat text.
+pub fn parse_machine_ticks(stat: &str) -> Option<MachineTicks> {
+    let line = stat.lines().find(|line| line.starts_with("cpu "))?;
+    let values: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let field = |n: usize| values.get(n).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal (guest time is inside user already).
+    Some(MachineTicks {
+        busy: field(0) + field(1) + field(2) + field(5) + field(6) + field(7),
+        iowait: field(4),
+        idle: field(3),
+    })
+}
+
 /// A `kB` field of /proc/<pid>/status.
 fn proc_status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let path = format!("/proc/{pid}/status");
@@ -204,5 +331,40 @@ mod tests {
     #[test]
     fn this_process_has_a_peak() {
         assert!(proc_status_kib(std::process::id(), "VmHWM").unwrap() > 0);
+    }
+
+    #[test]
+    fn cpu_time_is_read_after_the_command_name() {
+        // A name with a space and a parenthesis; utime 1500, stime 250.
+        let stat = "4242 (tokio (rt) w) S 1 4242 4242 0 -1 4194560 9000 0 0 0 1500 250 0 0 20 0 9 0 100 5000000 1200 18446744073709551615";
+        assert_eq!(parse_stat_ticks(stat), Some(1750));
+        assert_eq!(parse_stat_ticks("4242 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn this_process_uses_cpu_time() {
+        let before = own_cpu_seconds().unwrap();
+        let started = Instant::now();
+        let mut spins: u64 = 0;
+        // Spin until a clock tick of CPU time shows (or give up after 5 s).
+        while own_cpu_seconds().unwrap() <= before && started.elapsed() < Duration::from_secs(5) {
+            spins = std::hint::black_box(spins.wrapping_add(1));
+        }
+        assert!(own_cpu_seconds().unwrap() > before, "{spins} spins");
+    }
+
+    #[test]
+    fn the_machine_line_splits_busy_idle_and_iowait() {
+        let stat = "cpu  100 5 50 1000 30 2 3 1 0 0\ncpu0 50 2 25 500 15 1 1 0 0 0\nintr 1\n";
+        assert_eq!(
+            parse_machine_ticks(stat),
+            Some(MachineTicks {
+                busy: 161,
+                iowait: 30,
+                idle: 1000
+            })
+        );
+        let now = MachineCpu::read().unwrap();
+        assert!(now.busy > 0.0 && now.since(&now) == MachineCpu::default());
     }
 }

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::ceiling::Ceiling;
+use crate::cluster::{Cluster, Configuration};
 use crate::latency::Summary;
 use crate::machine::Machine;
 use crate::plan::Plan;
@@ -92,6 +93,8 @@ pub struct Results {
     pub state: Section<State>,
     /// A campaign to many contacts.
     pub broadcast: Section<crate::broadcast::Broadcast>,
+    /// HELP on one node against cluster mode (1 and 3 nodes on NATS JetStream).
+    pub cluster: Section<Cluster>,
     /// The headline figures, derived from the above.
     pub ratios: Ratios,
 }
@@ -262,7 +265,78 @@ pub fn table(results: &Results) -> String {
     }));
     rows.extend(state_rows(&results.state, &results.plan));
     rows.extend(broadcast_rows(&results.broadcast));
-    format!("{}\n\n{}\n", heading(results), rows.join("\n"))
+    format!(
+        "{}\n\n{}\n\n{}",
+        heading(results),
+        rows.join("\n"),
+        cluster_table(&results.cluster, &results.plan)
+    )
+}
+
+/// The cluster part's own table: one row per configuration.
+pub fn cluster_table(cluster: &Section<Cluster>, plan: &Plan) -> String {
+    let Some(cluster) = cluster.done() else {
+        return format!("| cluster mode | {} |\n| --- | --- |\n", failed(cluster));
+    };
+    let rate = cluster.latency_rate.map_or_else(
+        || "—".to_owned(),
+        |rate| format!("{} texts/s", thousands(rate)),
+    );
+    let mut rows = vec![
+        format!(
+            "| cluster mode, HELP (backlog ≤ {}; latency at {rate}, {}% of the slowest) | sustained | ingest to provider p50 / p99 | CPU per text: smsflow / nats-server | cores busy: smsflow / nats-server | peak RSS: smsflow / nats-server | exactly once |",
+            thousands(plan.backlog as f64),
+            short(cluster.load * 100.0)
+        ),
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |".to_owned(),
+    ];
+    let single = cluster
+        .configuration("single")
+        .and_then(|c| c.sustained.done())
+        .map(|run| run.sustained.texts_per_second);
+    for configuration in &cluster.configurations {
+        rows.push(configuration_row(configuration, single));
+    }
+    rows.join("\n") + "\n"
+}
+
+fn configuration_row(c: &Configuration, single: Option<f64>) -> String {
+    let Some(run) = c.sustained.done() else {
+        return format!("| {} | {} | | | | | |", c.description, failed(&c.sustained));
+    };
+    let rate = run.sustained.texts_per_second;
+    let versus = match single {
+        Some(single) if single > 0.0 && c.name != "single" => {
+            format!(" ({}×)", short(rate / single))
+        }
+        _ => String::new(),
+    };
+    let latency = match c.latency.done() {
+        Some(l) => l.latency.ingest_to_provider.as_ref().map_or_else(
+            || "—".to_owned(),
+            |s| format!("{} / {} ms", short(s.p50_ms), short(s.p99_ms)),
+        ),
+        None => failed(&c.latency),
+    };
+    let nats = c.nats_servers > 0;
+    let or_dash = |value: String| if nats { value } else { "—".to_owned() };
+    let cost = &run.cost;
+    let verdict = if c.exactly_once { "yes" } else { "**no**" };
+    format!(
+        "| {} | {} texts/s{versus} | {latency} | {} / {} ms | {} / {} | {} / {} | {verdict}: {} texts, {} missing, {} duplicates, {} unexpected |",
+        c.description,
+        thousands(rate),
+        short(cost.smsflow.ms_per_text),
+        or_dash(short(cost.nats.ms_per_text)),
+        short(cost.smsflow.cores),
+        or_dash(short(cost.nats.cores)),
+        mib(run.memory.smsflow_total_bytes),
+        or_dash(mib(run.memory.nats_total_bytes)),
+        thousands((run.sustained.texts + c.latency.done().map_or(0, |l| l.latency.texts)) as f64),
+        c.check.missing,
+        c.check.duplicates,
+        c.check.unexpected
+    )
 }
 
 fn heading(results: &Results) -> String {

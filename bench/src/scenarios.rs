@@ -23,7 +23,7 @@ use crate::process::disk_bytes;
 use crate::twilio::{FlowStarts, InboundTexts};
 
 /// After a phase's last expected reply, how long to keep listening for duplicates.
-const SETTLE: Duration = Duration::from_millis(300);
+pub const SETTLE: Duration = Duration::from_millis(300);
 /// How often the inbox is looked at through `GET /v1/status`.
 const STATUS_EVERY: Duration = Duration::from_millis(20);
 /// The outbound flow of scenario (b).
@@ -101,7 +101,8 @@ pub struct Check {
 }
 
 impl Check {
-    fn of(joined: &Joined) -> Self {
+    /// What `joined` found wrong.
+    pub fn of(joined: &Joined) -> Self {
         Self {
             missing: joined.missing,
             duplicates: joined.duplicates,
@@ -109,7 +110,8 @@ impl Check {
         }
     }
 
-    fn add(&mut self, other: Self) {
+    /// Adds `other`'s counts.
+    pub fn add(&mut self, other: Self) {
         self.missing += other.missing;
         self.duplicates += other.duplicates;
         self.unexpected += other.unexpected;

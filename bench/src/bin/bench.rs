@@ -1,6 +1,6 @@
 //! `bench`: the whole `just bench` run. The ceiling, the three end-to-end scenarios, the
-//! plugin call and the seeded stores, on this machine, in one run; then
-//! `bench/results/<date>.json` and the table in `BENCHMARKS.md`.
+//! plugin call, the seeded stores, the broadcast and one node against cluster mode, on this
+//! machine, in one run; then `bench/results/<date>.json` and the table in `BENCHMARKS.md`.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -33,6 +33,8 @@ struct Args {
     #[arg(long)]
     connections: Option<usize>,
     /// Leave a part out (repeatable); the JSON says it was skipped. The ceiling always runs.
+    /// A run with a part left out does not touch BENCHMARKS.md (its table would lose the
+    /// part's rows): the table is printed, the JSON written.
     #[arg(long, value_enum)]
     skip: Vec<Part>,
 }
@@ -48,6 +50,9 @@ enum Part {
     State,
     /// The campaign to many contacts.
     Broadcast,
+    /// HELP on one node against a 1-node and a 3-node cluster on NATS JetStream (needs
+    /// nats-server: `just nats-deps`).
+    Cluster,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -135,6 +140,12 @@ async fn run(paths: &Paths, plan: Plan, skip: &[Part]) -> anyhow::Result<Results
             .await
             .into()
     };
+    let cluster = if skip.contains(&Part::Cluster) {
+        skipped("cluster")
+    } else {
+        eprintln!("cluster: single node against 1 and 3 nodes on NATS JetStream");
+        Section::Done(smsflow_bench::cluster::run(&bench).await)
+    };
     let ratios = Ratios::of(&ceiling, &end_to_end, &plugin, &state);
     Ok(Results {
         date: machine::today(),
@@ -146,6 +157,7 @@ async fn run(paths: &Paths, plan: Plan, skip: &[Part]) -> anyhow::Result<Results
         plugin,
         state,
         broadcast,
+        cluster,
         ratios,
     })
 }
@@ -186,7 +198,12 @@ fn write(paths: &Paths, args: &Args, results: &Results) -> anyhow::Result<()> {
     let table = report::table(results);
     println!("{table}");
     println!("results: {}", out.display());
-    if !results.plan.quick {
+    if !results.plan.quick && !args.skip.is_empty() {
+        println!(
+            "BENCHMARKS.md left alone: parts were left out with --skip, and its table would lose \
+             their rows"
+        );
+    } else if !results.plan.quick {
         let markdown = paths.repo.join("BENCHMARKS.md");
         let document = std::fs::read_to_string(&markdown)
             .with_context(|| format!("cannot read {}", markdown.display()))?;
@@ -211,6 +228,7 @@ fn failures(results: &Results) -> usize {
         results.plugin.failed(),
         results.broadcast.failed(),
         results.state.failed(),
+        results.cluster.failed() || results.cluster.done().is_some_and(|c| c.failed()),
     ]
     .iter()
     .filter(|failed| **failed)
