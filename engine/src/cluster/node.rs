@@ -290,12 +290,15 @@ impl Node {
                 continue;
             };
             held.task.abort();
+            // A task that met its own lapsed fence (a pause past the lease, noticed on waking
+            // by the work before this tick) ended with an error, but its lease is what was lost.
+            let lapsed = !held.lease.fence().valid();
             match held.task.await {
-                Ok(Err(error)) => {
+                Ok(Err(error)) if !lapsed => {
                     tracing::error!(partition, "the partition stopped: {error:#}");
                     held.lease.release(&self.bus.leases).await;
                 }
-                Ok(Ok(())) | Err(_) => {
+                Ok(_) | Err(_) => {
                     tracing::warn!(
                         partition,
                         epoch = held.lease.epoch(),

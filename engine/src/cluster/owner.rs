@@ -371,10 +371,10 @@ impl Owner {
         self.store.flush().await?;
         let (pairs, id_floor) = self.store.export()?;
         // A lapsed owner's snapshot would overwrite the next owner's.
-        anyhow::ensure!(
-            self.fence.valid(),
-            "the lease was lost: the snapshot is not written"
-        );
+        if !self.fence.valid() {
+            note("stale_refused");
+            anyhow::bail!("the lease was lost: the snapshot is not written");
+        }
         let bytes = encode(checkpoint, id_floor, &pairs);
         let mut reader = bytes.as_slice();
         self.parts
