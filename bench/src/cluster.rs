@@ -24,7 +24,7 @@ use smsflow::cluster::partition::{partition_key, rendezvous, sender_key};
 
 use crate::contacts::Block;
 use crate::engine::{Engine, Setup};
-use crate::latency::{Expect, Joined, join, summary};
+use crate::latency::{Expect, summary};
 use crate::loadgen::{self, Live, Pace, Report, per_second};
 use crate::nats::Nats;
 use crate::process::{MachineCpu, cpu_seconds, disk_bytes, own_cpu_seconds, peak_rss_bytes};
@@ -34,6 +34,8 @@ use crate::twilio::InboundTexts;
 
 /// The text every configuration is sent.
 const BODY: &str = "HELP";
+/// Each text is answered once, and nothing came before it.
+const HELP_ANSWERED: Expect = Expect::Reply { earlier: 0 };
 /// How long the processes' idle CPU use is measured before the sustained phase.
 const IDLE_WINDOW: Duration = Duration::from_secs(2);
 /// After the last reply, CPU use is read this often until it falls back to idle.
@@ -417,7 +419,7 @@ async fn measure_sustained(bench: &Bench<'_>, deployment: &Deployment) -> anyhow
     let report = drive(bench, deployment, block, pace, tag).await?;
     let at_last_reply = deployment.sample()?;
     let after = deployment.wait_quiet(&at_last_reply, idle).await?;
-    let joined = joined(bench, &report, block)?;
+    let joined = bench.join(&report, block, HELP_ANSWERED)?;
     let handled = joined.answered;
     let last_reply = joined.last_answer.unwrap_or(at_last_reply.at);
     let elapsed = last_reply.saturating_duration_since(report.started);
@@ -457,7 +459,7 @@ async fn latency_run(bench: &Bench<'_>, mode: Mode, rate: f64) -> anyhow::Result
     let stop_errors = deployment.stop();
     let report = measured?;
     tokio::time::sleep(SETTLE).await;
-    let joined = joined(bench, &report, block)?;
+    let joined = bench.join(&report, block, HELP_ANSWERED)?;
     Ok(LatencyRun {
         start: deployment.started.clone(),
         latency: Latency {
@@ -509,18 +511,6 @@ async fn drive(
         .wait_for(baseline + report.acked(), bench.plan.drain_timeout)
         .await;
     Ok(report)
-}
-
-/// What was posted, joined with what reached the provider.
-fn joined(bench: &Bench<'_>, report: &Report, block: Block) -> anyhow::Result<Joined> {
-    let numbers = report.posted.iter().map(|text| block.number(text.index));
-    let arrivals = bench.fake.arrivals(numbers);
-    join(
-        &report.posted,
-        |index| block.number(index),
-        &arrivals,
-        Expect::Reply { earlier: 0 },
-    )
 }
 
 /// CPU time of every process of a deployment at one instant.
@@ -596,7 +586,6 @@ struct Deployment {
     nats: Option<Nats>,
     mode: Mode,
     node_ids: Vec<String>,
-    smsflow_pids: Vec<u32>,
     started: Started,
 }
 
@@ -615,7 +604,6 @@ impl Deployment {
             nats,
             mode,
             node_ids: (1..=mode.nodes()).map(|n| format!("n{n}")).collect(),
-            smsflow_pids: Vec::new(),
             started: Started {
                 ready_seconds: 0.0,
                 partitions_per_node: Vec::new(),
@@ -630,7 +618,6 @@ impl Deployment {
             let engine = Engine::start(bench.paths, &setup)
                 .await
                 .with_context(|| format!("{}: node {id} did not start", mode.name()))?;
-            deployment.smsflow_pids.push(engine.server.pid());
             deployment.nodes.push(engine);
             deployment.setups.push(setup);
         }
@@ -651,6 +638,10 @@ impl Deployment {
     /// Where the webhooks go: node `i mod n` for text `i`.
     fn targets(&self) -> Vec<SocketAddr> {
         self.nodes.iter().map(|node| node.server.addr).collect()
+    }
+
+    fn smsflow_pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(|node| node.server.pid()).collect()
     }
 
     fn nats_pids(&self) -> Vec<u32> {
@@ -706,7 +697,7 @@ impl Deployment {
         };
         Ok(Sample {
             at: Instant::now(),
-            smsflow: sum(&self.smsflow_pids)?,
+            smsflow: sum(&self.smsflow_pids())?,
             nats: sum(&self.nats_pids())?,
             harness: own_cpu_seconds()?,
             machine: MachineCpu::read()?,
@@ -735,7 +726,7 @@ impl Deployment {
         let peaks = |pids: &[u32]| -> anyhow::Result<Vec<u64>> {
             pids.iter().map(|pid| peak_rss_bytes(*pid)).collect()
         };
-        let smsflow = peaks(&self.smsflow_pids)?;
+        let smsflow = peaks(&self.smsflow_pids())?;
         let nats = peaks(&self.nats_pids())?;
         Ok(Memory {
             smsflow_total_bytes: smsflow.iter().sum(),

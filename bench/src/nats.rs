@@ -3,7 +3,7 @@
 //! killed when dropped. The logic of `tests/common/nats.rs`, which the bench cannot use, plus a
 //! monitoring port per server whose `/healthz` says when JetStream is ready.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -164,11 +164,6 @@ impl Nats {
         format!("[{}]", quoted.join(", "))
     }
 
-    /// The folder holding every server's store and log.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
     /// Server `n`'s JetStream store folder.
     pub fn store(&self, n: usize) -> PathBuf {
         self.dir.path().join(format!("s{n}"))
@@ -180,10 +175,7 @@ impl Nats {
 
     /// The end of server `n`'s log, for an error message.
     pub fn log_tail(&self, n: usize) -> String {
-        let text = std::fs::read_to_string(self.log(n)).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-        format!("\n--- the end of {} ---\n{tail}", self.log(n).display())
+        crate::process::log_tail(&self.log(n))
     }
 }
 

@@ -105,10 +105,7 @@ impl Server {
 
     /// The end of its log, for an error message.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-        format!("\n--- the end of {} ---\n{tail}", self.log.display())
+        log_tail(&self.log)
     }
 
     /// SIGTERM, and waits for it to exit (killing it after 30 s).
@@ -150,6 +147,14 @@ impl Drop for Server {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The last 20 lines of the log at `path`, headed by its path, for an error message.
+pub fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+    format!("\n--- the end of {} ---\n{tail}", path.display())
 }
 
 /// The peak resident memory (`VmHWM`) of process `pid`, in bytes.

@@ -445,7 +445,8 @@ impl Bench<'_> {
             .map_err(|error| error.context(engine.server.log_tail()))
     }
 
-    fn join(&self, report: &Report, block: Block, expect: Expect) -> anyhow::Result<Joined> {
+    /// What was posted, joined with what reached the provider.
+    pub fn join(&self, report: &Report, block: Block, expect: Expect) -> anyhow::Result<Joined> {
         let numbers = report.posted.iter().map(|text| block.number(text.index));
         let arrivals = self.fake.arrivals(numbers);
         join(
